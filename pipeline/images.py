@@ -1,0 +1,96 @@
+"""Safe image decoding and the small encodings the cache stores (thumbnails, overlays).
+
+Every image the pipeline reads goes through `load_rgb`, so EXIF rotation, palette/CMYK/16-bit
+modes, animated GIFs, decompression bombs and huge photos are handled in one place.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from pipeline.config import MAX_IMAGE_PIXELS, MODEL_MAX_SIDE, THUMBNAIL_MAX_SIDE
+
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # PIL raises DecompressionBombError above 2x this
+
+
+class BadImage(ValueError):
+    """The file is not an image we can read; the message says why in plain words."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    width: int
+    height: int
+    format: str
+    frames: int
+
+
+def probe(data: bytes) -> ImageInfo:
+    """Read the header and decode the first frame fully, so truncated files are caught here."""
+    if not data:
+        raise BadImage("empty file (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise BadImage(f"image declares {w}x{h} pixels (> {MAX_IMAGE_PIXELS:,}); refused as a possible decompression bomb")
+            fmt = im.format or "unknown"
+            frames = getattr(im, "n_frames", 1)
+            _reduce_for_decode(im, MODEL_MAX_SIDE)
+            im.load()
+    except BadImage:
+        raise
+    except Image.DecompressionBombError as e:
+        raise BadImage(f"refused as a possible decompression bomb: {e}") from None
+    except Exception as e:  # PIL raises many types for broken files
+        raise BadImage(f"not a readable image ({type(e).__name__}: {e})") from None
+    return ImageInfo(w, h, fmt, frames)
+
+
+def _reduce_for_decode(im: Image.Image, max_side: int) -> None:
+    """For JPEGs, let the decoder downscale by 1/2..1/8 while decoding (saves memory on huge photos)."""
+    if im.format == "JPEG" and max(im.size) > 2 * max_side:
+        im.draft("RGB", (max_side, max_side))
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im, dtype=np.float64)
+        hi = arr.max() or 1.0
+        im = Image.fromarray((arr * (255.0 / hi)).clip(0, 255).astype(np.uint8), "L")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def load_rgb(source: bytes | str | Path, max_side: int = MODEL_MAX_SIDE) -> Image.Image:
+    """Decode to an upright RGB image no larger than `max_side` on its long side (first frame of animations)."""
+    data = Path(source).read_bytes() if isinstance(source, (str, Path)) else source
+    probe(data)
+    with Image.open(io.BytesIO(data)) as im:
+        _reduce_for_decode(im, max_side)
+        im.seek(0)
+        im = ImageOps.exif_transpose(im)
+        im = _to_rgb(im)
+    if max(im.size) > max_side:
+        im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return im
+
+
+def encode_jpeg(im: Image.Image, max_side: int = THUMBNAIL_MAX_SIDE, quality: int = 85) -> bytes:
+    """A JPEG no larger than `max_side` on its long side (the thumbnail / overlay format of the cache)."""
+    im = im.copy()
+    im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    im.convert("RGB").save(buf, "JPEG", quality=quality, optimize=True)
+    return buf.getvalue()
+
+
+def thumbnail(data: bytes) -> bytes:
+    return encode_jpeg(load_rgb(data, max_side=THUMBNAIL_MAX_SIDE * 2))

@@ -1,0 +1,96 @@
+"""The small interface every pipeline stage implements, and its cache key.
+
+A stage (OCR, CLIP, VLM, CAM) offers one or more *variants*: one engine/model with one
+configuration (a prompt version, a CAM method, ...). A result is cached per
+(meme_id, variant_id), where variant_id hashes (stage, model_id, config_hash, stage_version),
+so a new model, prompt, setting or stage code version adds rows beside the old ones.
+
+    class MyStage(Stage):
+        name = "clip"; table = "predictions"; version = "1"
+        def variants(self) -> list[Variant]: ...       # cheap: no model loading here
+        def load(self) -> None: ...                      # heavy; called only if something is uncached
+        def process(self, memes, variant) -> list[dict | Exception]: ...
+
+`process` returns, for each meme in order, the stage-specific columns of its row (the runner adds
+the key columns, run_id, seconds and created_at) or the exception that item raised.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from pipeline.images import load_rgb
+from pipeline.store import short_hash
+
+
+class StageLoadError(RuntimeError):
+    """The stage's model/engine cannot be loaded; the message says what to do (one line)."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    stage: str                  # ocr | clip | vlm | cam
+    model_id: str               # HF id, local path, or OCR engine name
+    name: str                   # prompt version / CAM method / engine: what the dashboard shows
+    config: dict = field(default_factory=dict)   # everything that changes the result
+    stage_version: str = "1"
+    is_smoke: bool = False      # random-weight model: never results
+
+    @property
+    def config_hash(self) -> str:
+        return short_hash(self.stage, self.name, self.config)
+
+    @property
+    def variant_id(self) -> str:
+        return short_hash(self.stage, self.model_id, self.config_hash, self.stage_version)
+
+    def key_columns(self) -> dict[str, Any]:
+        return dict(variant_id=self.variant_id, model_id=self.model_id,
+                    config_hash=self.config_hash, stage_version=self.stage_version)
+
+    def variants_row(self, run_id: int) -> dict[str, Any]:
+        return dict(variant_id=self.variant_id, stage=self.stage, model_id=self.model_id, name=self.name,
+                    config_hash=self.config_hash, stage_version=self.stage_version,
+                    config=json.dumps(self.config, sort_keys=True, ensure_ascii=False, default=str),
+                    is_smoke=self.is_smoke, first_run_id=run_id)
+
+
+@dataclass
+class MemeInput:
+    """One meme as a stage sees it. `ocr_text` is filled from the cache for stages that use it."""
+    meme_id: str
+    path: Path                  # absolute path of the original file
+    rel_path: str
+    label: str | None
+    ocr_text: str | None = None
+
+    @cached_property
+    def image(self) -> Image.Image:
+        """Upright RGB, at most MODEL_MAX_SIDE on its long side (decoded once per meme)."""
+        return load_rgb(self.path)
+
+
+class Stage:
+    name: str = ""
+    table: str = ""             # ocr | predictions | heatmaps
+    version: str = "1"
+    needs_ocr_text: bool = False
+    batch_size: int = 1
+
+    def variants(self) -> list[Variant]:
+        raise NotImplementedError
+
+    def load(self) -> None:
+        """Load models/engines. Raise StageLoadError with an actionable one-line message."""
+
+    def process(self, memes: list[MemeInput], variant: Variant) -> list[dict | Exception]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """What is actually used (e.g. the OCR engine `auto` resolved to), printed and stored in runs."""
+        return ", ".join(sorted({v.model_id for v in self.variants()}))

@@ -1,0 +1,303 @@
+"""The prediction cache: the only code that writes the DuckDB file.
+
+DuckDB allows one writing process *or* many reading processes on a file at a time, so every
+connection here is short-lived: a writer opens, writes one batch in one transaction, and closes;
+readers (the dashboard) do the same per page run. Both retry while the other holds the file.
+A whole precompute additionally holds `<db>.lock` (fcntl), so two runs never interleave.
+
+The tables and columns are the contract the dashboard reads: docs/schema.md.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import duckdb
+import pyarrow as pa
+
+SCHEMA_VERSION = "1"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY,
+    command VARCHAR,
+    started_at TIMESTAMP,
+    finished_at TIMESTAMP,
+    status VARCHAR,            -- running | ok | failed | interrupted
+    args VARCHAR,              -- JSON
+    memes_root VARCHAR,        -- absolute folder scanned (NULL for non-scan commands)
+    versions VARCHAR,          -- JSON: python and library versions
+    device VARCHAR,
+    git_commit VARCHAR,
+    counts VARCHAR,            -- JSON: {stage: {done, cached, failed, seconds}}
+    models VARCHAR,            -- JSON: {stage: model id / engine}
+    is_smoke BOOLEAN DEFAULT FALSE,
+    error VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS failures (
+    run_id INTEGER,
+    stage VARCHAR,             -- scan | ocr | clip | vlm | cam | <stage>:load
+    meme_id VARCHAR,
+    path VARCHAR,              -- relative to the memes folder
+    error_type VARCHAR,
+    message VARCHAR,
+    created_at TIMESTAMP
+);
+
+CREATE TABLE IF NOT EXISTS memes (
+    meme_id VARCHAR PRIMARY KEY,   -- SHA-256 of the file bytes
+    label VARCHAR,                 -- toxic | non_toxic | NULL when label_conflict
+    label_conflict BOOLEAN DEFAULT FALSE,
+    rel_path VARCHAR,              -- first path seen, relative to the memes folder
+    width INTEGER,
+    height INTEGER,
+    format VARCHAR,
+    n_bytes BIGINT,
+    n_frames INTEGER,
+    thumbnail BLOB,                -- JPEG, longest side <= 384 px
+    thumbnail_mime VARCHAR,
+    first_run_id INTEGER,
+    last_seen_run_id INTEGER,
+    retired BOOLEAN DEFAULT FALSE  -- no file with these bytes was found by the latest scan
+);
+
+CREATE TABLE IF NOT EXISTS meme_paths (
+    meme_id VARCHAR,
+    rel_path VARCHAR,
+    label VARCHAR,
+    last_seen_run_id INTEGER,
+    PRIMARY KEY (meme_id, rel_path)
+);
+
+CREATE TABLE IF NOT EXISTS variants (
+    variant_id VARCHAR PRIMARY KEY, -- short hash of (stage, model_id, config_hash, stage_version)
+    stage VARCHAR,                  -- ocr | clip | vlm | cam
+    model_id VARCHAR,               -- model id/path, or OCR engine name
+    name VARCHAR,                   -- prompt version (clip/vlm), method (cam), engine (ocr)
+    config_hash VARCHAR,
+    stage_version VARCHAR,
+    config VARCHAR,                 -- JSON
+    is_smoke BOOLEAN DEFAULT FALSE, -- random-weight model: never results
+    first_run_id INTEGER
+);
+
+CREATE TABLE IF NOT EXISTS ocr (
+    meme_id VARCHAR, variant_id VARCHAR, model_id VARCHAR, config_hash VARCHAR, stage_version VARCHAR,
+    engine VARCHAR,                 -- the engine actually used
+    engine_version VARCHAR,
+    text VARCHAR,
+    boxes VARCHAR,                  -- JSON list of {"box": [x0, y0, x1, y1], "text": str, "conf": 0..1}
+    mean_confidence DOUBLE,
+    seconds DOUBLE, run_id INTEGER, created_at TIMESTAMP,
+    PRIMARY KEY (meme_id, variant_id)
+);
+
+CREATE TABLE IF NOT EXISTS predictions (
+    meme_id VARCHAR, variant_id VARCHAR, model_id VARCHAR, config_hash VARCHAR, stage_version VARCHAR,
+    stage VARCHAR,                  -- clip | vlm
+    prompt_version VARCHAR,
+    label VARCHAR,                  -- toxic | non_toxic | NULL (VLM answer stated no class)
+    score DOUBLE,                   -- p(toxic)
+    logits VARCHAR,                 -- JSON {class: logit}
+    prompt VARCHAR,
+    raw_answer VARCHAR,
+    explanation VARCHAR,
+    is_smoke BOOLEAN DEFAULT FALSE,
+    seconds DOUBLE, run_id INTEGER, created_at TIMESTAMP,
+    PRIMARY KEY (meme_id, variant_id)
+);
+
+CREATE TABLE IF NOT EXISTS heatmaps (
+    meme_id VARCHAR, variant_id VARCHAR, model_id VARCHAR, config_hash VARCHAR, stage_version VARCHAR,
+    method VARCHAR,                 -- eigencam | gradcam
+    grid_h INTEGER, grid_w INTEGER,
+    cam BLOB,                       -- uint8 row-major grid_h x grid_w, 0..255
+    overlay BLOB,                   -- JPEG overlay at thumbnail size
+    is_smoke BOOLEAN DEFAULT FALSE,
+    seconds DOUBLE, run_id INTEGER, created_at TIMESTAMP,
+    PRIMARY KEY (meme_id, variant_id)
+);
+"""
+
+STAGE_TABLES = ("ocr", "predictions", "heatmaps")
+APPEND_ONLY_TABLES = ("failures",)  # no primary key: rows are only ever added
+LOCK_RETRY_SECONDS = 60.0
+
+
+class StoreError(RuntimeError):
+    """A problem with the database file itself, explained in one line."""
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def short_hash(*parts: Any, n: int = 12) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+def _is_lock_error(e: Exception) -> bool:
+    msg = str(e).lower()
+    return "lock" in msg and ("conflicting" in msg or "could not set" in msg or "resource temporarily" in msg)
+
+
+def connect(path: str | Path, read_only: bool, retry_seconds: float = LOCK_RETRY_SECONDS) -> duckdb.DuckDBPyConnection:
+    """Open the file, waiting while another process holds a conflicting lock."""
+    deadline = time.monotonic() + retry_seconds
+    delay = 0.02
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except (duckdb.IOException, duckdb.Error) as e:
+            if _is_lock_error(e) and time.monotonic() < deadline:
+                time.sleep(delay)
+                delay = min(delay * 1.5, 0.5)
+                continue
+            if _is_lock_error(e):
+                raise StoreError(f"{path} stayed locked by another process for {retry_seconds:.0f} s") from None
+            raise StoreError(f"{path} could not be opened as a DuckDB database: {e}") from None
+
+
+class Store:
+    """Writes and reads the prediction cache at `path` (created on first use)."""
+
+    def __init__(self, path: str | Path, create: bool = True):
+        self.path = Path(path)
+        self._check_path(create)
+        if create:
+            with self.transaction() as con:
+                con.execute(SCHEMA)
+                con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [SCHEMA_VERSION])
+
+    def _check_path(self, create: bool) -> None:
+        parent = self.path.resolve().parent
+        if self.path.is_dir():
+            raise StoreError(f"--db {self.path} is a directory; give a file path such as {self.path / 'vlmemes.duckdb'}")
+        if not self.path.exists():
+            if not create:
+                raise StoreError(f"no database at {self.path}; run `python -m pipeline precompute --db {self.path}` first")
+            if not parent.is_dir():
+                raise StoreError(f"the directory {parent} does not exist; create it or choose another --db")
+            if not os.access(parent, os.W_OK):
+                raise StoreError(f"the directory {parent} is not writable; choose another --db")
+        elif create and not os.access(self.path, os.W_OK):
+            raise StoreError(f"{self.path} is read-only; choose another --db or fix its permissions")
+        elif create and not os.access(parent, os.W_OK):
+            # DuckDB writes a .wal file beside the database
+            raise StoreError(f"the directory {parent} is not writable (DuckDB needs a .wal file beside the database)")
+
+    # ---------------------------------------------------------------- connections
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One short write transaction; the file is released when the block ends."""
+        con = connect(self.path, read_only=False)
+        try:
+            con.execute("BEGIN")
+            yield con
+            con.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = connect(self.path, read_only=True)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextlib.contextmanager
+    def run_lock(self) -> Iterator[None]:
+        """Held for a whole precompute: a second one on the same file refuses at once."""
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fh = open(lock_path, "a+")
+        try:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                raise StoreError(f"another precompute ({holder}) is writing to {self.path}; wait for it to finish or use another --db") from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()}")
+            fh.flush()
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                fh.seek(0)
+                fh.truncate()
+            fh.close()
+
+    # ---------------------------------------------------------------- writes
+    @staticmethod
+    def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict]) -> None:
+        """INSERT OR REPLACE rows (dicts of column -> value) by column name."""
+        if not rows:
+            return
+        cols = list(rows[0])
+        data = pa.Table.from_pylist(rows)
+        con.register("_rows", data)
+        try:
+            col_list = ", ".join(cols)
+            verb = "INSERT" if table in APPEND_ONLY_TABLES else "INSERT OR REPLACE"
+            con.execute(f"{verb} INTO {table} ({col_list}) SELECT {col_list} FROM _rows")
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                con.unregister("_rows")
+
+    def write_rows(self, table: str, rows: list[dict]) -> None:
+        with self.transaction() as con:
+            self.insert_rows(con, table, rows)
+
+    def start_run(self, command: str, args: dict, memes_root: str | None, versions: dict, device: str,
+                  git_commit: str | None, models: dict | None = None, is_smoke: bool = False) -> int:
+        with self.transaction() as con:
+            run_id = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchall()[0][0]
+            self.insert_rows(con, "runs", [dict(
+                run_id=run_id, command=command, started_at=now(), finished_at=None, status="running",
+                args=json.dumps(args, default=str, ensure_ascii=False), memes_root=memes_root,
+                versions=json.dumps(versions), device=device, git_commit=git_commit, counts="{}",
+                models=json.dumps(models or {}, ensure_ascii=False), is_smoke=is_smoke, error=None)])
+        return run_id
+
+    def update_run(self, run_id: int, **fields: Any) -> None:
+        for k in ("counts", "models", "args"):
+            if k in fields and not isinstance(fields[k], str):
+                fields[k] = json.dumps(fields[k], default=str, ensure_ascii=False)
+        if not fields:
+            return
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.transaction() as con:
+            con.execute(f"UPDATE runs SET {sets} WHERE run_id = ?", [*fields.values(), run_id])
+
+    def record_failures(self, run_id: int, failures: Iterable[dict]) -> None:
+        rows = [dict(run_id=run_id, stage=f["stage"], meme_id=f.get("meme_id"), path=f.get("path"),
+                     error_type=f.get("error_type"), message=f.get("message"), created_at=now())
+                for f in failures]
+        if rows:
+            self.write_rows("failures", rows)
+
+    # ---------------------------------------------------------------- reads used by the pipeline
+    def query(self, sql: str, params: list | None = None) -> list[tuple]:
+        with self.reader() as con:
+            return con.execute(sql, params or []).fetchall()
+
+    def cached_meme_ids(self, table: str, variant_id: str) -> set[str]:
+        if table not in STAGE_TABLES:
+            raise ValueError(table)
+        return {r[0] for r in self.query(f"SELECT meme_id FROM {table} WHERE variant_id = ?", [variant_id])}
