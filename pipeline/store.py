@@ -301,3 +301,52 @@ class Store:
         if table not in STAGE_TABLES:
             raise ValueError(table)
         return {r[0] for r in self.query(f"SELECT meme_id FROM {table} WHERE variant_id = ?", [variant_id])}
+
+    # ---------------------------------------------------------------- pipeline-specific writes
+    def known_meme_ids(self) -> set[str]:
+        return {r[0] for r in self.query("SELECT meme_id FROM memes WHERE thumbnail IS NOT NULL")}
+
+    def save_scan(self, run_id: int, new_memes: list[dict], seen: list[dict], paths: list[dict]) -> int:
+        """Store a folder scan in one transaction; returns how many earlier memes were retired.
+
+        new_memes: full `memes` rows (with thumbnail); seen: {meme_id, label, label_conflict, rel_path}
+        for memes already stored; paths: the current `meme_paths` (replaces the previous mapping).
+        Memes not seen by this scan stay, with retired = TRUE (their results are kept).
+        """
+        with self.transaction() as con:
+            self.insert_rows(con, "memes", new_memes)
+            for row in seen:
+                con.execute("UPDATE memes SET label = ?, label_conflict = ?, rel_path = ?, last_seen_run_id = ?, "
+                            "retired = FALSE WHERE meme_id = ?",
+                            [row["label"], row["label_conflict"], row["rel_path"], run_id, row["meme_id"]])
+            retired = con.execute("UPDATE memes SET retired = TRUE WHERE last_seen_run_id IS DISTINCT FROM ? "
+                                  "AND NOT retired", [run_id]).fetchall()
+            con.execute("DELETE FROM meme_paths")
+            self.insert_rows(con, "meme_paths", paths)
+        return int(retired[0][0]) if retired else 0
+
+    def register_variants(self, rows: list[dict]) -> None:
+        """Add prediction sets / methods / engines to `variants`, keeping the run that first made each."""
+        with self.transaction() as con:
+            for row in rows:
+                exists = con.execute("SELECT 1 FROM variants WHERE variant_id = ?", [row["variant_id"]]).fetchall()
+                if not exists:
+                    self.insert_rows(con, "variants", [row])
+
+    def save_results(self, table: str, rows: list[dict], run_id: int, failures: list[dict]) -> None:
+        """One batch of stage results and its failures, in one transaction (a crash loses at most this batch)."""
+        if table not in STAGE_TABLES:
+            raise ValueError(table)
+        with self.transaction() as con:
+            self.insert_rows(con, table, rows)
+            self.insert_rows(con, "failures", [dict(run_id=run_id, created_at=now(), **f) for f in failures])
+
+    def ocr_texts(self, meme_ids: list[str], preferred_variant: str | None) -> dict[str, str]:
+        """OCR text per meme: the preferred OCR variant's row if present, else the newest OCR row."""
+        rows = self.query(
+            "SELECT meme_id, text FROM ocr WHERE meme_id IN (SELECT unnest(?)) "
+            "ORDER BY meme_id, (variant_id = ?) DESC, created_at DESC", [meme_ids, preferred_variant or ""])
+        texts: dict[str, str] = {}
+        for meme_id, text in rows:
+            texts.setdefault(meme_id, text or "")
+        return texts

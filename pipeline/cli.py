@@ -1,0 +1,156 @@
+"""`python -m pipeline <command>`: precompute, status, annotations, export.
+
+Every option has a default, so `python -m pipeline precompute` runs the whole study on
+memes_project/memes into data/vlmemes.duckdb.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+from pathlib import Path
+
+from pipeline import dataset
+from pipeline.config import DEFAULT_DB, DEFAULT_MEMES_DIR
+from pipeline.runner import STAGE_ORDER
+from pipeline.stage import Stage, StageLoadError
+from pipeline.store import StoreError
+
+DEFAULT_CLIP = "openai/clip-vit-large-patch14"
+DEFAULT_VLM = "Qwen/Qwen2.5-VL-3B-Instruct"
+
+
+def _stages(value: str) -> list[str]:
+    names = [s.strip() for s in value.split(",") if s.strip()]
+    unknown = [n for n in names if n not in STAGE_ORDER]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown stage(s) {unknown}; choose from {','.join(STAGE_ORDER)}")
+    return [n for n in STAGE_ORDER if n in names]   # always in dependency order
+
+
+def _csv(value: str) -> list[str]:
+    return [s.strip() for s in value.split(",") if s.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pre = sub.add_parser("precompute", help="scan memes, run OCR/CLIP/VLM/CAM, store everything in the cache")
+    pre.add_argument("--memes", type=Path, default=DEFAULT_MEMES_DIR, help="folder with Негативно/ and Нейтрально/")
+    pre.add_argument("--db", type=Path, default=Path(os.environ.get("VLMEMES_DB", DEFAULT_DB)))
+    pre.add_argument("--stages", type=_stages, default=list(STAGE_ORDER), help="comma list of ocr,clip,vlm,cam")
+    pre.add_argument("--limit", type=int, default=None, help="only the first N memes (sorted by path)")
+    pre.add_argument("--force", action="store_true", help="recompute even what is cached")
+    pre.add_argument("--ocr-engine", default="auto", choices=["auto", "easyocr", "tesseract", "craft-tesseract"])
+    pre.add_argument("--clip-model", default=DEFAULT_CLIP, help="HF id or local folder (CLIP, SigLIP, SigLIP2)")
+    pre.add_argument("--clip-prompts", type=_csv, default=None, help="CLIP prompt set versions (default: all)")
+    pre.add_argument("--vlm-model", default=DEFAULT_VLM, help="HF id or local folder (Qwen2/2.5-VL, ...)")
+    pre.add_argument("--vlm-prompts", type=_csv, default=None, help="VLM prompt versions (default: all)")
+    pre.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    pre.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    pre.add_argument("--quantize", default="none", choices=["none", "8bit", "4bit"], help="VLM only, needs bitsandbytes + CUDA")
+    pre.add_argument("--max-pixels", type=int, default=None, help="VLM image pixel budget (bounds visual tokens)")
+    pre.add_argument("--max-new-tokens", type=int, default=None, help="VLM generation bound")
+    pre.add_argument("--batch-size", type=int, default=8, help="CLIP/CAM images per batch")
+
+    st = sub.add_parser("status", help="what is cached, per stage and model")
+    st.add_argument("--db", type=Path, default=Path(os.environ.get("VLMEMES_DB", DEFAULT_DB)))
+
+    an = sub.add_parser("annotations", help="write the annotations CSV (path,label) from the label folders")
+    an.add_argument("--memes", type=Path, default=DEFAULT_MEMES_DIR)
+    an.add_argument("--out", type=Path, required=True)
+
+    ex = sub.add_parser("export", help="a one-file HTML report, or the raw tables as Parquet")
+    ex.add_argument("--db", type=Path, default=Path(os.environ.get("VLMEMES_DB", DEFAULT_DB)))
+    ex.add_argument("--out", type=Path, default=None, help="report.html")
+    ex.add_argument("--parquet", type=Path, default=None, help="folder for one Parquet file per table")
+    ex.add_argument("--models", type=_csv, default=None, help="only these prediction sets (model ids or prompt versions)")
+    ex.add_argument("--no-images", action="store_true", help="leave thumbnails and heatmaps out")
+    return p
+
+
+def stage_factory(a: argparse.Namespace):
+    """Build stage objects from CLI options (construction is cheap: models load only when needed)."""
+    def build(name: str) -> Stage:
+        if name == "ocr":
+            from pipeline.ocr import OcrStage
+            return OcrStage(engine=a.ocr_engine)
+        if name == "clip":
+            from pipeline.clip import ClipStage
+            return ClipStage(model=a.clip_model, prompt_sets=a.clip_prompts, device=a.device,
+                             precision=a.precision, batch_size=a.batch_size)
+        if name == "vlm":
+            from pipeline.vlm import VlmStage
+            opts = {k: v for k, v in dict(max_pixels=a.max_pixels, max_new_tokens=a.max_new_tokens).items() if v}
+            return VlmStage(model=a.vlm_model, prompt_versions=a.vlm_prompts, device=a.device,
+                            precision=a.precision, quantize=a.quantize, **opts)
+        if name == "cam":
+            from pipeline.cam import CamStage
+            return CamStage(model=a.clip_model, device=a.device, batch_size=a.batch_size)
+        raise ValueError(name)
+    return build
+
+
+def cmd_precompute(a: argparse.Namespace) -> int:
+    from pipeline.runner import precompute
+    device = "cpu" if a.device == "cpu" else a.device
+    if a.device == "auto":
+        device = "cuda" if _cuda_available() else "cpu"
+    args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}
+    return precompute(a.memes, a.db, a.stages, stage_factory(a), args, limit=a.limit, force=a.force, device=device)
+
+
+def _cuda_available() -> bool:
+    if "torch" not in sys.modules and not Path("/proc/driver/nvidia").exists():
+        return False
+    import torch
+    return torch.cuda.is_available()
+
+
+def cmd_status(a: argparse.Namespace) -> int:
+    from pipeline.status import status_report
+    print(status_report(a.db))
+    return 0
+
+
+def cmd_annotations(a: argparse.Namespace) -> int:
+    scan = dataset.scan(a.memes)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    rows = sorted((Path(a.memes, rel).as_posix(), label) for m in scan.memes.values() for rel, label in m.paths)
+    with open(a.out, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label"])
+        writer.writerows(rows)
+    print(f"wrote {len(rows)} rows to {a.out}")
+    problems = scan.failures + dataset.conflict_failures(scan)
+    for f in problems:
+        print(f"  skipped {f['path']}: {f['error_type']}: {f['message']}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from pipeline import export
+    if not a.out and not a.parquet:
+        raise SystemExit("export needs --out report.html and/or --parquet DIR")
+    if a.parquet:
+        export.export_parquet(a.db, a.parquet)
+    if a.out:
+        export.export_html(a.db, a.out, models=a.models, images=not a.no_images)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    handler = {"precompute": cmd_precompute, "status": cmd_status,
+               "annotations": cmd_annotations, "export": cmd_export}[a.command]
+    try:
+        return handler(a)
+    except (StoreError, dataset.ScanError, StageLoadError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stopped.", file=sys.stderr)
+        return 130

@@ -1,0 +1,151 @@
+"""Scanning the labelled meme folder: ids, labels, image facts, conflicts and bad files.
+
+    memes/<label folder>/[any/nested/folders/]<file>
+
+The top-level folder names map to labels (pipeline.config.label_map). A meme's id is the
+SHA-256 of its bytes, so the same picture under two names is one meme with two paths, and
+under two labels a *label conflict* (recorded, label left NULL, never silently resolved).
+Anything that cannot be used is returned as a failure with a reason, and the scan goes on.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.config import label_map
+from pipeline.images import BadImage, ImageInfo, probe
+
+IGNORED_NAMES = {"readme.md", "readme.txt", "readme", ".gitkeep", "thumbs.db", "desktop.ini"}
+
+
+class ScanError(RuntimeError):
+    """The folder itself is unusable (missing, empty, no label folders)."""
+
+
+@dataclass
+class ScannedMeme:
+    meme_id: str
+    paths: list[tuple[str, str]]           # (relative path, folder label), sorted
+    info: ImageInfo
+    n_bytes: int
+    abs_path: Path                          # first path, for reading the bytes again
+
+    @property
+    def labels(self) -> set[str]:
+        return {label for _, label in self.paths}
+
+    @property
+    def label_conflict(self) -> bool:
+        return len(self.labels) > 1
+
+    @property
+    def label(self) -> str | None:
+        return None if self.label_conflict else next(iter(self.labels))
+
+    @property
+    def rel_path(self) -> str:
+        return self.paths[0][0]
+
+
+@dataclass
+class ScanResult:
+    root: Path
+    memes: dict[str, ScannedMeme] = field(default_factory=dict)
+    failures: list[dict] = field(default_factory=list)   # {stage, path, meme_id, error_type, message}
+    files_seen: int = 0
+
+    @property
+    def conflicts(self) -> list[ScannedMeme]:
+        return [m for m in self.memes.values() if m.label_conflict]
+
+    def sorted_memes(self) -> list[ScannedMeme]:
+        return sorted(self.memes.values(), key=lambda m: m.rel_path)
+
+
+def _failure(rel: str, error_type: str, message: str, meme_id: str | None = None) -> dict:
+    return dict(stage="scan", path=rel, meme_id=meme_id, error_type=error_type, message=message)
+
+
+def _walk_files(top: Path):
+    """Yield files under `top`, following directory symlinks but never entering a directory twice."""
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+        st = os.stat(dirpath)
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            dirnames[:] = []
+            yield Path(dirpath), None   # signals a loop / repeated directory
+            continue
+        seen.add(key)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            yield Path(dirpath) / name, name
+
+
+def scan(root: str | Path, mapping: dict[str, str] | None = None) -> ScanResult:
+    root = Path(root)
+    mapping = mapping or label_map()
+    if not root.exists():
+        raise ScanError(f"memes folder {root} does not exist; put your memes in {root}/Негативно and {root}/Нейтрально")
+    if not root.is_dir():
+        raise ScanError(f"memes folder {root} is not a directory")
+    result = ScanResult(root=root.resolve())
+    label_dirs = []
+    for entry in sorted(root.iterdir()):
+        rel = entry.name
+        if entry.name.startswith(".") or entry.name.casefold() in IGNORED_NAMES:
+            continue
+        if entry.is_dir():
+            label = mapping.get(entry.name.casefold())
+            if label is None:
+                result.failures.append(_failure(rel + "/", "UnknownLabelFolder",
+                    f"folder {rel!r} is not a label folder (known: {', '.join(sorted(set(mapping)))}); skipped"))
+            else:
+                label_dirs.append((entry, label))
+        else:
+            result.failures.append(_failure(rel, "NotInLabelFolder", "file is not inside a label folder; skipped"))
+    if not label_dirs:
+        raise ScanError(f"memes folder {root} has no label folders: expected Негативно/ and Нейтрально/ (or toxic/ and non_toxic/)")
+
+    for folder, label in label_dirs:
+        for path, name in _walk_files(folder):
+            rel = path.relative_to(root).as_posix()
+            if name is None:
+                result.failures.append(_failure(rel + "/", "SymlinkLoop", "directory already visited (symlink loop); skipped"))
+                continue
+            if name.startswith(".") or name.casefold() in IGNORED_NAMES:
+                continue
+            result.files_seen += 1
+            _scan_file(result, path, rel, label)
+    if result.files_seen == 0:
+        raise ScanError(f"no files found under the label folders of {root}")
+    return result
+
+
+def _scan_file(result: ScanResult, path: Path, rel: str, label: str) -> None:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        result.failures.append(_failure(rel, type(e).__name__, f"cannot read file: {e.strerror or e}"))
+        return
+    meme_id = hashlib.sha256(data).hexdigest()
+    known = result.memes.get(meme_id)
+    if known is not None:
+        known.paths.append((rel, label))
+        known.paths.sort()
+        return
+    try:
+        info = probe(data)
+    except BadImage as e:
+        result.failures.append(_failure(rel, "BadImage", str(e), meme_id))
+        return
+    result.memes[meme_id] = ScannedMeme(meme_id, [(rel, label)], info, len(data), path)
+
+
+def conflict_failures(result: ScanResult) -> list[dict]:
+    return [_failure(m.rel_path, "LabelConflict",
+                     "same image under different labels: " + "; ".join(f"{p} ({l})" for p, l in m.paths)
+                     + " — label left empty, fix the folders", m.meme_id)
+            for m in result.conflicts]

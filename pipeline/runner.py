@@ -1,0 +1,324 @@
+"""Running stages over the scanned memes: cache lookups, lazy loading, batches, progress, failures.
+
+The flow of `precompute`:
+  1. open the store (clear errors about the --db path before anything heavy), take the run lock;
+  2. scan the folder, store new memes with thumbnails, record bad files and label conflicts;
+  3. for each stage: find the (meme, variant) pairs not yet cached; load the model only if there
+     are any; process them in batches, writing each batch (results + failures) in one transaction;
+  4. print a summary and store it in `runs`.
+Ctrl-C stops after the current batch; everything written so far stays.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from tqdm import tqdm
+
+from pipeline import dataset
+from pipeline.config import PROJECT_ROOT
+from pipeline.images import BadImage, encode_jpeg, load_rgb
+from pipeline.stage import MemeInput, Stage, StageLoadError, Variant
+from pipeline.store import Store, now
+
+STAGE_ORDER = ("ocr", "clip", "vlm", "cam")
+JSON_COLUMNS = ("boxes", "logits")
+
+
+@dataclass
+class StageSummary:
+    stage: str
+    model: str = ""
+    done: int = 0
+    cached: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        return dict(model=self.model, done=self.done, cached=self.cached, failed=self.failed,
+                    seconds=round(self.seconds, 3), error=self.error)
+
+
+class StopFlag:
+    """First Ctrl-C: finish the current batch, then stop. Second Ctrl-C: stop at once."""
+
+    def __init__(self):
+        self.stop = False
+        self._previous = None
+
+    def __enter__(self):
+        def handler(signum, frame):
+            if self.stop:
+                raise KeyboardInterrupt
+            self.stop = True
+            print("\nInterrupted: finishing the current batch (Ctrl-C again to stop at once)…", file=sys.stderr)
+        try:
+            self._previous = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not in the main thread
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def library_versions() -> dict[str, str]:
+    from importlib import metadata
+    versions = {"python": platform.python_version()}
+    for dist in ("torch", "transformers", "duckdb", "pillow", "pytesseract", "easyocr", "grad-cam", "streamlit"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    try:
+        out = subprocess.run(["tesseract", "--version"], capture_output=True, text=True, timeout=10)
+        versions["tesseract"] = (out.stdout or out.stderr).splitlines()[0].split()[-1]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        pass
+    return versions
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def describe_device(device: str) -> str:
+    """Device name without importing torch for CPU runs (a fully cached rerun must stay fast)."""
+    if device != "cpu":
+        import torch
+        if torch.cuda.is_available():
+            return f"cuda: {torch.cuda.get_device_name(0)}"
+    import os
+    return f"cpu: {platform.machine()}, {os.cpu_count()} cores"
+
+
+# ------------------------------------------------------------------------------------------ scan
+def store_scan(store: Store, scan: dataset.ScanResult, run_id: int) -> tuple[int, list[dict]]:
+    """Write the scan; returns (number of new memes, failures incl. thumbnails that could not be made)."""
+    known = store.known_meme_ids()
+    failures = list(scan.failures) + dataset.conflict_failures(scan)
+    new_rows, seen_rows, paths = [], [], []
+    for m in tqdm(scan.sorted_memes(), desc="scan", unit="meme", leave=False):
+        for rel, label in m.paths:
+            paths.append(dict(meme_id=m.meme_id, rel_path=rel, label=label, last_seen_run_id=run_id))
+        common = dict(meme_id=m.meme_id, label=m.label, label_conflict=m.label_conflict, rel_path=m.rel_path)
+        if m.meme_id in known:
+            seen_rows.append(common)
+            continue
+        try:
+            thumb = encode_jpeg(load_rgb(m.abs_path, max_side=768))
+        except (BadImage, OSError, MemoryError) as e:
+            failures.append(dict(stage="scan", path=m.rel_path, meme_id=m.meme_id, error_type=type(e).__name__,
+                                 message=f"thumbnail failed: {e}"))
+            thumb = None
+        new_rows.append(dict(common, width=m.info.width, height=m.info.height, format=m.info.format,
+                             n_bytes=m.n_bytes, n_frames=m.info.frames, thumbnail=thumb,
+                             thumbnail_mime="image/jpeg" if thumb else None, first_run_id=run_id,
+                             last_seen_run_id=run_id, retired=False))
+    store.save_scan(run_id, new_rows, seen_rows, paths)
+    return len(new_rows), failures
+
+
+# ------------------------------------------------------------------------------------------ stages
+@dataclass
+class StagePlan:
+    variant: Variant
+    todo: list[MemeInput]
+    cached: int
+
+
+def plan_stage(store: Store, stage: Stage, memes: list[MemeInput], force: bool) -> list[StagePlan]:
+    plans = []
+    for variant in stage.variants():
+        cached_ids = set() if force else store.cached_meme_ids(stage.table, variant.variant_id)
+        todo = [m for m in memes if m.meme_id not in cached_ids]
+        plans.append(StagePlan(variant, todo, len(memes) - len(todo)))
+    return plans
+
+
+def _row(stage: Stage, variant: Variant, meme: MemeInput, result: dict, seconds: float, run_id: int) -> dict:
+    row = dict(result)
+    for col in JSON_COLUMNS:
+        if col in row and not isinstance(row[col], (str, type(None))):
+            row[col] = json.dumps(row[col], ensure_ascii=False)
+    row.update(variant.key_columns(), meme_id=meme.meme_id, run_id=run_id, seconds=seconds, created_at=now())
+    if stage.table == "predictions":
+        row.update(stage=variant.stage, prompt_version=variant.name, is_smoke=variant.is_smoke)
+    elif stage.table == "heatmaps":
+        row.update(method=variant.name, is_smoke=variant.is_smoke)
+    elif stage.table == "ocr":
+        row.update(engine=variant.model_id)
+    return row
+
+
+def _failure(stage: Stage, meme: MemeInput, error: BaseException) -> dict:
+    message = str(error) or repr(error)
+    return dict(stage=stage.name, meme_id=meme.meme_id, path=meme.rel_path, error_type=type(error).__name__,
+                message=message[:2000])
+
+
+def run_stage(store: Store, stage: Stage, memes: list[MemeInput], run_id: int, force: bool,
+              stop: StopFlag, ocr_variant_id: str | None = None) -> StageSummary:
+    summary = StageSummary(stage.name)
+    t_start = time.perf_counter()
+    try:
+        summary.model = stage.describe()
+        plans = plan_stage(store, stage, memes, force)
+    except StageLoadError as e:
+        return _stage_failed(store, stage, summary, run_id, e, len(memes), t_start)
+    summary.cached = sum(p.cached for p in plans)
+    pending = sum(len(p.todo) for p in plans)
+    store.register_variants([p.variant.variants_row(run_id) for p in plans])
+    if pending == 0:
+        print(f"[{stage.name}] {summary.model}: all {summary.cached} results cached, nothing to compute")
+        summary.seconds = time.perf_counter() - t_start
+        return summary
+    print(f"[{stage.name}] {summary.model}: {pending} to compute, {summary.cached} cached")
+    try:
+        stage.load()
+    except StageLoadError as e:
+        return _stage_failed(store, stage, summary, run_id, e, pending, t_start)
+    except Exception as e:  # a broken checkpoint, an import error in an optional engine, ...
+        return _stage_failed(store, stage, summary, run_id, StageLoadError(f"{type(e).__name__}: {e}"), pending, t_start)
+
+    with tqdm(total=pending, desc=stage.name, unit="item") as bar:
+        for plan in plans:
+            for start in range(0, len(plan.todo), max(1, stage.batch_size)):
+                if stop.stop:
+                    break
+                batch = plan.todo[start:start + max(1, stage.batch_size)]
+                if stage.needs_ocr_text:
+                    texts = store.ocr_texts([m.meme_id for m in batch], ocr_variant_id)
+                    for m in batch:
+                        m.ocr_text = texts.get(m.meme_id, "")
+                t0 = time.perf_counter()
+                try:
+                    results = stage.process(batch, plan.variant)
+                    if len(results) != len(batch):
+                        raise RuntimeError(f"stage returned {len(results)} results for {len(batch)} memes")
+                except Exception as e:  # the whole batch failed
+                    traceback.print_exc(limit=3, file=sys.stderr)
+                    results = [e] * len(batch)
+                per_item = (time.perf_counter() - t0) / len(batch)
+                rows, failures = [], []
+                for meme, result in zip(batch, results):
+                    if isinstance(result, BaseException):
+                        failures.append(_failure(stage, meme, result))
+                    else:
+                        rows.append(_row(stage, plan.variant, meme, result, per_item, run_id))
+                store.save_results(stage.table, rows, run_id, failures)
+                summary.done += len(rows)
+                summary.failed += len(failures)
+                bar.update(len(batch))
+                if failures:
+                    bar.write(f"[{stage.name}] {len(failures)} failed in this batch, e.g. {failures[0]['path']}: "
+                              f"{failures[0]['error_type']}: {failures[0]['message'][:200]}")
+    summary.seconds = time.perf_counter() - t_start
+    return summary
+
+
+def _stage_failed(store, stage, summary, run_id, error, count, t_start) -> StageSummary:
+    message = str(error).splitlines()[0] if str(error) else repr(error)
+    print(f"[{stage.name}] cannot run: {message}", file=sys.stderr)
+    store.record_failures(run_id, [dict(stage=stage.name, meme_id=None, path=None,
+                                        error_type=type(error).__name__, message=message)])
+    summary.failed += count
+    summary.error = message
+    summary.seconds = time.perf_counter() - t_start
+    return summary
+
+
+def meme_inputs(scan: dataset.ScanResult, limit: int | None) -> list[MemeInput]:
+    memes = [MemeInput(m.meme_id, m.abs_path, m.rel_path, m.label) for m in scan.sorted_memes()]
+    return memes[:limit] if limit else memes
+
+
+def format_summary(summaries: list[StageSummary], scan_line: str) -> str:
+    lines = [scan_line, f"{'stage':<6} {'done':>6} {'cached':>7} {'failed':>7} {'seconds':>9}  model"]
+    for s in summaries:
+        lines.append(f"{s.stage:<6} {s.done:>6} {s.cached:>7} {s.failed:>7} {s.seconds:>9.1f}  {s.model}"
+                     + (f"  [{s.error}]" if s.error else ""))
+    return "\n".join(lines)
+
+
+def precompute(memes_dir: Path, db: Path, stage_names: list[str], build_stage: Callable[[str], Stage],
+               args: dict, limit: int | None = None, force: bool = False, device: str = "cpu") -> int:
+    """The whole precompute; returns the process exit code (0 only when nothing failed)."""
+    store = Store(db)                       # path problems are reported here, before any model loads
+    with store.run_lock(), StopFlag() as stop:
+        scan = dataset.scan(memes_dir)      # ScanError: missing/empty folder, reported by the CLI
+        stages = [build_stage(name) for name in stage_names]
+        smoke = any(v.is_smoke for s in stages for v in _safe_variants(s))
+        run_id = store.start_run("precompute", args, str(scan.root), library_versions(), describe_device(device),
+                                 git_commit(), models={s.name: _safe_describe(s) for s in stages}, is_smoke=smoke)
+        status, error = "failed", None
+        summaries: list[StageSummary] = []
+        try:
+            n_new, scan_failures = store_scan(store, scan, run_id)
+            store.record_failures(run_id, scan_failures)
+            scan_line = (f"scan: {len(scan.memes)} memes ({n_new} new) from {scan.files_seen} files, "
+                         f"{len(scan.conflicts)} label conflicts, {len(scan_failures)} problems")
+            print(scan_line)
+            for f in scan_failures:
+                print(f"  [scan] {f['path']}: {f['error_type']}: {f['message']}", file=sys.stderr)
+            memes = [m for m in meme_inputs(scan, limit)]
+            ocr_variant_id = _ocr_variant_id(stages, build_stage)
+            for stage in stages:
+                if stop.stop:
+                    break
+                summaries.append(run_stage(store, stage, memes, run_id, force, stop, ocr_variant_id))
+            failed = bool(scan_failures) or any(s.failed for s in summaries)
+            status = "interrupted" if stop.stop else ("failed" if failed else "ok")
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        except Exception as e:
+            error = f"{type(e).__name__}: {e}"
+            raise
+        finally:
+            counts = {s.stage: s.as_dict() for s in summaries}
+            store.update_run(run_id, status=status, finished_at=now(), counts=counts, error=error)
+        print(format_summary(summaries, scan_line))
+        print(f"run {run_id}: {status}; results in {db}")
+        if smoke:
+            print("NOTE: random-weight models were used: this is a smoke run, not results.")
+        return {"ok": 0, "interrupted": 130}.get(status, 1)
+
+
+def _safe_variants(stage: Stage) -> list[Variant]:
+    try:
+        return stage.variants()
+    except StageLoadError:
+        return []
+
+
+def _safe_describe(stage: Stage) -> str:
+    try:
+        return stage.describe()
+    except StageLoadError as e:
+        return f"unavailable: {e}"
+
+
+def _ocr_variant_id(stages: list[Stage], build_stage: Callable[[str], Stage]) -> str | None:
+    """The OCR variant whose text feeds prompts (this run's OCR engine, even when OCR is not re-run)."""
+    ocr = next((s for s in stages if s.name == "ocr"), None)
+    try:
+        ocr = ocr or build_stage("ocr")
+        variants = ocr.variants()
+        return variants[0].variant_id if variants else None
+    except Exception:
+        return None

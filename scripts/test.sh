@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up (runtime + test tools) and run the whole test suite. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --dev
+export HF_HUB_OFFLINE=1 STREAMLIT_BROWSER_GATHER_USAGE_STATS=false
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@" tests

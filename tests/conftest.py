@@ -1,0 +1,72 @@
+"""Shared fixtures: synthetic memes, tiny random checkpoints, and caches built by the real pipeline.
+
+`smoke_db` runs the real `python -m pipeline precompute` code (all four stages) with tiny
+random-weight models on synthetic memes, once per test session; dashboard and export tests read it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_MEMES = REPO.parent / "shared" / "memes"
+
+
+@pytest.fixture(scope="session")
+def synthetic_memes(tmp_path_factory) -> Path:
+    """A labelled folder of synthetic memes with known captions (6 toxic, 6 non_toxic)."""
+    from pipeline.devtools.synthetic_memes import write_meme_folder
+    root = tmp_path_factory.mktemp("memes")
+    write_meme_folder(root, n_toxic=6, n_non_toxic=6, seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random CLIP, SigLIP and Qwen2.5-VL checkpoints, saved with save_pretrained."""
+    from pipeline.devtools.__main__ import tiny_models as build
+    return build(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture(scope="session")
+def smoke_db(tmp_path_factory, synthetic_memes, tiny_models) -> Path:
+    """A cache built by the real pipeline, every stage, with tiny random models (a smoke run)."""
+    from pipeline.cli import main
+    db = tmp_path_factory.mktemp("smoke") / "smoke.duckdb"
+    code = main(["precompute", "--memes", str(synthetic_memes), "--db", str(db),
+                 "--clip-model", str(tiny_models["clip"]), "--vlm-model", str(tiny_models["qwen"]),
+                 "--ocr-engine", "tesseract", "--max-new-tokens", "24", "--device", "cpu"])
+    assert code == 0, "the smoke precompute failed"
+    return db
+
+
+@pytest.fixture
+def empty_db(tmp_path) -> Path:
+    """A cache with the schema and nothing in it."""
+    from pipeline.store import Store
+    db = tmp_path / "empty.duckdb"
+    Store(db)
+    return db
+
+
+@pytest.fixture
+def copy_db(tmp_path):
+    """Copy a cache to a fresh folder (so a test may write to or move it)."""
+    def _copy(src: Path, name: str = "copy.duckdb") -> Path:
+        dst = tmp_path / name
+        shutil.copy(src, dst)
+        return dst
+    return _copy
+
+
+@pytest.fixture(scope="session")
+def shared_memes() -> Path:
+    if not SHARED_MEMES.is_dir():
+        pytest.skip("../shared/memes is not present on this machine")
+    return SHARED_MEMES
