@@ -42,16 +42,28 @@ def _byte_level(word: str) -> str:
     return "".join(piece for piece, _ in _BYTE_LEVEL.pre_tokenize_str(word))
 
 
+def _bpe(symbols: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
+    """Apply BPE merges (lowest rank first) to a symbol sequence."""
+    while len(symbols) > 1:
+        rank, i = min((ranks.get(pair, len(ranks)), i) for i, pair in enumerate(zip(symbols, symbols[1:])))
+        if rank == len(ranks):
+            break
+        symbols = symbols[:i] + [symbols[i] + symbols[i + 1]] + symbols[i + 2:]
+    return symbols
+
+
 def _add_merges(vocab: dict[str, int], merges: list[tuple[str, str]], symbols: list[str], suffix: str = "") -> None:
-    """Left-to-right merges that turn `symbols` (already in the vocab) into one token (+ suffix on the last)."""
-    cur = symbols[0] + (suffix if len(symbols) == 1 else "")
-    for i, sym in enumerate(symbols[1:], start=1):
-        right = sym + (suffix if i == len(symbols) - 1 else "")
-        pair, new = (cur, right), cur + right
-        if pair not in merges:
-            merges.append(pair)
-            vocab.setdefault(new, len(vocab))
-        cur = new
+    """Append merges until `symbols` (each already in the vocab; `suffix` goes on the last) BPE to one token.
+
+    Each new merge ranks after all earlier ones, so words merged before keep tokenizing to one token.
+    """
+    symbols = symbols[:-1] + [symbols[-1] + suffix]
+    ranks = {pair: i for i, pair in enumerate(merges)}
+    while len(symbols := _bpe(symbols, ranks)) > 1:
+        pair = (symbols[0], symbols[1])
+        ranks[pair] = len(merges)
+        merges.append(pair)
+        vocab.setdefault(pair[0] + pair[1], len(vocab))
 
 
 def _save(model, processor, out_dir: str | Path) -> Path:
@@ -78,8 +90,7 @@ def build_tiny_clip(out_dir: str | Path, seed: int = 0) -> Path:
         vocab.setdefault(b + "</w>", len(vocab))
     merges: list[tuple[str, str]] = []
     for word in PROMPT_WORDS:
-        if len(word) > 1 or len(_byte_level(word)) > 1:
-            _add_merges(vocab, merges, list(_byte_level(word)), suffix="</w>")
+        _add_merges(vocab, merges, list(_byte_level(word)), suffix="</w>")
     tokenizer = CLIPTokenizer(vocab=vocab, merges=merges)   # bos/eos/pad/unk defaults match the names above
     image_processor = CLIPImageProcessor(size={"shortest_edge": 48}, crop_size={"height": 48, "width": 48})
     processor = CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
@@ -106,6 +117,7 @@ def build_tiny_siglip(out_dir: str | Path, seed: int = 0) -> Path:
     merges: list[tuple[str, str]] = []
     for word in PROMPT_WORDS:
         _add_merges(vocab, merges, ["▁", *word])  # "▁мем" becomes one token
+        _add_merges(vocab, merges, list(word))    # and "мем" at the start of a text
     tokenizer = Siglip2Tokenizer(vocab=vocab, merges=merges)
     image_processor = SiglipImageProcessor(size={"height": 40, "width": 40})
     processor = SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer)

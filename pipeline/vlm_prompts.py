@@ -1,0 +1,82 @@
+"""Versioned Russian content-moderation prompts for the VLM stage.
+
+A prompt version is frozen once results exist: to change the wording, add a new version
+(`label-first-v2`, ...) so old and new answers live side by side in the cache. The version string is
+stored as `Variant.name` (the `prompt_version` column); the template text is part of the variant's
+config hash, and the rendered prompt is stored with every answer (`predictions.prompt`).
+
+Versions:
+  label-first-v1      two lines: `Класс: токсичный|нейтральный`, then `Объяснение: ...`
+  explain-first-v1    the reasoning first (`Объяснение: ...`), the `Класс:` line last
+  label-first-ocr-v1  label-first-v1 plus the meme's OCR text as a hint (opt-in, not a default)
+
+OCR in the prompt: the image already contains the caption and Qwen2.5-VL reads Cyrillic text itself,
+so the default versions do not pass OCR output; feeding noisy OCR could also mislead the model.
+`label-first-ocr-v1` exists to measure whether the hint helps. Its rows depend on the OCR text cached
+when they were computed (the stored `prompt` shows exactly what the model was given).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.config import NON_TOXIC, TOXIC
+
+CLASS_PREFIX = "Класс:"            # the assistant prefix the score is read after
+LABEL_WORDS = {TOXIC: "токсичный", NON_TOXIC: "нейтральный"}   # the two continuations the score compares
+
+DEFINITIONS = (
+    "Ты — модератор контента. Перед тобой мем: картинка и текст на ней. Определи, токсичный он или нейтральный.\n"
+    "Токсичный мем оскорбляет, унижает или травит человека или группу людей (по национальности, полу, "
+    "религии, ориентации, внешности, возрасту, болезни и т. п.), разжигает ненависть, угрожает или призывает "
+    "к насилию, оскорбляет кого-то бранью.\n"
+    "Нейтральный мем — безобидный юмор, ирония или бытовая шутка без оскорблений и унижения.\n"
+)
+
+LABEL_FIRST_FORMAT = (
+    "Ответь ровно двумя строками, без вступления и без форматирования.\n"
+    "Первая строка — «Класс: токсичный» или «Класс: нейтральный».\n"
+    "Вторая строка — «Объяснение: » и одно-два предложения о том, что в картинке или тексте мема "
+    "привело к такому решению."
+)
+
+EXPLAIN_FIRST_FORMAT = (
+    "Сначала коротко рассуждай: в двух-трёх предложениях опиши, что изображено и написано в меме и "
+    "задевает ли это кого-то. Начни эту часть со слова «Объяснение: ».\n"
+    "Затем последней строкой напиши ответ — «Класс: токсичный» или «Класс: нейтральный»."
+)
+
+OCR_HINT = (
+    "Текст, автоматически распознанный на картинке (может содержать ошибки): «{ocr_text}»\n"
+)
+NO_OCR_TEXT = "(текст распознать не удалось)"
+
+
+@dataclass(frozen=True)
+class VlmPrompt:
+    version: str                  # stored as Variant.name / predictions.prompt_version
+    template: str                 # the user message; `{ocr_text}` is filled when uses_ocr
+    uses_ocr: bool = False
+    # explain-first: the score is read after the model's own reasoning, not right after the prompt
+    score_after_reasoning: bool = False
+
+    def render(self, ocr_text: str | None = None) -> str:
+        if not self.uses_ocr:
+            return self.template
+        text = " ".join((ocr_text or "").split()) or NO_OCR_TEXT
+        return self.template.replace("{ocr_text}", text)
+
+
+PROMPTS: dict[str, VlmPrompt] = {p.version: p for p in (
+    VlmPrompt("label-first-v1", DEFINITIONS + LABEL_FIRST_FORMAT),
+    VlmPrompt("explain-first-v1", DEFINITIONS + EXPLAIN_FIRST_FORMAT, score_after_reasoning=True),
+    VlmPrompt("label-first-ocr-v1", DEFINITIONS + OCR_HINT + LABEL_FIRST_FORMAT, uses_ocr=True),
+)}
+
+DEFAULT_PROMPT_VERSIONS = ("label-first-v1", "explain-first-v1")
+
+
+def get_prompt(version: str) -> VlmPrompt:
+    try:
+        return PROMPTS[version]
+    except KeyError:
+        raise ValueError(f"unknown VLM prompt version {version!r}; known: {', '.join(PROMPTS)}") from None
