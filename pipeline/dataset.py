@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,7 +70,9 @@ def _failure(rel: str, error_type: str, message: str, meme_id: str | None = None
 
 
 def _walk_files(top: Path):
-    """Yield files under `top`, following directory symlinks but never entering a directory twice."""
+    """Yield files under `top`, following directory symlinks but never entering a directory twice,
+    nor one that leads back to a folder above (a symlink to the memes root would otherwise
+    rescan the other label folder under this label)."""
     seen: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
         st = os.stat(dirpath)
@@ -79,7 +82,16 @@ def _walk_files(top: Path):
             yield Path(dirpath), None   # signals a loop / repeated directory
             continue
         seen.add(key)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        here = os.path.realpath(dirpath)
+        keep = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            full = os.path.join(dirpath, d)
+            target = os.path.realpath(full)
+            if os.path.islink(full) and (here == target or here.startswith(target.rstrip(os.sep) + os.sep)):
+                yield Path(full), None  # a symlink to this folder or one above it: a loop
+            else:
+                keep.append(d)
+        dirnames[:] = keep
         for name in sorted(filenames):
             yield Path(dirpath) / name, name
 
@@ -126,6 +138,9 @@ def scan(root: str | Path, mapping: dict[str, str] | None = None) -> ScanResult:
 
 def _scan_file(result: ScanResult, path: Path, rel: str, label: str) -> None:
     try:
+        if not stat.S_ISREG(path.stat().st_mode):   # reading a FIFO would block forever
+            result.failures.append(_failure(rel, "NotARegularFile", "not a regular file (a pipe, socket or device); skipped"))
+            return
         data = path.read_bytes()
     except OSError as e:
         result.failures.append(_failure(rel, type(e).__name__, f"cannot read file: {e.strerror or e}"))

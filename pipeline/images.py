@@ -6,11 +6,12 @@ modes, animated GIFs, decompression bombs and huge photos are handled in one pla
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline.config import MAX_IMAGE_PIXELS, MODEL_MAX_SIDE, THUMBNAIL_MAX_SIDE
 
@@ -34,7 +35,11 @@ def probe(data: bytes) -> ImageInfo:
     if not data:
         raise BadImage("empty file (0 bytes)")
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with warnings.catch_warnings():
+            # Our own limit below refuses these; PIL's DecompressionBombWarning would only add noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+        with im:
             w, h = im.size
             if w * h > MAX_IMAGE_PIXELS:
                 raise BadImage(f"image declares {w}x{h} pixels (> {MAX_IMAGE_PIXELS:,}); refused as a possible decompression bomb")
@@ -46,9 +51,34 @@ def probe(data: bytes) -> ImageInfo:
         raise
     except Image.DecompressionBombError as e:
         raise BadImage(f"refused as a possible decompression bomb: {e}") from None
+    except UnidentifiedImageError:
+        raise BadImage(f"not a readable image: {_sniff(data)}") from None
     except Exception as e:  # PIL raises many types for broken files
         raise BadImage(f"not a readable image ({type(e).__name__}: {e})") from None
     return ImageInfo(w, h, fmt, frames)
+
+
+_SIGNATURES = ((b"%PDF", "a PDF document"), (b"PK\x03\x04", "a ZIP archive (or .docx/.xlsx/.odt)"),
+               (b"\x1f\x8b", "a gzip archive"), (b"Rar!", "a RAR archive"), (b"7z\xbc\xaf", "a 7-Zip archive"),
+               (b"<", "an HTML/XML/SVG text file (SVG is not supported)"))
+
+
+def _sniff(data: bytes) -> str:
+    """What a file Pillow cannot identify most likely is, in words."""
+    for magic, what in _SIGNATURES:
+        if data.startswith(magic):
+            return f"unknown format, the bytes look like {what}"
+    if data[4:8] == b"ftyp":
+        return "unknown format, an ISO media file (HEIC/AVIF photo or MP4 video): convert photos to JPEG or PNG"
+    head = data[:4096]
+    try:
+        head.decode("utf-8")
+        is_text = b"\x00" not in head
+    except UnicodeDecodeError as e:
+        is_text = e.start >= len(head) - 3 and b"\x00" not in head   # a character cut at the 4 KB mark
+    if is_text:
+        return "unknown format, the bytes look like a text file"
+    return f"unknown or unsupported format (file starts with {data[:8].hex(' ')})"
 
 
 def _reduce_for_decode(im: Image.Image, max_side: int) -> None:

@@ -159,7 +159,7 @@ def _light_text_ink(rgb: np.ndarray, p: dict[str, Any]) -> np.ndarray:
     import cv2
     lo, hi = rgb.min(axis=2), rgb.max(axis=2)
     light = ((lo >= p["light_min"]) & ((hi - lo) <= p["light_chroma_max"])).astype(np.uint8)
-    n, labels = cv2.connectedComponents(light, connectivity=8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(light, connectivity=8)
     if n <= 1:
         return np.full(light.shape, 255, np.uint8)
     # Each rim pixel (just outside a blob) takes the label of the blob next to it.
@@ -169,6 +169,9 @@ def _light_text_ink(rgb: np.ndarray, p: dict[str, Any]) -> np.ndarray:
     rim_total = np.bincount(grown[rim], minlength=n)
     rim_dark = np.bincount(grown[rim & dark], minlength=n)
     keep = rim_dark >= p["outline_min_fraction"] * np.maximum(rim_total, 1)
+    # Letters sit inside the (margined) line box; light regions running into its edge are background.
+    x, y, w, h = stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3]
+    keep &= (x > 0) & (y > 0) & (x + w < light.shape[1]) & (y + h < light.shape[0])
     keep[0] = False
     return np.where(keep[labels], 0, 255).astype(np.uint8)
 

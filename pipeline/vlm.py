@@ -46,6 +46,8 @@ MAX_NEW_TOKENS_LIMIT = 1024
 # Module names bitsandbytes must leave alone: the vision tower (`model.visual` in transformers 5,
 # `visual` in older layouts) and the output head.
 BNB_SKIP_MODULES = ["model.visual", "visual", "lm_head"]
+_NEUTRAL_GENERATION = dict(do_sample=False, num_beams=1, temperature=1.0, top_k=50, top_p=1.0, typical_p=1.0,
+                           repetition_penalty=1.0, no_repeat_ngram_size=0, min_length=0, length_penalty=1.0)
 
 
 # =========================================================================== answer parsing
@@ -69,7 +71,7 @@ _KEY_LINE = r"^\s*(?:\d+\s*[.)]\s*)?(?:[-*•>]\s*)?[\"']?(?P<key>{keys})[\"']?\
 _CLASS_LINE = re.compile(_KEY_LINE.format(keys=_KEYS_CLASS), re.IGNORECASE)
 _EXPL_LINE = re.compile(_KEY_LINE.format(keys=_KEYS_EXPL), re.IGNORECASE)
 _INLINE_KEY = re.compile(
-    r"(?<=\S)[ \t]*(?=\b(?:объяснение|обоснование|explanation|reason|класс|class|label|ответ|answer)\s*:)",
+    r"(?<=\S)(?<!итоговый)(?<!окончательный)(?<!final)[ \t]*(?=\b(?:объяснение|обоснование|explanation|reason|класс|class|label|ответ|answer)\s*:)",
     re.IGNORECASE)
 _REFUSAL = re.compile(
     r"не\s+могу|не\s+могу\s+определить|затрудняюсь|невозможно\s+(?:определить|сказать|оценить)|сложно\s+сказать"
@@ -395,9 +397,13 @@ class VlmStage(Stage):
         import torch
         from transformers import GenerationConfig
         gc = self.model.generation_config
-        config = GenerationConfig(max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
-                                  eos_token_id=gc.eos_token_id, pad_token_id=gc.pad_token_id,
-                                  bos_token_id=gc.bos_token_id)
+        # Every knob set explicitly: transformers fills unset ones from the checkpoint's generation_config
+        # (Qwen2.5-VL ships temperature 0.1, top_k 1, repetition_penalty 1.05); plain greedy is wanted.
+        defaults = getattr(GenerationConfig(), "_get_default_generation_params", lambda: _NEUTRAL_GENERATION)()
+        neutral = {k: v for k, v in defaults.items() if k != "max_length"}
+        config = GenerationConfig(**{**neutral, "max_new_tokens": self.max_new_tokens, "do_sample": False,
+                                     "num_beams": 1, "eos_token_id": gc.eos_token_id,
+                                     "pad_token_id": gc.pad_token_id, "bos_token_id": gc.bos_token_id})
         with torch.inference_mode():
             out = self.model.generate(**inputs, generation_config=config)
         new_tokens = out[:, inputs["input_ids"].shape[1]:]

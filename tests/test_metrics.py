@@ -40,10 +40,11 @@ def assert_json_clean(d: dict) -> None:
 # ----------------------------------------------------------------------------- proportions
 
 def test_wilson_interval_matches_formula():
-    # 7/10: p = 0.7, z^2/n = 0.384146; centre = (0.7 + 0.192073) / 1.384146 = 0.644490
-    # half = 1.959964 * sqrt(0.021 + 0.009604) / 1.384146 = 0.247716 -> [0.396774, 0.892207]
+    # 7/10: p = 0.7, z^2/n = 0.3841459; centre = (0.7 + 0.1920729) / 1.3841459 = 0.644493
+    # half = 1.959964 * sqrt(0.021 + 0.0096036) / 1.3841459 = 1.959964 * 0.174939 / 1.3841459
+    #      = 0.247715 -> [0.396778, 0.892208]
     low, high = wilson(7, 10)
-    assert low == pytest.approx(0.396774, abs=1e-6) and high == pytest.approx(0.892207, abs=1e-6)
+    assert low == pytest.approx(0.396778, abs=1e-6) and high == pytest.approx(0.892208, abs=1e-6)
     e = proportion_estimate(7, 10)
     assert (e.value, e.n, e.method) == (0.7, 10, "wilson")
     assert e.low == pytest.approx(low, abs=1e-9) and e.high == pytest.approx(high, abs=1e-9)
@@ -151,15 +152,17 @@ def test_roc_curve_points_hand_ranked():
     y_true, scores = ranked_example()
     pts = roc_curve_points(y_true, scores)
     # thresholds high to low: 0.9 -> (fpr 0, tpr 1/3), 0.8 -> (0, 2/3), 0.7 -> (1/3, 2/3),
-    # 0.6 -> (2/3, 1), 0.1 -> (1, 1); sklearn drops (0, 1/3), which lies on the line (0,0)-(0,2/3).
+    # 0.6 -> (2/3, 1), 0.1 -> (1, 1). sklearn's drop_intermediate removes a point only if it is
+    # collinear with its neighbours in this list (before the start point is added): none is.
     # The start point (0, 0) has threshold +inf in sklearn, None here.
-    expected = [(0, 0, None), (0, 2 / 3, 0.8), (1 / 3, 2 / 3, 0.7), (2 / 3, 1, 0.6), (1, 1, 0.1)]
+    expected = [(0, 0, None), (0, 1 / 3, 0.9), (0, 2 / 3, 0.8), (1 / 3, 2 / 3, 0.7), (2 / 3, 1, 0.6),
+                (1, 1, 0.1)]
     assert len(pts) == len(expected)
     for p, (fpr, tpr, thr) in zip(pts, expected):
         assert set(p) == {"fpr", "tpr", "threshold"}
         assert p["fpr"] == pytest.approx(fpr) and p["tpr"] == pytest.approx(tpr)
         assert p["threshold"] == (None if thr is None else pytest.approx(thr))
-    # the trapezoid area under these points is the AUROC: 2/9 + 5/18 + 1/3 = 15/18
+    # the trapezoid area under these points is the AUROC: 0 + 0 + 2/9 + 5/18 + 1/3 = 15/18
     area = sum((b["fpr"] - a["fpr"]) * (a["tpr"] + b["tpr"]) / 2 for a, b in zip(pts, pts[1:]))
     assert area == pytest.approx(7.5 / 9)
     json.dumps(pts, allow_nan=False)
@@ -180,15 +183,15 @@ def test_auroc_bootstrap_statistic_matches_sklearn_on_each_resample():
             assert stat == pytest.approx(roc_auc_score(y[i], s[i]))
 
 
-def test_auroc_auto_method_switch(monkeypatch):
+def test_auroc_auto_method_switch():
     rng = np.random.default_rng(0)
     y = [T if v else N for v in rng.random(1200) < 0.5]
     s = list(rng.random(1200))
     pred = [T] * 1200
-    # 1200 * 2000 = 2.4e6 > AUTO_BOOTSTRAP_CELLS (2e6): DeLong; 1200 * 100 = 1.2e5: bootstrap
+    # 1200 * 2000 = 2.4e6 > AUTO_BOOTSTRAP_CELLS (2e6): DeLong; 1200 * 400 = 4.8e5: bootstrap
     assert classification_metrics(y, pred, s).auroc.method == "delong"
-    boot = classification_metrics(y, pred, s, n_boot=100).auroc
-    assert boot.method == "bootstrap" and boot.n_boot == 100
+    boot = classification_metrics(y, pred, s, n_boot=400).auroc
+    assert boot.method == "bootstrap" and boot.n_boot == 400
     delong = classification_metrics(y, pred, s, fast=True).auroc
     # both intervals describe the same sampling spread: widths agree to within a third
     assert delong.value == boot.value
@@ -206,7 +209,7 @@ def test_f1_bootstrap_matches_resampling_memes_by_index():
     y_true = np.where(rng.random(n) < 0.5, T, N)
     right = rng.random(n) < 0.7
     y_pred = np.where(right, y_true, np.where(y_true == T, N, T)).astype(object)
-    y_pred[rng.random(n) < 0.1] = None
+    y_pred[rng.random(n) < 0.3] = None                      # many unparseable answers
     r = classification_metrics(list(y_true), list(y_pred), n_boot=4000)
     t = y_true == T
     said_toxic = y_pred == T
@@ -215,15 +218,27 @@ def test_f1_bootstrap_matches_resampling_memes_by_index():
         tp = np.sum(t[i] & said_toxic[i])
         ref.append(2 * tp / (2 * tp + np.sum(~t[i] & said_toxic[i]) + np.sum(t[i] & ~said_toxic[i])))
     lo, hi = np.quantile(ref, [0.025, 0.975])
-    assert r.f1.low == pytest.approx(lo, abs=0.03) and r.f1.high == pytest.approx(hi, abs=0.03)
+    assert r.f1.low == pytest.approx(lo, abs=0.02) and r.f1.high == pytest.approx(hi, abs=0.02)
+
+
+def test_percentile_interval_and_dropped_resamples():
+    # 1001 resample values 0.000, 0.001, ..., 1.000: the 2.5% and 97.5% percentiles are 0.025 and
+    # 0.975 exactly (linear interpolation at positions 25 and 975); 300 NaN resamples are dropped
+    stats = np.concatenate([np.arange(1001) / 1000, np.full(300, np.nan)])
+    e = metrics._bootstrap_estimate(0.5, stats, n=7)
+    assert (e.value, e.n, e.method, e.n_boot) == (0.5, 7, "bootstrap", 1001)
+    assert e.low == pytest.approx(0.025) and e.high == pytest.approx(0.975)
+    # fewer than half of the resamples usable (1001 of 2302): no interval, the count is reported
+    e = metrics._bootstrap_estimate(0.5, np.concatenate([stats, np.full(1001, np.nan)]), n=7)
+    assert (e.value, e.low, e.high, e.n_boot) == (0.5, None, None, 1001)
 
 
 def test_vectorised_statistics_match_sklearn():
     rng = np.random.default_rng(7)
     for _ in range(20):
-        t = rng.integers(0, 2, 30)
-        p = rng.integers(0, 2, 30)
-        tp, fp, fn = np.sum(t & p), np.sum(~t & p & 1), np.sum(t & ~p & 1)
+        t = rng.integers(0, 2, 30).astype(bool)
+        p = rng.integers(0, 2, 30).astype(bool)
+        tp, fp, fn = np.sum(t & p), np.sum(~t & p), np.sum(t & ~p)
         ref = f1_score(t, p, zero_division=np.nan)
         assert metrics._f1_from_counts(tp, fp, fn) == pytest.approx(ref, nan_ok=True)
         a, b = rng.integers(0, 3, 30), rng.integers(0, 3, 30)

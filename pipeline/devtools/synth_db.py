@@ -35,7 +35,7 @@ from pipeline.devtools.synthetic_memes import (NEUTRAL_CAPTIONS, TOXIC_CAPTIONS,
                                                photo_background)
 from pipeline.store import Store, short_hash
 
-THUMB_SIDE = 192                   # smaller than the pipeline's 384 px to keep 100k-meme files small
+THUMB_SIDE = 128                   # smaller than the pipeline's 384 px: keeps 100k-meme files small
 TEMPLATE_SIZES = ((400, 300), (300, 400), (360, 360), (480, 270))
 N_TEMPLATES_PER_LABEL = 6
 MEMES_ROOT = "/nonexistent/synthetic-memes"   # no originals on disk: the dashboard shows thumbnails
@@ -101,7 +101,7 @@ def _templates() -> list[dict]:
             thumb = im.copy()
             thumb.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
             out.append(dict(label=label, size=size, thumb_size=thumb.size, text=expected_text(top, bottom),
-                            boxes=_text_boxes(im, bare, top, bottom), thumbnail=_jpeg(thumb, 70),
+                            boxes=_text_boxes(im, bare, top, bottom), thumbnail=_jpeg(thumb, 65),
                             overlays={m: _jpeg(_overlay(thumb, m, k), 60) for m in CAM_METHODS},
                             cams={m: _cam_grid(m, k).tobytes() for m in CAM_METHODS}))
     return out
@@ -139,8 +139,204 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def _model_input_scale(w: int, h: int) -> float:
-    return min(1.0, MODEL_MAX_SIDE / max(w, h))
+class _Plan:
+    """Per-meme draws (numpy arrays, one entry per meme) that every table's rows are built from."""
+
+    def __init__(self, n: int, seed: int):
+        rng = np.random.default_rng(seed)
+        self.n, self.seed, self.rng = n, seed, rng
+        self.templates = _templates()
+        tox_idx = np.array([i for i, t in enumerate(self.templates) if t["label"] == TOXIC])
+        non_idx = np.array([i for i, t in enumerate(self.templates) if t["label"] == NON_TOXIC])
+        self.toxic = rng.random(n) < 0.5
+        self.conflict = rng.random(n) < 0.01
+        self.retired = rng.random(n) < 0.01
+        self.template = np.where(self.toxic, tox_idx[rng.integers(0, len(tox_idx), n)],
+                                 non_idx[rng.integers(0, len(non_idx), n)])
+        self.scale = rng.choice(np.array([1, 1.5, 2, 3, 4, 6, 9]), n)
+        self.fmt = rng.choice(np.array(["JPEG", "PNG", "WEBP", "GIF"]), n, p=[0.7, 0.2, 0.07, 0.03])
+        self.text_free = rng.random(n) < 0.15         # OCR finds no text
+        self.fail_kind = np.where(rng.random(n) < 0.004, rng.integers(0, len(FAILURE_KINDS), n), -1)
+        self.difficulty = rng.normal(0, 1.0, n)       # shared by all prediction sets: they agree more than chance
+        self.run_times = [START + timedelta(hours=i) for i in range(4)]
+        self.thumbs = [self.templates[self.template[i]]["thumbnail"] + b"synth" + i.to_bytes(6, "big")
+                       + seed.to_bytes(4, "big") for i in range(n)]
+        self.ids = [hashlib.sha256(b).hexdigest() for b in self.thumbs]
+        sizes = np.array([self.templates[k]["size"] for k in range(len(self.templates))])[self.template]
+        self.width = np.round(sizes[:, 0] * self.scale).astype(int)
+        self.height = np.round(sizes[:, 1] * self.scale).astype(int)
+        ext = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
+        self.rel_paths = [f"{'Негативно' if self.toxic[i] else 'Нейтрально'}/мем {i:06d}.{ext[str(self.fmt[i])]}"
+                          for i in range(n)]
+        self.variants: list[dict] = []
+        self.variant_keys: dict[tuple, tuple[str, str]] = {}
+        for engine, _ in OCR_ENGINES:
+            self._add_variant("ocr", engine, engine, {"languages": ["rus", "eng"], "synthetic": True}, 1)
+        for stage, model, prompt, _ in PREDICTION_SETS:
+            self._add_variant(stage, model, prompt, {"prompt_version": prompt, "synthetic": True},
+                              2 if stage == "clip" else 3)
+        for method in CAM_METHODS:
+            self._add_variant("cam", CLIP_MODEL, method, {"method": method, "synthetic": True}, 4)
+
+    def _add_variant(self, stage: str, model_id: str, name: str, config: dict, run_id: int) -> None:
+        config_hash = short_hash(stage, name, config)
+        vid = short_hash(stage, model_id, config_hash, "1")
+        self.variants.append(dict(variant_id=vid, stage=stage, model_id=model_id, name=name, config_hash=config_hash,
+                                  stage_version="1", config=json.dumps(config, sort_keys=True, ensure_ascii=False),
+                                  is_smoke=True, first_run_id=run_id))
+        self.variant_keys[(stage, model_id, name)] = (vid, config_hash)
+
+    def key(self, stage: str, model_id: str, name: str) -> dict:
+        vid, config_hash = self.variant_keys[(stage, model_id, name)]
+        return dict(variant_id=vid, model_id=model_id, config_hash=config_hash, stage_version="1")
+
+    def kept(self, stage: str) -> np.ndarray:
+        """Indices of memes whose `stage` did not fail."""
+        codes = [k for k, f in enumerate(FAILURE_KINDS) if f[0] == stage]
+        return np.flatnonzero(~np.isin(self.fail_kind, codes))
+
+    def times(self, run_id: int, idx: np.ndarray, ms_per_item: int) -> list[datetime]:
+        t0 = self.run_times[run_id - 1]
+        return [t0 + timedelta(milliseconds=ms_per_item * int(i)) for i in idx]
+
+    # ------------------------------------------------------------------ one function per table
+    def memes(self) -> tuple[list[dict], list[dict]]:
+        memes, paths = [], []
+        for i in range(self.n):
+            label = TOXIC if self.toxic[i] else NON_TOXIC
+            last_seen = 1 if self.retired[i] else 4
+            w, h = int(self.width[i]), int(self.height[i])
+            memes.append(dict(meme_id=self.ids[i], label=None if self.conflict[i] else label,
+                              label_conflict=bool(self.conflict[i]), rel_path=self.rel_paths[i], width=w, height=h,
+                              format=str(self.fmt[i]), n_bytes=int(w * h * 0.35) + 1000,
+                              n_frames=12 if self.fmt[i] == "GIF" else 1, thumbnail=self.thumbs[i],
+                              thumbnail_mime="image/jpeg", first_run_id=1, last_seen_run_id=last_seen,
+                              retired=bool(self.retired[i])))
+            paths.append(dict(meme_id=self.ids[i], rel_path=self.rel_paths[i], label=label, last_seen_run_id=last_seen))
+            if self.conflict[i]:        # the same bytes also lie in the other label's folder
+                other_folder, other = ("Нейтрально", NON_TOXIC) if self.toxic[i] else ("Негативно", TOXIC)
+                paths.append(dict(meme_id=self.ids[i], rel_path=f"{other_folder}/копия {i:06d}.jpg", label=other,
+                                  last_seen_run_id=4))
+        return memes, paths
+
+    def ocr(self) -> list[dict]:
+        rows = []
+        idx = self.kept("ocr")
+        in_scale = np.minimum(1.0, MODEL_MAX_SIDE / np.maximum(self.width, self.height))
+        for e, (engine, version) in enumerate(OCR_ENGINES):
+            key = self.key("ocr", engine, engine)
+            conf = np.round(np.clip(self.rng.normal(0.8 - 0.1 * e, 0.1, self.n), 0.05, 1.0), 3).tolist()
+            times = self.times(1, idx, 200)
+            box_cache: dict[tuple, str] = {}
+            for j, i in enumerate(idx.tolist()):
+                t = self.templates[self.template[i]]
+                if self.text_free[i]:
+                    text, boxes, mean_conf = "", "[]", None
+                else:
+                    s = float(in_scale[i] * self.width[i] / t["size"][0])
+                    ck = (int(self.template[i]), round(s, 4), conf[i])
+                    boxes = box_cache.get(ck)
+                    if boxes is None:
+                        boxes = json.dumps([dict(b, box=[round(v * s, 1) for v in b["box"]], conf=conf[i])
+                                            for b in t["boxes"]], ensure_ascii=False)
+                        box_cache[ck] = boxes
+                    text = t["text"] if e == 0 else t["text"].lower()
+                    mean_conf = conf[i]
+                rows.append(dict(meme_id=self.ids[i], **key, engine=engine, engine_version=version, text=text,
+                                 boxes=boxes, mean_confidence=mean_conf, seconds=0.2 + 0.1 * e, run_id=1,
+                                 created_at=times[j]))
+        return rows
+
+    def predictions(self, stage: str, model: str, prompt: str, sep: float) -> list[dict]:
+        n, rng = self.n, self.rng
+        y = np.where(self.toxic, 1.0, -1.0)
+        logit = sep * y + 0.9 * self.difficulty + rng.normal(0, 0.9, n)
+        score = _sigmoid(logit)
+        label = np.where(score >= 0.5, TOXIC, NON_TOXIC).tolist()
+        unparsed = ((rng.random(n) < 0.03) if stage == "vlm" else np.zeros(n, bool)).tolist()
+        expl_pick = rng.integers(0, 4, n).tolist()
+        score_l = np.round(score, 5).tolist()
+        half = np.round(logit / 2, 4).tolist()
+        run_id = 2 if stage == "clip" else 3
+        key = self.key(stage, model, prompt)
+        idx = self.kept(stage)
+        times = self.times(run_id, idx, 50)
+        if stage == "vlm":
+            prompt_text = f"[{prompt}] Is this meme toxic? Answer with JSON {{label, explanation}}."
+        else:
+            prompt_text = f"[{prompt}] a toxic meme | a harmless meme"
+        rows = []
+        for j, i in enumerate(idx.tolist()):
+            lab, raw, explanation = label[i], None, None
+            if stage == "vlm":
+                if unparsed[i]:
+                    lab, raw = None, "Не могу однозначно ответить на этот вопрос."
+                else:
+                    explanation = EXPLANATIONS[lab][expl_pick[i]]
+                    raw = f'{{"label": "{lab}", "explanation": "{explanation}"}}'
+            rows.append(dict(meme_id=self.ids[i], **key, stage=stage, prompt_version=prompt, label=lab,
+                             score=score_l[i], logits=f'{{"toxic": {half[i]}, "non_toxic": {-half[i]}}}',
+                             prompt=prompt_text, raw_answer=raw, explanation=explanation, is_smoke=True,
+                             seconds=0.05 if stage == "clip" else 1.3, run_id=run_id, created_at=times[j]))
+        return rows
+
+    def heatmaps(self, method: str) -> list[dict]:
+        key = self.key("cam", CLIP_MODEL, method)
+        idx = self.kept("cam")
+        times = self.times(4, idx, 400)
+        # Overlays are shared by all memes of a template (DuckDB stores repeats once: small files).
+        return [dict(meme_id=self.ids[i], **key, method=method, grid_h=CAM_GRID, grid_w=CAM_GRID,
+                     cam=self.templates[self.template[i]]["cams"][method],
+                     overlay=self.templates[self.template[i]]["overlays"][method], is_smoke=True, seconds=0.4,
+                     run_id=4, created_at=times[j]) for j, i in enumerate(idx.tolist())]
+
+    def failures(self) -> list[dict]:
+        rows = []
+        for i in np.flatnonzero(self.fail_kind >= 0).tolist():
+            stage, etype, msg = FAILURE_KINDS[self.fail_kind[i]]
+            rows.append(dict(run_id={"scan": 1, "ocr": 1, "vlm": 3, "cam": 4}[stage], stage=stage,
+                             meme_id=self.ids[i], path=self.rel_paths[i], error_type=etype, message=msg,
+                             created_at=self.run_times[0] + timedelta(seconds=i % 3000)))
+        rows.append(dict(run_id=3, stage="vlm:load", meme_id=None, path=None, error_type="StageLoadError",
+                         message="checkpoint not found (synthetic example of a load failure)",
+                         created_at=self.run_times[2]))
+        return rows
+
+    def runs(self) -> list[dict]:
+        n = self.n
+        n_fail = {stage: int(np.sum(self.fail_kind == k)) for k, (stage, _, _) in enumerate(FAILURE_KINDS)}
+
+        def counts(stage: str, model: str, per_set: int, n_sets: int, sec: float) -> str:
+            done = n_sets * (n - n_fail.get(stage, 0))
+            return json.dumps({stage: dict(model=model, done=done, cached=0, failed=n_sets * n_fail.get(stage, 0),
+                                           seconds=round(per_set * n_sets * sec, 1), error=None)})
+
+        versions = json.dumps({"python": "3.11.7", "torch": "2.14.1", "transformers": "5.23.0", "duckdb": "2.0.0",
+                               "synthetic": "pipeline.devtools.synth_db"})
+        common = dict(command="precompute", memes_root=MEMES_ROOT, versions=versions, device="cpu: synthetic",
+                      git_commit="0" * 40, is_smoke=True)
+        t = self.run_times
+        ocr_models = ", ".join(e for e, _ in OCR_ENGINES)
+        return [
+            dict(common, run_id=1, started_at=t[0], finished_at=t[0] + timedelta(minutes=40), status="failed",
+                 args=json.dumps({"stages": ["ocr"], "synthetic": True, "n": n, "seed": self.seed}),
+                 counts=counts("ocr", ocr_models, n, len(OCR_ENGINES), 0.25), models=json.dumps({"ocr": ocr_models}),
+                 error=None),
+            dict(common, run_id=2, started_at=t[1], finished_at=t[1] + timedelta(minutes=20), status="ok",
+                 args=json.dumps({"stages": ["clip"], "synthetic": True}), counts=counts("clip", CLIP_MODEL, n, 2, 0.05),
+                 models=json.dumps({"clip": CLIP_MODEL}), error=None),
+            dict(common, run_id=3, started_at=t[2], finished_at=t[2] + timedelta(minutes=55), status="failed",
+                 args=json.dumps({"stages": ["vlm"], "synthetic": True}), counts=counts("vlm", VLM_MODEL, n, 2, 1.3),
+                 models=json.dumps({"vlm": VLM_MODEL}), error=None),
+            dict(common, run_id=4, started_at=t[3], finished_at=None, status="interrupted",
+                 args=json.dumps({"stages": ["cam"], "synthetic": True}), counts=counts("cam", CLIP_MODEL, n, 2, 0.4),
+                 models=json.dumps({"cam": CLIP_MODEL}), error="KeyboardInterrupt (synthetic example)"),
+        ]
+
+
+def _insert(con, table: str, rows: list[dict], chunk: int = 50_000) -> None:
+    for start in range(0, len(rows), chunk):
+        Store.insert_rows(con, table, rows[start:start + chunk])
 
 
 def synth_db(path: str | Path, n: int, seed: int = 0, overwrite: bool = False) -> Path:
@@ -152,185 +348,24 @@ def synth_db(path: str | Path, n: int, seed: int = 0, overwrite: bool = False) -
         if not overwrite:
             raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
         path.unlink()
-        wal = path.with_name(path.name + ".wal")
-        if wal.exists():
-            wal.unlink()
-    rng = np.random.default_rng(seed)
-    templates = _templates()
-    by_label = {lab: [i for i, t in enumerate(templates) if t["label"] == lab] for lab in (TOXIC, NON_TOXIC)}
-
-    # --- memes: labels, conflicts, retired, sizes ------------------------------------------------
-    toxic = rng.random(n) < 0.5
-    conflict = rng.random(n) < 0.01
-    retired = rng.random(n) < 0.01
-    tox_idx, non_idx = np.array(by_label[TOXIC]), np.array(by_label[NON_TOXIC])
-    template = np.where(toxic, tox_idx[rng.integers(0, len(tox_idx), n)], non_idx[rng.integers(0, len(non_idx), n)])
-    scale = rng.choice(np.array([1, 1.5, 2, 3, 4, 6, 9]), n)
-    fmt = rng.choice(np.array(["JPEG", "PNG", "WEBP", "GIF"]), n, p=[0.7, 0.2, 0.07, 0.03])
-    text_free = rng.random(n) < 0.15                 # no caption read (OCR finds nothing)
-
-    run_times = [START + timedelta(hours=i) for i in range(4)]
-    memes, paths, thumbs, ids = [], [], [], []
-    for i in range(n):
-        t = templates[template[i]]
-        thumb = t["thumbnail"] + b"synth" + i.to_bytes(6, "big") + seed.to_bytes(4, "big")
-        meme_id = hashlib.sha256(thumb).hexdigest()
-        ids.append(meme_id)
-        thumbs.append(thumb)
-        label = TOXIC if toxic[i] else NON_TOXIC
-        folder = "Негативно" if toxic[i] else "Нейтрально"
-        ext = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}[str(fmt[i])]
-        rel = f"{folder}/мем {i:06d}.{ext}"
-        w, h = (int(round(s * scale[i])) for s in t["size"])
-        memes.append(dict(meme_id=meme_id, label=None if conflict[i] else label, label_conflict=bool(conflict[i]),
-                          rel_path=rel, width=w, height=h, format=str(fmt[i]), n_bytes=int(w * h * 0.35) + 1000,
-                          n_frames=12 if fmt[i] == "GIF" else 1, thumbnail=thumb, thumbnail_mime="image/jpeg",
-                          first_run_id=1, last_seen_run_id=1 if retired[i] else 4, retired=bool(retired[i])))
-        paths.append(dict(meme_id=meme_id, rel_path=rel, label=label, last_seen_run_id=memes[-1]["last_seen_run_id"]))
-        if conflict[i]:
-            other = "Нейтрально" if toxic[i] else "Негативно"
-            paths.append(dict(meme_id=meme_id, rel_path=f"{other}/копия {i:06d}.{ext}",
-                              label=NON_TOXIC if toxic[i] else TOXIC, last_seen_run_id=4))
-
-    # --- variants ----------------------------------------------------------------------------------
-    variants, variant_ids = [], {}
-
-    def add_variant(stage: str, model_id: str, name: str, config: dict, run_id: int) -> str:
-        config_hash = short_hash(stage, name, config)
-        vid = short_hash(stage, model_id, config_hash, "1")
-        variants.append(dict(variant_id=vid, stage=stage, model_id=model_id, name=name, config_hash=config_hash,
-                             stage_version="1", config=json.dumps(config, sort_keys=True, ensure_ascii=False),
-                             is_smoke=True, first_run_id=run_id))
-        variant_ids[(stage, model_id, name)] = (vid, config_hash)
-        return vid
-
-    for engine, version in OCR_ENGINES:
-        add_variant("ocr", engine, engine, {"languages": ["rus", "eng"], "synthetic": True}, 1)
-    for stage, model, prompt, _ in PREDICTION_SETS:
-        add_variant(stage, model, prompt, {"prompt_version": prompt, "synthetic": True}, 2 if stage == "clip" else 3)
-    for method in CAM_METHODS:
-        add_variant("cam", CLIP_MODEL, method, {"method": method, "synthetic": True}, 4)
-
-    def key(stage: str, model_id: str, name: str, meme_id: str) -> dict:
-        vid, ch = variant_ids[(stage, model_id, name)]
-        return dict(meme_id=meme_id, variant_id=vid, model_id=model_id, config_hash=ch, stage_version="1")
-
-    # --- failures: a few memes miss some stages ---------------------------------------------------
-    fail_kind = np.where(rng.random(n) < 0.004, rng.integers(0, len(FAILURE_KINDS), n), -1)
-    failures = []
-    for i in np.flatnonzero(fail_kind >= 0):
-        stage, etype, msg = FAILURE_KINDS[fail_kind[i]]
-        failures.append(dict(run_id={"scan": 1, "ocr": 1, "vlm": 3, "cam": 4}[stage], stage=stage,
-                             meme_id=ids[i], path=memes[i]["rel_path"], error_type=etype, message=msg,
-                             created_at=run_times[0] + timedelta(seconds=int(i) % 3000)))
-    failures.append(dict(run_id=3, stage="vlm:load", meme_id=None, path=None, error_type="StageLoadError",
-                         message="checkpoint not found (synthetic example of a load failure)",
-                         created_at=run_times[2]))
-
-    def has(stage: str, i: int) -> bool:
-        return fail_kind[i] < 0 or FAILURE_KINDS[fail_kind[i]][0] != stage
-
-    # --- ocr -----------------------------------------------------------------------------------------
-    ocr = []
-    for e, (engine, version) in enumerate(OCR_ENGINES):
-        conf = np.clip(rng.normal(0.8 - 0.1 * e, 0.1, n), 0.05, 1.0)
-        for i in range(n):
-            if not has("ocr", i):
-                continue
-            t, m = templates[template[i]], memes[i]
-            if text_free[i]:
-                text, boxes = "", []
-            else:
-                s = _model_input_scale(m["width"], m["height"]) * m["width"] / t["size"][0]
-                boxes = [dict(b, box=[round(v * s, 1) for v in b["box"]], conf=round(float(conf[i]), 3))
-                         for b in t["boxes"]]
-                text = t["text"] if e == 0 else t["text"].lower()
-            ocr.append(dict(key("ocr", engine, engine, ids[i]), engine=engine, engine_version=version, text=text,
-                            boxes=json.dumps(boxes, ensure_ascii=False), mean_confidence=None if not boxes else
-                            round(float(conf[i]), 3), seconds=0.2 + 0.1 * e, run_id=1,
-                            created_at=run_times[0] + timedelta(milliseconds=200 * i)))
-
-    # --- predictions: scores share a per-meme difficulty, so sets agree more than by chance ------
-    y = np.where(toxic, 1.0, -1.0)
-    difficulty = rng.normal(0, 1.0, n)
-    predictions = []
-    for stage, model, prompt, sep in PREDICTION_SETS:
-        logit = sep * y + 0.9 * difficulty + rng.normal(0, 0.9, n)
-        score = _sigmoid(logit)
-        unparsed = (rng.random(n) < 0.03) if stage == "vlm" else np.zeros(n, bool)
-        run_id = 2 if stage == "clip" else 3
-        expl_pick = rng.integers(0, 4, n)
-        for i in range(n):
-            if not has(stage, i):
-                continue
-            label = None if unparsed[i] else (TOXIC if score[i] >= 0.5 else NON_TOXIC)
-            sc = round(float(score[i]), 5)
-            logits = {TOXIC: round(float(logit[i]) / 2, 4), NON_TOXIC: round(-float(logit[i]) / 2, 4)}
-            if stage == "vlm":
-                if label is None:
-                    raw = "Не могу однозначно ответить на этот вопрос."
-                    explanation = None
-                else:
-                    explanation = EXPLANATIONS[label][expl_pick[i]]
-                    raw = json.dumps({"label": label, "explanation": explanation}, ensure_ascii=False)
-                prompt_text = f"[{prompt}] Is this meme toxic? Answer with JSON {{label, explanation}}."
-            else:
-                raw, explanation = None, None
-                prompt_text = f"[{prompt}] a toxic meme | a harmless meme"
-            predictions.append(dict(key(stage, model, prompt, ids[i]), stage=stage, prompt_version=prompt,
-                                    label=label, score=sc, logits=json.dumps(logits), prompt=prompt_text,
-                                    raw_answer=raw, explanation=explanation, is_smoke=True,
-                                    seconds=0.05 if stage == "clip" else 1.3, run_id=run_id,
-                                    created_at=run_times[run_id - 1] + timedelta(milliseconds=50 * i)))
-
-    # --- heatmaps ----------------------------------------------------------------------------------
-    heatmaps = []
-    for method in CAM_METHODS:
-        for i in range(n):
-            if not has("cam", i):
-                continue
-            t = templates[template[i]]
-            heatmaps.append(dict(key("cam", CLIP_MODEL, method, ids[i]), method=method, grid_h=CAM_GRID,
-                                 grid_w=CAM_GRID, cam=t["cams"][method],
-                                 overlay=t["overlays"][method] + i.to_bytes(6, "big"), is_smoke=True,
-                                 seconds=0.4, run_id=4, created_at=run_times[3] + timedelta(milliseconds=400 * i)))
-
-    # --- runs ----------------------------------------------------------------------------------------
-    def counts(stage_rows: dict) -> str:
-        return json.dumps({s: dict(model=m, done=d, cached=0, failed=f, seconds=round(d * sec, 1), error=None)
-                           for s, (m, d, f, sec) in stage_rows.items()})
-
-    n_fail = {s: sum(1 for f in failures if f["stage"] == s) for s in ("scan", "ocr", "vlm", "cam")}
-    versions = json.dumps({"python": "3.11.2", "torch": "2.14.1", "transformers": "5.23.0", "duckdb": "2.0.0",
-                           "synthetic": "pipeline.devtools.synth_db"})
-    common = dict(command="precompute", memes_root=MEMES_ROOT, versions=versions, device="cpu: synthetic",
-                  git_commit="0" * 40, is_smoke=True)
-    per_set = n - n_fail["vlm"]
-    runs = [
-        dict(common, run_id=1, started_at=run_times[0], finished_at=run_times[0] + timedelta(minutes=40),
-             status="failed", args=json.dumps({"stages": ["ocr"], "synthetic": True, "n": n, "seed": seed}),
-             counts=counts({"ocr": ("tesseract, easyocr", 2 * (n - n_fail["ocr"]), 2 * n_fail["ocr"], 0.25)}),
-             models=json.dumps({"ocr": "tesseract, easyocr"}), error=None),
-        dict(common, run_id=2, started_at=run_times[1], finished_at=run_times[1] + timedelta(minutes=20),
-             status="ok", args=json.dumps({"stages": ["clip"], "synthetic": True}),
-             counts=counts({"clip": (CLIP_MODEL, 2 * n, 0, 0.05)}), models=json.dumps({"clip": CLIP_MODEL}), error=None),
-        dict(common, run_id=3, started_at=run_times[2], finished_at=run_times[2] + timedelta(minutes=55),
-             status="failed", args=json.dumps({"stages": ["vlm"], "synthetic": True}),
-             counts=counts({"vlm": (VLM_MODEL, 2 * per_set, 2 * n_fail["vlm"], 1.3)}),
-             models=json.dumps({"vlm": VLM_MODEL}), error=None),
-        dict(common, run_id=4, started_at=run_times[3], finished_at=None, status="interrupted",
-             args=json.dumps({"stages": ["cam"], "synthetic": True}),
-             counts=counts({"cam": (CLIP_MODEL, 2 * (n - n_fail["cam"]), 2 * n_fail["cam"], 0.4)}),
-             models=json.dumps({"cam": CLIP_MODEL}), error="KeyboardInterrupt (synthetic example)"),
-    ]
-
+    wal = path.with_name(path.name + ".wal")
+    if wal.exists():
+        wal.unlink()
+    plan = _Plan(n, seed)
     store = Store(path)
     with store.transaction() as con:
-        for table, rows in (("runs", runs), ("variants", variants), ("memes", memes), ("meme_paths", paths),
-                            ("ocr", ocr), ("predictions", predictions), ("heatmaps", heatmaps),
-                            ("failures", failures)):
-            for start in range(0, len(rows), 50_000):
-                Store.insert_rows(con, table, rows[start:start + 50_000])
+        _insert(con, "runs", plan.runs())
+        _insert(con, "variants", plan.variants)
+        memes, paths = plan.memes()
+        _insert(con, "memes", memes)
+        _insert(con, "meme_paths", paths)
+        del memes, paths
+        _insert(con, "ocr", plan.ocr())
+        for spec in PREDICTION_SETS:
+            _insert(con, "predictions", plan.predictions(*spec))
+        for method in CAM_METHODS:
+            _insert(con, "heatmaps", plan.heatmaps(method))
+        _insert(con, "failures", plan.failures())
         con.execute("INSERT OR REPLACE INTO meta VALUES ('synthetic', ?)", [json.dumps({"n": n, "seed": seed})])
     return path
 

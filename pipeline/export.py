@@ -1,0 +1,462 @@
+"""Sharing an analysis without the dashboard: a one-file HTML report, and the raw tables as Parquet.
+
+    export_html(db, "report.html", models=None, images=True)   # python -m pipeline export --out report.html
+    export_parquet(db, "tables/")                               # python -m pipeline export --parquet tables/
+
+The HTML report is one self-contained file that opens offline in any browser: the charts are Altair
+charts rendered to inline SVG by vl-convert, the images are `data:` URIs, the CSS is inline and there
+is no JavaScript at all (toxic images are blurred by CSS and revealed by a checkbox the image sits in).
+It holds: a dataset summary; per prediction set (model x prompt version, `variants` with stage clip or
+vlm) the metrics with 95% intervals (pipeline.metrics), the confusion matrix and the ROC curve; the
+agreement table, Cohen's kappa and McNemar test of each pair of sets (the first MAX_PAIRS pairs when
+there are more); galleries of the most confident errors per set and of the disagreements per pair,
+with thumbnails, CAM overlays, OCR text and the models' explanations.
+
+Safety rules the report keeps (tests/test_export.py checks each one):
+  * the database is opened read-only and closed again; nothing is ever written to it;
+  * model and OCR text is untrusted: the template autoescapes it, it is shown as plain text and cut
+    to TEXT_LIMIT characters; the only markup inserted unescaped is the SVG vl-convert renders;
+  * no URL outside the file: no external scripts, fonts, stylesheets or images;
+  * no absolute local path: `runs.memes_root` and `runs.args` are never read, a model given as a
+    local folder is shown by its last path component, paths inside failure messages likewise;
+  * memes that are retired (no longer found by the latest scan) or have no label (label conflict)
+    are left out of every metric and gallery, and the report says how many;
+  * a report that shows any random-weight (smoke) prediction set or CAM method says so at the top
+    and next to every table of numbers;
+  * the file stays under SIZE_BUDGET bytes: when it would not, the embedded images are re-encoded
+    smaller (IMAGE_LEVELS) until it does.
+"""
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from pipeline import metrics
+from pipeline.config import NON_TOXIC, TOXIC
+from pipeline.store import StoreError, connect
+
+MAX_PAIRS = 6                 # agreement tables and disagreement galleries for at most this many pairs
+GALLERY_LIMIT = 8             # cards per gallery (most confident first)
+TEXT_LIMIT = 1500             # characters of one untrusted text shown in a card
+SIZE_BUDGET = 10_000_000      # bytes; images are re-encoded smaller until the file fits
+# (longest side px, JPEG quality) for embedded images; None = the stored JPEG as it is
+IMAGE_LEVELS: tuple[tuple[int, int] | None, ...] = (None, (256, 75), (192, 65), (144, 55), (96, 45))
+ROC_MAX_POINTS = 1000         # longer ROC curves are thinned for the chart
+SMOKE_BANNER = "smoke run with random-weight models — these numbers are not results"
+METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "auroc", "unparseable_rate")
+PREDICTION_STAGES = ("clip", "vlm")
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+class ExportError(StoreError):
+    """The export cannot be made as asked (one clear line; the CLI prints it)."""
+
+
+# ============================================================================ local-path hygiene
+_ABS_PATH = re.compile(r"""(?<![\w.:/-])(?:~|[A-Za-z]:)?[/\\](?:[^\s/\\'"<>|]+[/\\])+([^\s/\\'"<>|]*)""")
+
+
+def public_name(model_id: str | None) -> str:
+    """A model/engine id as the report shows it: HF ids as they are, local folders by their last component."""
+    if not model_id:
+        return ""
+    text = str(model_id).rstrip("/\\")
+    if text.startswith(("/", "~", ".", "\\")) or re.match(r"^[A-Za-z]:[/\\]", text):
+        return PureWindowsPath(text).name if "\\" in text else PurePosixPath(text).name
+    return text
+
+
+def scrub_paths(text: str | None) -> str:
+    """Replace every absolute (or ~) path inside free text by its last component."""
+    if not text:
+        return ""
+    return _ABS_PATH.sub(lambda m: m.group(1) or "…", str(text))
+
+
+# ============================================================================ data from the cache
+@dataclass
+class PredSet:
+    variant_id: str
+    stage: str
+    model_id: str
+    name: str                   # prompt version
+    is_smoke: bool
+    preds: dict[str, tuple[str | None, float | None]] = field(default_factory=dict)  # meme_id -> (label, score)
+
+    @property
+    def model(self) -> str:
+        return public_name(self.model_id)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.model})"
+
+    def matches(self, needles: list[str]) -> bool:
+        return any(n in self.model_id or n in self.name for n in needles)
+
+
+@dataclass
+class CamMethod:
+    variant_id: str
+    model_id: str
+    name: str
+    is_smoke: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({public_name(self.model_id)})"
+
+
+def _rows(con, sql: str, params: list | None = None) -> list[tuple]:
+    return con.execute(sql, params or []).fetchall()
+
+
+def _dicts(con, sql: str, params: list | None = None) -> list[dict]:
+    cur = con.execute(sql, params or [])
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+
+def _open(db: str | Path):
+    path = Path(db)
+    if not path.is_file():
+        raise ExportError(f"no database at {path}; run `python -m pipeline precompute --db {path}` first")
+    return connect(path, read_only=True)
+
+
+# ============================================================================ charts (Altair -> SVG)
+def _svg(chart) -> Markup:
+    """Render an Altair chart to inline SVG markup (our own renderer output, not untrusted text)."""
+    import vl_convert
+
+    svg = vl_convert.vegalite_to_svg(chart.to_json())
+    svg = re.sub(r"^<\?xml[^>]*>\s*", "", svg)
+    if "xlink:" not in svg.replace('xmlns:xlink="http://www.w3.org/1999/xlink"', ""):
+        svg = svg.replace(' xmlns:xlink="http://www.w3.org/1999/xlink"', "")
+    svg = svg.replace("<svg ", '<svg role="img" ', 1)
+    return Markup(svg)
+
+
+def roc_chart(points: list[dict], title: str) -> Markup | None:
+    import altair as alt
+    import pandas as pd
+
+    if not points:
+        return None
+    if len(points) > ROC_MAX_POINTS:
+        step = len(points) / ROC_MAX_POINTS
+        points = [points[int(i * step)] for i in range(ROC_MAX_POINTS)] + [points[-1]]
+    df = pd.DataFrame({"fpr": [p["fpr"] for p in points], "tpr": [p["tpr"] for p in points]})
+    diag = pd.DataFrame({"fpr": [0.0, 1.0], "tpr": [0.0, 1.0]})
+    scale = alt.Scale(domain=[0, 1])
+    curve = alt.Chart(df).mark_line(point=True, color="#1f5fa8").encode(
+        x=alt.X("fpr:Q", title="false positive rate", scale=scale),
+        y=alt.Y("tpr:Q", title="true positive rate (recall)", scale=scale), order="fpr:Q")
+    chance = alt.Chart(diag).mark_line(strokeDash=[4, 4], color="#999").encode(x="fpr:Q", y="tpr:Q")
+    return _svg((chance + curve).properties(width=220, height=220, title=title))
+
+
+def metrics_chart(rows: list[dict]) -> Markup | None:
+    """Point + 95% interval of every metric of every set, one panel per metric."""
+    import altair as alt
+    import pandas as pd
+
+    rows = [r for r in rows if r["value"] is not None]
+    if not rows:
+        return None
+    df = pd.DataFrame(rows)
+    df["low"] = df["low"].fillna(df["value"])
+    df["high"] = df["high"].fillna(df["value"])
+    y = alt.Y("set:N", title=None, sort=None)
+    base = alt.Chart().encode(y=y)
+    rule = base.mark_rule(color="#666").encode(x=alt.X("low:Q", title=None, scale=alt.Scale(domain=[0, 1])),
+                                                x2="high:Q")
+    point = base.mark_point(filled=True, size=50, color="#1f5fa8").encode(x="value:Q")
+    chart = alt.layer(rule, point, data=df).properties(width=150).facet(
+        column=alt.Column("metric:N", title=None, sort=list(METRIC_NAMES)))
+    return _svg(chart)
+
+
+# ============================================================================ images
+class ImageEncoder:
+    """data: URIs of stored JPEG blobs, re-encoded smaller at a given level (cached per blob)."""
+
+    def __init__(self, level: tuple[int, int] | None):
+        self.level = level
+        self._cache: dict[int, str] = {}
+        self.count = 0
+
+    def uri(self, blob: bytes | None, mime: str | None = "image/jpeg") -> str | None:
+        if not blob:
+            return None
+        self.count += 1
+        key = id(blob)
+        if key not in self._cache:
+            data, mime = bytes(blob), (mime or "image/jpeg")
+            if self.level is not None:
+                from pipeline.images import encode_jpeg, load_rgb
+                side, quality = self.level
+                data, mime = encode_jpeg(load_rgb(data, max_side=side * 2), max_side=side, quality=quality), "image/jpeg"
+            if not re.fullmatch(r"image/(jpeg|png|webp|gif)", mime):
+                mime = "image/jpeg"
+            self._cache[key] = f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
+        return self._cache[key]
+
+
+# ============================================================================ the report
+def _cut(text: str | None, limit: int = TEXT_LIMIT) -> dict:
+    """Untrusted text for the template: the first `limit` characters and how many were left out."""
+    text = text or ""
+    return {"text": text[:limit], "more": max(0, len(text) - limit)}
+
+
+def _estimate(e: metrics.Estimate | None) -> dict | None:
+    return None if e is None else e.as_dict()
+
+
+def _pick_pairs(sets: list[PredSet]) -> tuple[list[tuple[PredSet, PredSet]], int]:
+    pairs = list(itertools.combinations(sets, 2))
+    return pairs[:MAX_PAIRS], len(pairs)
+
+
+def _load(con, models: list[str] | None) -> dict[str, Any]:
+    """Everything the report needs except per-card details (those are read for shown memes only)."""
+    memes = _rows(con, "SELECT meme_id, label, retired FROM memes")
+    truth = {m: lab for m, lab, retired in memes if not retired and lab is not None}
+    variant_rows = _dicts(con, "SELECT variant_id, stage, model_id, name, is_smoke FROM variants "
+                               "ORDER BY list_position(['ocr', 'clip', 'vlm', 'cam'], stage), model_id, name")
+    all_sets = [PredSet(v["variant_id"], v["stage"], v["model_id"], v["name"], bool(v["is_smoke"]))
+                for v in variant_rows if v["stage"] in PREDICTION_STAGES]
+    sets = [s for s in all_sets if s.matches(models)] if models else all_sets
+    if models and not sets:
+        known = ", ".join(s.label for s in all_sets) or "none"
+        raise ExportError(f"--models {','.join(models)} matches no prediction set; the cache has: {known}")
+    by_id = {s.variant_id: s for s in sets}
+    if sets:
+        for vid, meme_id, label, score in _rows(
+                con, "SELECT variant_id, meme_id, label, score FROM predictions WHERE variant_id IN (SELECT unnest(?))",
+                [list(by_id)]):
+            by_id[vid].preds[meme_id] = (label, score)
+    cams = [CamMethod(v["variant_id"], v["model_id"], v["name"], bool(v["is_smoke"]))
+            for v in variant_rows if v["stage"] == "cam"]
+    shown_models = {s.model_id for s in sets}
+    if models:
+        cams = [c for c in cams if c.model_id in shown_models] or cams
+    ocr_variants = [v for v in variant_rows if v["stage"] == "ocr"]
+    return dict(memes=memes, truth=truth, sets=sets, cams=cams, ocr_variants=ocr_variants)
+
+
+def _summary(con, data: dict) -> dict:
+    memes = data["memes"]
+    n_total = len(memes)
+    n_retired = sum(1 for _, _, r in memes if r)
+    n_unlabelled = sum(1 for _, lab, r in memes if not r and lab is None)
+    truth = data["truth"]
+    formats = _rows(con, "SELECT coalesce(format, '?'), count(*) FROM memes WHERE NOT retired GROUP BY 1 ORDER BY 2 DESC")
+    animated = _rows(con, "SELECT count(*) FROM memes WHERE NOT retired AND n_frames > 1")[0][0]
+    ocr = []
+    for v in data["ocr_variants"]:
+        n, n_empty, conf = _rows(con, "SELECT count(*), count(*) FILTER (coalesce(trim(text), '') = ''), "
+                                      "avg(mean_confidence) FROM ocr WHERE variant_id = ?", [v["variant_id"]])[0]
+        ocr.append(dict(name=v["name"], model=public_name(v["model_id"]), n=n, n_empty=n_empty, conf=conf))
+    cams = []
+    for c in data["cams"]:
+        n = _rows(con, "SELECT count(*) FROM heatmaps WHERE variant_id = ?", [c.variant_id])[0][0]
+        cams.append(dict(label=c.label, n=n, is_smoke=c.is_smoke))
+    runs = []
+    for r in _dicts(con, "SELECT run_id, command, started_at, finished_at, status, device, git_commit, models, "
+                         "is_smoke FROM runs ORDER BY run_id"):
+        try:
+            used = json.loads(r["models"] or "{}")
+        except ValueError:
+            used = {}
+        r["models"] = ", ".join(f"{k}: {public_name(str(v))}" for k, v in used.items()) if isinstance(used, dict) else ""
+        r["device"] = scrub_paths(r["device"])
+        runs.append(r)
+    failures = _rows(con, "SELECT stage, error_type, count(*) FROM failures GROUP BY ALL ORDER BY 3 DESC, 1, 2")
+    recent = [dict(stage=s, error_type=e, path=public_name(p) if p and os.path.isabs(p) else p,
+                   message=_cut(scrub_paths(m), 300))
+              for s, e, p, m in _rows(con, "SELECT stage, error_type, path, message FROM failures "
+                                           "ORDER BY created_at DESC LIMIT 20")]
+    return dict(
+        n_total=n_total, n_retired=n_retired, n_unlabelled=n_unlabelled, n_eligible=len(truth),
+        n_toxic=sum(1 for v in truth.values() if v == TOXIC), n_non_toxic=sum(1 for v in truth.values() if v == NON_TOXIC),
+        formats=formats, animated=animated, ocr=ocr, cams=cams, runs=runs, failures=failures, recent_failures=recent,
+    )
+
+
+def _set_report(s: PredSet, truth: dict[str, str]) -> dict:
+    ids = [m for m in truth if m in s.preds]
+    y_true = [truth[m] for m in ids]
+    y_pred = [s.preds[m][0] for m in ids]
+    scores = [s.preds[m][1] for m in ids]
+    rep = metrics.classification_metrics(y_true, y_pred, scores if any(x is not None for x in scores) else None)
+    roc = metrics.roc_curve_points(y_true, scores) if any(x is not None for x in scores) else []
+    fp = sorted((m for m in ids if truth[m] == NON_TOXIC and s.preds[m][0] == TOXIC),
+                key=lambda m: -(s.preds[m][1] if s.preds[m][1] is not None else -1.0))
+    fn = sorted((m for m in ids if truth[m] == TOXIC and s.preds[m][0] == NON_TOXIC),
+                key=lambda m: (s.preds[m][1] if s.preds[m][1] is not None else 2.0))
+    unparsed = [m for m in ids if s.preds[m][0] is None]
+    return dict(set=s, report=rep, n_rows=len(s.preds), n_missing=len(truth) - len(ids), roc=roc,
+                metrics={k: _estimate(getattr(rep, k)) for k in METRIC_NAMES},
+                galleries=[("False positives: non_toxic memes judged toxic, highest p(toxic) first", "fp", fp),
+                           ("False negatives: toxic memes judged non_toxic, lowest p(toxic) first", "fn", fn),
+                           ("Unparseable answers: no class stated", "unparsed", unparsed)])
+
+
+def _pair_report(a: PredSet, b: PredSet, truth: dict[str, str]) -> dict:
+    ids = [m for m in truth if m in a.preds and m in b.preds]
+    rep = metrics.agreement([truth[m] for m in ids], [a.preds[m][0] for m in ids], [b.preds[m][0] for m in ids],
+                            name_a=a.label, name_b=b.label)
+
+    def gap(m: str) -> float:
+        sa, sb = a.preds[m][1], b.preds[m][1]
+        return -abs(sa - sb) if sa is not None and sb is not None else 0.0
+
+    disagree = sorted((m for m in ids if a.preds[m][0] != b.preds[m][0]), key=gap)
+    return dict(a=a, b=b, report=rep, kappa=rep.kappa.as_dict(), disagree=disagree)
+
+
+def _card_details(con, meme_ids: list[str], sets: list[PredSet], cams: list[CamMethod], images: bool) -> dict[str, dict]:
+    """Per shown meme: thumbnail, overlays, OCR texts and every shown set's answer."""
+    if not meme_ids:
+        return {}
+    cards: dict[str, dict] = {}
+    cols = "meme_id, label, rel_path, width, height, format" + (", thumbnail, thumbnail_mime" if images else "")
+    for r in _dicts(con, f"SELECT {cols} FROM memes WHERE meme_id IN (SELECT unnest(?))", [meme_ids]):
+        rel = r["rel_path"] or ""
+        r["rel_path"] = public_name(rel) if os.path.isabs(rel) else rel
+        cards[r["meme_id"]] = dict(meme=r, overlays=[], ocr=[], answers={})
+    if images and cams:
+        order = {c.variant_id: i for i, c in enumerate(cams)}
+        rows = _rows(con, "SELECT meme_id, variant_id, overlay FROM heatmaps WHERE meme_id IN (SELECT unnest(?)) "
+                          "AND variant_id IN (SELECT unnest(?)) AND overlay IS NOT NULL", [meme_ids, list(order)])
+        for meme_id, vid, overlay in sorted(rows, key=lambda r: order[r[1]]):
+            cam = cams[order[vid]]
+            caption = cam.name if len({c.model_id for c in cams}) == 1 else cam.label
+            cards[meme_id]["overlays"].append(dict(label=cam.label, caption=caption, is_smoke=cam.is_smoke, blob=overlay))
+    for meme_id, engine, text in _rows(
+            con, "SELECT o.meme_id, coalesce(v.name, o.engine), o.text FROM ocr o LEFT JOIN variants v USING (variant_id) "
+                 "WHERE o.meme_id IN (SELECT unnest(?)) ORDER BY 2", [meme_ids]):
+        cards[meme_id]["ocr"].append(dict(engine=engine, text=_cut(text, 800)))
+    if sets:
+        for meme_id, vid, label, score, explanation, raw in _rows(
+                con, "SELECT meme_id, variant_id, label, score, explanation, raw_answer FROM predictions "
+                     "WHERE meme_id IN (SELECT unnest(?)) AND variant_id IN (SELECT unnest(?))",
+                [meme_ids, [s.variant_id for s in sets]]):
+            cards[meme_id]["answers"][vid] = dict(label=label, score=score, explanation=_cut(explanation),
+                                                  raw=_cut(raw) if raw and (label is None or not explanation) else None)
+    return cards
+
+
+def build_report(db: str | Path, models: list[str] | None = None, images: bool = True) -> dict[str, Any]:
+    """All numbers, charts and gallery cards of the report (images as blobs, not yet encoded)."""
+    con = _open(db)
+    try:
+        data = _load(con, models)
+        summary = _summary(con, data)
+        truth, sets, cams = data["truth"], data["sets"], data["cams"]
+        set_reports = [_set_report(s, truth) for s in sets]
+        pairs, n_pairs = _pick_pairs(sets)
+        pair_reports = [_pair_report(a, b, truth) for a, b in pairs]
+        shown: list[str] = []
+        for sr in set_reports:
+            sr["galleries"] = [dict(title=t, kind=k, total=len(ids), ids=ids[:GALLERY_LIMIT]) for t, k, ids in sr["galleries"]]
+            for g in sr["galleries"]:
+                shown += g["ids"]
+        for pr in pair_reports:
+            pr["total"] = len(pr["disagree"])
+            pr["disagree"] = pr["disagree"][:GALLERY_LIMIT]
+            shown += pr["disagree"]
+        cards = _card_details(con, list(dict.fromkeys(shown)), sets, cams, images)
+    finally:
+        con.close()
+    for c in cards.values():
+        c["toxic"] = truth.get(c["meme"]["meme_id"]) == TOXIC
+    for sr in set_reports:
+        sr["roc_svg"] = roc_chart(sr["roc"], f"ROC: {sr['set'].label}")
+    chart_rows = [dict(set=sr["set"].label, metric=k, **{x: (sr["metrics"][k] or {}).get(x) for x in ("value", "low", "high")})
+                  for sr in set_reports for k in METRIC_NAMES if k != "unparseable_rate"]
+    smoke = any(s.is_smoke for s in sets) or any(c.is_smoke for c in cams)
+    return dict(
+        db_name=Path(db).name, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        summary=summary, sets=set_reports, pairs=pair_reports, n_pairs=n_pairs, max_pairs=MAX_PAIRS,
+        cams=cams, cards=cards, truth=truth, images=images, smoke=smoke, smoke_banner=SMOKE_BANNER,
+        models_filter=models or [], gallery_limit=GALLERY_LIMIT, text_limit=TEXT_LIMIT,
+        metrics_svg=metrics_chart(chart_rows), metric_names=METRIC_NAMES,
+    )
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = lambda x, d=3: "–" if x is None else f"{x:.{d}f}"
+    env.filters["pval"] = lambda p: "–" if p is None else (f"{p:.3g}" if p >= 0.001 else "< 0.001")
+    return env
+
+
+def render_html(report: dict[str, Any], level: tuple[int, int] | None = None) -> tuple[str, int]:
+    """The report as one HTML string (images encoded at `level`) and the number of images embedded."""
+    encoder = ImageEncoder(level)
+    html = _environment().get_template("report.html.j2").render(**report, img=encoder.uri)
+    return html, encoder.count
+
+
+def export_html(db: str | Path, out: str | Path, models: list[str] | None = None, images: bool = True) -> Path:
+    """Write the self-contained HTML report of the cache `db` to `out`; returns the path written."""
+    out = Path(out)
+    if out.is_dir():
+        raise ExportError(f"--out {out} is a directory; give a file name such as {out / 'report.html'}")
+    if not out.resolve().parent.is_dir():
+        raise ExportError(f"the directory {out.resolve().parent.name!r} for --out does not exist")
+    report = build_report(db, models=models, images=images)
+    for level in IMAGE_LEVELS if images else (None,):
+        html, n_images = render_html(report, level)
+        size = len(html.encode("utf-8"))
+        if size <= SIZE_BUDGET:
+            break
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, out)
+    how = "" if level is None else f", images re-encoded to <= {level[0]} px (JPEG quality {level[1]}) to fit"
+    note = f" — over the {SIZE_BUDGET / 1e6:.0f} MB budget even at the smallest images" if size > SIZE_BUDGET else ""
+    print(f"wrote {out} ({size / 1e6:.2f} MB): {len(report['sets'])} prediction sets, "
+          f"{len(report['pairs'])} of {report['n_pairs']} pairs, {n_images} images{how}{note}")
+    return out
+
+
+# ============================================================================ Parquet
+def _quote_path(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def export_parquet(db: str | Path, out_dir: str | Path) -> dict[str, int]:
+    """One Parquet file per table of the cache (BLOB columns kept as binary); returns {table: rows}."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, int] = {}
+    con = _open(db)
+    try:
+        tables = [t for (t,) in _rows(con, "SELECT table_name FROM duckdb_tables() WHERE database_name = "
+                                          "current_database() AND schema_name = 'main' ORDER BY table_name")]
+        for table in tables:
+            target = out_dir / f"{table}.parquet"
+            ident = '"' + table.replace('"', '""') + '"'
+            con.execute(f"COPY (SELECT * FROM {ident}) TO {_quote_path(target)} (FORMAT parquet)").fetchall()
+            written[table] = _rows(con, f"SELECT count(*) FROM {ident}")[0][0]
+    finally:
+        con.close()
+    for table, n in written.items():
+        path = out_dir / f"{table}.parquet"
+        print(f"wrote {path} ({n} rows, {path.stat().st_size / 1e6:.2f} MB)")
+    return written

@@ -1,0 +1,258 @@
+"""The CLIP zero-shot stage on tiny random CLIP and SigLIP checkpoints (saved and loaded back with from_pretrained).
+
+Scores are checked against the model's own forward pass (logits_per_image), computed here on a
+separate copy of the checkpoint, not against the stage's helper functions.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from transformers import AutoModel, AutoProcessor
+
+from pipeline.clip import ClipStage, load_clip
+from pipeline.clip_prompts import ELLIPSIS, PROMPT_SETS, fit_text, get_prompt_sets, normalize_ocr
+from pipeline.config import NON_TOXIC, TOXIC
+from pipeline.hf import RANDOM_WEIGHTS_MARKER, is_random_weights
+from pipeline.stage import StageLoadError
+from tiny_model_fixtures import broken_input, synthetic_inputs
+
+KINDS = ("clip", "siglip")
+LONG_CYRILLIC = ("Когда пришёл на работу в понедельник, а там опять совещание про совещания. " * 30)[:2000]
+
+
+def _parse_prompt(prompt: str) -> tuple[str, str]:
+    lines = prompt.split("\n")
+    assert len(lines) == 2 and lines[0].startswith(f"{TOXIC}: ") and lines[1].startswith(f"{NON_TOXIC}: ")
+    return lines[0][len(TOXIC) + 2:], lines[1][len(NON_TOXIC) + 2:]
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """A second, independent copy of a checkpoint: (image, [toxic, neutral] texts) -> logits_per_image."""
+    loaded = {}
+
+    def logits(folder, image, texts) -> torch.Tensor:
+        if folder not in loaded:
+            loaded[folder] = AutoModel.from_pretrained(folder).eval(), AutoProcessor.from_pretrained(folder)
+        model, proc = loaded[folder]
+        sigmoid = getattr(model, "logit_bias", None) is not None
+        pad = dict(padding="max_length", max_length=model.config.text_config.max_position_embeddings) \
+            if sigmoid else dict(padding=True)
+        inputs = proc(text=list(texts), images=[image], return_tensors="pt", truncation=True, **pad)
+        with torch.no_grad():
+            return model(**inputs).logits_per_image[0]
+    return logits
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_tiny_checkpoint_is_random_and_loads_back(tiny_models, kind):
+    folder = tiny_models[kind]
+    assert is_random_weights(str(folder))
+    assert RANDOM_WEIGHTS_MARKER in (folder / "config.json").read_text()
+    model = AutoModel.from_pretrained(folder)
+    proc = AutoProcessor.from_pretrained(folder)
+    assert type(model).__name__ == {"clip": "CLIPModel", "siglip": "SiglipModel"}[kind]
+    assert 32 <= model.config.vision_config.image_size <= 64
+    text = "токсичный мем с текстом: «Ёжик в тумане»"
+    ids = proc.tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert proc.tokenizer.unk_token_id not in ids                      # Cyrillic is byte-level, never <unk>
+    decoded = proc.tokenizer.decode(ids, skip_special_tokens=True)
+    assert "ёжик" in decoded.lower() and "мем" in decoded
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_scores_are_the_models_own_logits(tiny_models, tmp_path, reference, kind):
+    stage = ClipStage(str(tiny_models[kind]), precision="fp32", batch_size=4)
+    memes = synthetic_inputs(tmp_path, 3)
+    variants = stage.variants()
+    assert [v.name for v in variants] == ["ru-ocr-v1", "ru-v1", "en-ocr-v1", "en-v1"]
+    assert all(v.is_smoke and v.config["precision"] == "fp32" for v in variants)
+    assert variants[0].config["templates"][TOXIC] == "токсичный мем с текстом: «{text}»"
+    stage.load()
+    for v in variants:
+        for meme, row in zip(memes, stage.process(memes, v)):
+            assert set(row) == {"label", "score", "logits", "prompt"}
+            assert 0.0 <= row["score"] <= 1.0
+            lt, ln = row["logits"][TOXIC], row["logits"][NON_TOXIC]
+            if kind == "clip":      # softmax over the two logits
+                expected = torch.softmax(torch.tensor([lt, ln]), 0)[0].item()
+            else:                   # sigmoid head: renormalised sigmoids
+                expected = torch.sigmoid(torch.tensor(lt)).item() / (
+                    torch.sigmoid(torch.tensor(lt)).item() + torch.sigmoid(torch.tensor(ln)).item())
+            assert row["score"] == pytest.approx(expected, abs=1e-6)
+            assert row["label"] == (TOXIC if row["score"] >= 0.5 else NON_TOXIC)
+            ref = reference(tiny_models[kind], meme.image, _parse_prompt(row["prompt"]))
+            assert [lt, ln] == pytest.approx(ref.tolist(), abs=1e-4)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_prompt_sets_differ_and_fold_in_the_ocr_text(tiny_models, tmp_path, kind):
+    stage = ClipStage(str(tiny_models[kind]), precision="fp32")
+    meme = synthetic_inputs(tmp_path, 1)[0]
+    rows = {v.name: stage.process([meme], v)[0] for v in stage.variants()}
+    prompts = {name: _parse_prompt(r["prompt"]) for name, r in rows.items()}
+    assert len({p for p in prompts.values()}) == 4
+    assert prompts["ru-v1"] == ("токсичный мем", "нейтральный мем")
+    assert prompts["en-v1"] == ("a toxic meme", "a neutral meme")
+    caption = normalize_ocr(meme.ocr_text)
+    for name in ("ru-ocr-v1", "en-ocr-v1"):
+        assert all(caption in p for p in prompts[name]), prompts[name]
+    assert prompts["ru-ocr-v1"][0] == f"токсичный мем с текстом: «{caption}»"
+    assert len({round(r["score"], 7) for r in rows.values()}) == 4      # different texts, different scores
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_long_cyrillic_ocr_text_is_cut_to_the_token_limit(tiny_models, tmp_path, kind):
+    stage = ClipStage(str(tiny_models[kind]), precision="fp32")
+    meme = synthetic_inputs(tmp_path, 1)[0]
+    meme.ocr_text = LONG_CYRILLIC
+    stage.load()
+    tokenizer = stage._processor.tokenizer
+    limit = stage._model.config.text_config.max_position_embeddings
+    for v in stage.variants():
+        if not PROMPT_SETS[v.name].uses_ocr:
+            continue
+        row = stage.process([meme], v)[0]
+        assert isinstance(row, dict), row
+        for text in _parse_prompt(row["prompt"]):
+            assert len(tokenizer(text)["input_ids"]) <= limit
+            cut = text.split("«" if v.name.startswith("ru") else '"', 1)[1].rstrip('»"')
+            assert cut.endswith(ELLIPSIS) and len(cut) > 5
+            assert LONG_CYRILLIC.startswith(cut[:-1].rstrip())          # the start of the OCR text
+
+
+@pytest.mark.parametrize("ocr_text", [None, "", "  \n "])
+def test_meme_without_ocr_text_gets_the_plain_pair(tiny_models, tmp_path, ocr_text):
+    stage = ClipStage(str(tiny_models["clip"]), precision="fp32")
+    meme = synthetic_inputs(tmp_path, 1, with_ocr=False)[0]
+    meme.ocr_text = ocr_text
+    by_name = {v.name: v for v in stage.variants()}
+    with_ocr, plain = stage.process([meme], by_name["ru-ocr-v1"])[0], stage.process([meme], by_name["ru-v1"])[0]
+    assert with_ocr["prompt"] == plain["prompt"] and with_ocr["score"] == pytest.approx(plain["score"], abs=1e-7)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_batched_results_equal_per_image_results(tiny_models, tmp_path, kind):
+    memes = synthetic_inputs(tmp_path, 4)
+    batched, single = ClipStage(str(tiny_models[kind]), precision="fp32"), ClipStage(str(tiny_models[kind]), precision="fp32")
+    for v in batched.variants():
+        together = batched.process(memes, v)
+        alone = [single.process([m], v)[0] for m in memes]
+        for a, b in zip(together, alone):
+            assert a["prompt"] == b["prompt"] and a["label"] == b["label"]
+            assert a["score"] == pytest.approx(b["score"], abs=1e-5)
+
+
+def test_each_image_and_fixed_prompt_is_encoded_once_per_run(tiny_models, tmp_path, monkeypatch):
+    stage = ClipStage(str(tiny_models["clip"]), precision="fp32")
+    stage.load()
+    model = stage._model
+    counts = {"images": 0, "texts": []}
+    real_image, real_text = model.get_image_features, model.get_text_features
+
+    def image_spy(**kw):
+        counts["images"] += kw["pixel_values"].shape[0]
+        return real_image(**kw)
+
+    def text_spy(**kw):
+        counts["texts"].append(kw["input_ids"].shape[0])
+        return real_text(**kw)
+
+    monkeypatch.setattr(model, "get_image_features", image_spy)
+    monkeypatch.setattr(model, "get_text_features", text_spy)
+    memes = synthetic_inputs(tmp_path, 4)
+    by_name = {v.name: v for v in stage.variants()}
+    for name in ("ru-v1", "en-v1", "ru-ocr-v1", "en-ocr-v1"):
+        stage.process(memes[:2], by_name[name])
+        stage.process(memes[2:], by_name[name])
+    assert counts["images"] == 4                      # not 4 x 4 prompt sets
+    # ru-v1 and en-v1: one call of 2 texts each, only for the first batch; OCR sets: 2 memes x 2 prompts per batch
+    assert counts["texts"] == [2, 2, 4, 4, 4, 4]
+
+
+def test_an_unreadable_image_fails_only_its_own_slot(tiny_models, tmp_path):
+    stage = ClipStage(str(tiny_models["clip"]), precision="fp32")
+    memes = synthetic_inputs(tmp_path, 2)
+    memes.insert(1, broken_input(tmp_path))
+    out = stage.process(memes, stage.variants()[0])
+    assert isinstance(out[1], Exception) and "not a readable image" in str(out[1])
+    assert isinstance(out[0], dict) and isinstance(out[2], dict)
+
+
+def test_bf16_is_its_own_variant_and_close_to_fp32(tiny_models, tmp_path):
+    memes = synthetic_inputs(tmp_path, 2)
+    fp32, bf16 = (ClipStage(str(tiny_models["clip"]), precision=p, prompt_sets="ru-v1") for p in ("fp32", "bf16"))
+    v32, v16 = fp32.variants()[0], bf16.variants()[0]
+    assert v16.config["precision"] == "bf16" and v16.variant_id != v32.variant_id
+    bf16.load()
+    assert bf16._model.dtype == torch.bfloat16
+    for a, b in zip(fp32.process(memes, v32), bf16.process(memes, v16)):
+        assert isinstance(b["score"], float) and b["score"] == pytest.approx(a["score"], abs=0.05)
+
+
+def test_describe_and_prompt_set_selection(tiny_models):
+    stage = ClipStage(str(tiny_models["clip"]), prompt_sets="en-v1,ru-v1", precision="fp32")
+    assert [v.name for v in stage.variants()] == ["en-v1", "ru-v1"]
+    assert "fp32" in stage.describe() and "en-v1" in stage.describe()
+    with pytest.raises(ValueError, match="unknown CLIP prompt set"):
+        get_prompt_sets(["ru-v9"])
+
+
+def test_missing_hub_model_offline_raises_stage_load_error_quickly(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.perf_counter()
+    with pytest.raises(StageLoadError, match="HF_HUB_OFFLINE"):
+        ClipStage("vlmemes-test/no-such-clip-model").load()
+    with pytest.raises(StageLoadError, match="does not exist"):
+        ClipStage(str(tmp_path / "nowhere")).load()
+    assert time.perf_counter() - t0 < 10
+
+
+def test_a_folder_that_is_not_an_image_text_model_is_refused(tiny_models):
+    with pytest.raises(StageLoadError, match="cannot load|no get_image_features"):
+        load_clip(str(tiny_models["qwen"]), "cpu", torch.float32)
+
+
+class _NoOffsets:
+    """A tokenizer without offset mappings (like the sentencepiece-based slow ones)."""
+
+    def __init__(self, tok):
+        self.tok = tok
+
+    def __call__(self, text, **kw):
+        if kw.get("return_offsets_mapping"):
+            raise NotImplementedError("return_offset_mapping is not available when using Python tokenizers")
+        return self.tok(text, **kw)
+
+
+@pytest.mark.parametrize("wrap", [False, True], ids=["offsets", "bisection"])
+def test_fit_text_keeps_a_prefix_within_the_limit(tiny_models, wrap):
+    tok = AutoProcessor.from_pretrained(tiny_models["clip"]).tokenizer
+    tok = _NoOffsets(tok) if wrap else tok
+    templates = ("токсичный мем с текстом: «{text}»", "нейтральный мем с текстом: «{text}»")
+    assert fit_text(tok, templates, "Короткий текст", 40) == "Короткий текст"
+    cut = fit_text(tok, templates, LONG_CYRILLIC, 40)
+    assert cut.endswith(ELLIPSIS) and LONG_CYRILLIC.startswith(cut[:-1]) and len(cut) > 3
+    assert max(len(tok(t.format(text=cut))["input_ids"]) for t in templates) <= 40
+    longer = LONG_CYRILLIC[:len(cut) + 10]     # a bit more text no longer fits
+    assert max(len(tok(t.format(text=longer + ELLIPSIS))["input_ids"]) for t in templates) > 40
+    assert fit_text(tok, templates, LONG_CYRILLIC, 5) == ""          # not even the template fits
+
+
+def test_smoke_precompute_stored_clip_rows(smoke_db):
+    import duckdb
+    con = duckdb.connect(str(smoke_db), read_only=True)
+    try:
+        rows = con.execute("""SELECT p.prompt_version, p.score, p.label, p.prompt, p.is_smoke, o.text
+                              FROM predictions p LEFT JOIN ocr o USING (meme_id)
+                              WHERE p.stage = 'clip'""").fetchall()
+        n_memes = con.execute("SELECT count(*) FROM memes").fetchall()[0][0]
+    finally:
+        con.close()
+    assert len(rows) == 4 * n_memes and n_memes > 0
+    assert {r[0] for r in rows} == set(PROMPT_SETS)
+    assert all(r[4] and 0 <= r[1] <= 1 and r[2] in (TOXIC, NON_TOXIC) for r in rows)
+    with_text = [r for r in rows if r[0] == "ru-ocr-v1" and normalize_ocr(r[5])]
+    assert with_text and all(normalize_ocr(r[5])[:3] in r[3] for r in with_text)

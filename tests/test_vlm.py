@@ -1,0 +1,294 @@
+"""VlmStage on a tiny random-weight Qwen2.5-VL saved with save_pretrained and loaded back by the stage.
+
+Every number the stage returns is checked against an independent computation with the same weights
+(the processor on the joined text + model.generate), not against the stage's own helpers.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from pipeline.devtools.tiny_qwen import build_tiny_qwen  # noqa: E402
+from pipeline.hf import is_random_weights  # noqa: E402
+from pipeline.stage import MemeInput, StageLoadError  # noqa: E402
+from pipeline.vlm import BNB_SKIP_MODULES, VlmStage, assistant_prefix, parse_answer  # noqa: E402
+from pipeline.vlm_prompts import DEFAULT_PROMPT_VERSIONS, get_prompt  # noqa: E402
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+MAX_PIXELS = 112 * 112
+MAX_NEW = 20
+SHARED_MEMES = Path(__file__).resolve().parents[1].parent / "shared" / "memes"
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen(tmp_path_factory) -> Path:
+    return build_tiny_qwen(tmp_path_factory.mktemp("models") / "qwen-smoke")
+
+
+@pytest.fixture(scope="module")
+def stage(tiny_qwen) -> VlmStage:
+    st = VlmStage(model=str(tiny_qwen), device="cpu", max_pixels=MAX_PIXELS, max_new_tokens=MAX_NEW, precision="fp32")
+    st.load()
+    return st
+
+
+def _draw_meme(path: Path, caption: str, size: tuple[int, int], color) -> Path:
+    img = Image.new("RGB", size, color)
+    draw = ImageDraw.Draw(img)
+    draw.text((8, size[1] // 3), caption, font=ImageFont.truetype(FONT, 22), fill="white")
+    img.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def memes(tmp_path_factory) -> list[MemeInput]:
+    d = tmp_path_factory.mktemp("memes")
+    specs = [("КОГДА ПОНЕДЕЛЬНИК", (240, 180), (180, 40, 40)), ("ТЫ НИЧТОЖЕСТВО", (200, 260), (30, 60, 160))]
+    out = []
+    for i, (caption, size, color) in enumerate(specs):
+        p = _draw_meme(d / f"meme{i}.png", caption, size, color)
+        out.append(MemeInput(meme_id=f"m{i}", path=p, rel_path=p.name, label=None, ocr_text=caption))
+    return out
+
+
+# --------------------------------------------------------------------------- independent references
+def _chat(processor, prompt_text: str) -> str:
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt_text}]}]
+    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def _inputs(stage, image, text: str):
+    return stage.processor(text=[text], images=[image], return_tensors="pt",
+                           size={"shortest_edge": 56 * 56, "longest_edge": MAX_PIXELS})
+
+
+def _reference_generate(stage, image, prompt_text: str, max_new: int) -> tuple[str, int]:
+    inputs = _inputs(stage, image, _chat(stage.processor, prompt_text))
+    with torch.no_grad():
+        out = stage.model.generate(**inputs, max_new_tokens=max_new, do_sample=False, repetition_penalty=1.0)
+    new = out[0, inputs["input_ids"].shape[1]:]
+    return stage.processor.tokenizer.decode(new, skip_special_tokens=True).strip(), len(new)
+
+
+def _reference_logprobs(stage, image, prompt_text: str, assistant_text: str) -> dict[str, float]:
+    """First generated step after chat + assistant text + the common prefix of the two label words."""
+    tok = stage.processor.tokenizer
+    t_ids = tok.encode(" токсичный", add_special_tokens=False)
+    n_ids = tok.encode(" нейтральный", add_special_tokens=False)
+    k = next(i for i, (a, b) in enumerate(zip(t_ids, n_ids)) if a != b)
+    text = _chat(stage.processor, prompt_text) + assistant_text + tok.decode(t_ids[:k])
+    inputs = _inputs(stage, image, text)
+    assert inputs["input_ids"][0, -k:].tolist() == t_ids[:k]          # the prefix tokens align
+    with torch.no_grad():
+        out = stage.model.generate(**inputs, max_new_tokens=1, do_sample=False, output_logits=True,
+                                   return_dict_in_generate=True)
+    logp = torch.log_softmax(out.logits[0][0].float(), dim=-1)
+    return {"toxic": logp[t_ids[k]].item(), "non_toxic": logp[n_ids[k]].item()}
+
+
+# --------------------------------------------------------------------------- the checkpoint
+def test_tiny_qwen_checkpoint_is_deterministic_and_handles_cyrillic(tiny_qwen, tmp_path, stage):
+    again = build_tiny_qwen(tmp_path / "qwen-again")
+    for name in ("tokenizer.json", "model.safetensors"):
+        assert (again / name).read_bytes() == (tiny_qwen / name).read_bytes(), name
+    assert is_random_weights(str(tiny_qwen)) and type(stage.model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    tok = stage.processor.tokenizer
+    text = "Класс: токсичный — Ёжик, 100%! ÿ"
+    ids = tok.encode(text, add_special_tokens=False)
+    assert tok.decode(ids) == text
+    assert len(tok.encode("нейтральный", add_special_tokens=False)) == len("нейтральный")   # a token per letter
+
+
+# --------------------------------------------------------------------------- variants
+def test_variants_are_cheap_and_describe_the_config(tiny_qwen):
+    st = VlmStage(model=str(tiny_qwen), device="cpu", max_pixels=MAX_PIXELS, max_new_tokens=MAX_NEW, precision="fp32")
+    vs = st.variants()
+    assert st.model is None                                            # no loading in variants()
+    assert [v.name for v in vs] == list(DEFAULT_PROMPT_VERSIONS) == ["label-first-v1", "explain-first-v1"]
+    assert all(v.is_smoke and v.stage == "vlm" and v.model_id == str(tiny_qwen) for v in vs)
+    assert vs[0].variant_id != vs[1].variant_id
+    cfg = vs[0].config
+    assert cfg["prompt"] == get_prompt("label-first-v1").template and cfg["max_pixels"] == MAX_PIXELS
+    assert cfg["max_new_tokens"] == MAX_NEW and cfg["quantize"] == "none" and cfg["dtype"] == "float32"
+    other = VlmStage(model=str(tiny_qwen), device="cpu", max_pixels=2 * MAX_PIXELS, precision="fp32").variants()[0]
+    assert other.variant_id != vs[0].variant_id
+    assert not VlmStage().variants()[0].is_smoke                       # the real model id: results count
+    assert VlmStage().variants()[0].config["max_new_tokens"] <= 256
+    assert not st.needs_ocr_text
+    assert VlmStage(prompt_versions=["label-first-ocr-v1"]).needs_ocr_text
+    with pytest.raises(ValueError, match="unknown VLM prompt version"):
+        VlmStage(prompt_versions=["nope-v0"])
+
+
+# --------------------------------------------------------------------------- process
+@pytest.mark.parametrize("version", DEFAULT_PROMPT_VERSIONS)
+def test_process_rows_match_independent_computation(stage, memes, version):
+    variant = next(v for v in stage.variants() if v.name == version)
+    rows = stage.process(memes, variant)
+    assert len(rows) == len(memes)
+    tok = stage.processor.tokenizer
+    for meme, row in zip(memes, rows):
+        assert isinstance(row, dict), row
+        assert set(row) == {"label", "explanation", "raw_answer", "prompt", "score", "logits"}
+        assert row["prompt"] == get_prompt(version).render() and "Класс: токсичный" in row["prompt"]
+        raw = row["raw_answer"]
+        assert isinstance(raw, str)
+        # greedy answer, bounded by max_new_tokens, equal to a plain model.generate on the same inputs
+        ref_text, n_new = _reference_generate(stage, meme.image, row["prompt"], MAX_NEW)
+        assert raw == ref_text and n_new <= MAX_NEW
+        assert len(tok.encode(raw, add_special_tokens=False)) <= MAX_NEW
+        parsed = parse_answer(raw)
+        assert row["label"] == parsed.label and row["explanation"] == parsed.explanation
+        # score = p(toxic) renormalised over the two continuations = softmax of the two logits
+        lt, ln = row["logits"]["toxic"], row["logits"]["non_toxic"]
+        assert lt < 0 and ln < 0                                       # full-vocabulary log-probabilities
+        assert 0.0 <= row["score"] <= 1.0
+        assert row["score"] == pytest.approx(math.exp(lt) / (math.exp(lt) + math.exp(ln)), abs=1e-9)
+        ref = _reference_logprobs(stage, meme.image, row["prompt"], assistant_prefix(version, raw))
+        assert lt == pytest.approx(ref["toxic"], abs=1e-4) and ln == pytest.approx(ref["non_toxic"], abs=1e-4)
+    # the two memes are different inputs: their scores differ
+    assert rows[0]["score"] != rows[1]["score"]
+
+
+def test_explain_first_score_is_read_after_the_models_reasoning(stage, memes, monkeypatch):
+    answer = "Объяснение: подпись унижает человека.\n**Класс:** токсичный"
+    monkeypatch.setattr(stage, "generate", lambda inputs: answer)
+    by_name = {v.name: v for v in stage.variants()}
+    meme = memes[1]
+    label_first = stage.process([meme], by_name["label-first-v1"])[0]
+    explain_first = stage.process([meme], by_name["explain-first-v1"])[0]
+    for row in (label_first, explain_first):
+        assert row["label"] == "toxic" and row["explanation"] == "подпись унижает человека."
+    ref = _reference_logprobs(stage, meme.image, explain_first["prompt"],
+                              "Объяснение: подпись унижает человека.\nКласс:")
+    assert explain_first["logits"]["toxic"] == pytest.approx(ref["toxic"], abs=1e-4)
+    ref_lf = _reference_logprobs(stage, meme.image, label_first["prompt"], "Класс:")
+    assert label_first["logits"]["toxic"] == pytest.approx(ref_lf["toxic"], abs=1e-4)
+    assert explain_first["logits"] != label_first["logits"]
+
+
+def test_ocr_prompt_version_carries_the_ocr_text(tiny_qwen, memes):
+    st = VlmStage(model=str(tiny_qwen), prompt_versions=["label-first-ocr-v1"], device="cpu",
+                  max_pixels=MAX_PIXELS, max_new_tokens=4, precision="fp32")
+    row = st.process([memes[0]], st.variants()[0])[0]          # process() loads on first use
+    assert "«КОГДА ПОНЕДЕЛЬНИК»" in row["prompt"]
+    assert "текст распознать не удалось" in get_prompt("label-first-ocr-v1").render(None)
+
+
+def test_greedy_decoding_ignores_checkpoint_sampling_settings(tiny_qwen, memes):
+    st = VlmStage(model=str(tiny_qwen), device="cpu", max_pixels=MAX_PIXELS, max_new_tokens=8, precision="fp32")
+    st.load()
+    gc = st.model.generation_config     # what Qwen2.5-VL ships, exaggerated
+    gc.do_sample, gc.temperature, gc.top_k, gc.top_p, gc.repetition_penalty = True, 0.1, 1, 0.001, 1.5
+    inputs = st.encode(memes[0].image, "Привет")
+    answers = {st.generate(inputs) for _ in range(2)}
+    # a hand-written greedy loop (argmax of a full forward pass per step)
+    cur = {k: v for k, v in inputs.items()}
+    out = []
+    with torch.no_grad():
+        for _ in range(8):
+            nxt = int(st.model(**cur).logits[0, -1].argmax())
+            out.append(nxt)
+            if nxt == st.processor.tokenizer.convert_tokens_to_ids("<|im_end|>"):
+                break
+            for key, fill in (("input_ids", nxt), ("attention_mask", 1), ("mm_token_type_ids", 0)):
+                cur[key] = torch.cat([cur[key], torch.full((1, 1), fill, dtype=cur[key].dtype)], dim=1)
+    assert answers == {st.processor.tokenizer.decode(out, skip_special_tokens=True).strip()}
+
+
+def test_max_pixels_bounds_the_image_tokens(tiny_qwen, memes):
+    counts = {}
+    for px in (56 * 56 * 2, 224 * 224):
+        st = VlmStage(model=str(tiny_qwen), device="cpu", max_pixels=px, precision="fp32")
+        st.load()
+        inputs = st.encode(memes[1].image, "Привет")
+        n = int((inputs["input_ids"] == st.model.config.image_token_id).sum())
+        assert 0 < n and n * 28 * 28 <= px                            # one token per 28x28 pixels
+        counts[px] = n
+    assert counts[56 * 56 * 2] < counts[224 * 224]
+
+
+def test_one_bad_meme_fails_in_its_slot(stage, memes, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image at all")
+    bad = MemeInput(meme_id="bad", path=broken, rel_path="broken.png", label=None)
+    rows = stage.process([bad, memes[0]], stage.variants()[0])
+    assert isinstance(rows[0], Exception) and isinstance(rows[1], dict)
+
+
+def test_precision_auto_loads_the_dtype_the_variant_records(tiny_qwen, memes):
+    st = VlmStage(model=str(tiny_qwen), device="cpu", max_pixels=MAX_PIXELS, max_new_tokens=4)
+    dtype_name = st.variants()[0].config["dtype"]
+    st.load()
+    assert str(st.model.dtype) == f"torch.{dtype_name}"
+    row = st.process([memes[0]], st.variants()[0])[0]
+    assert 0.0 <= row["score"] <= 1.0
+
+
+# --------------------------------------------------------------------------- load errors
+def test_hub_id_offline_fails_fast(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.monotonic()
+    with pytest.raises(StageLoadError, match="HF_HUB_OFFLINE"):
+        VlmStage(model="vlmemes-test/not-a-cached-model", device="cpu").load()
+    assert time.monotonic() - start < 5
+
+
+def test_folder_without_checkpoint_fails(tmp_path):
+    with pytest.raises(StageLoadError):
+        VlmStage(model=str(tmp_path), device="cpu").load()
+
+
+def test_quantize_on_cpu_is_refused(tiny_qwen):
+    with pytest.raises(StageLoadError, match="CUDA"):
+        VlmStage(model=str(tiny_qwen), device="cpu", quantize="4bit").load()
+    if not torch.cuda.is_available():
+        with pytest.raises(StageLoadError, match="CUDA"):
+            VlmStage(model=str(tiny_qwen), device="auto", quantize="8bit").load()
+
+
+def test_quantize_without_bitsandbytes_says_so(tiny_qwen, monkeypatch):
+    pytest.importorskip("torch")
+    try:
+        import bitsandbytes  # noqa: F401
+        pytest.skip("bitsandbytes is installed here")
+    except ImportError:
+        pass
+    monkeypatch.setattr("pipeline.vlm.pick_device", lambda device: "cuda")
+    monkeypatch.setattr("pipeline.vlm.pick_dtype", lambda device, precision: torch.bfloat16)
+    with pytest.raises(StageLoadError, match="bitsandbytes"):
+        VlmStage(model=str(tiny_qwen), device="cuda", quantize="4bit").load()
+
+
+def test_bnb_skip_modules_keep_vision_tower_and_head_unquantised(stage):
+    from transformers.quantizers.quantizers_utils import should_convert_module
+    linears = [name for name, m in stage.model.named_modules() if isinstance(m, torch.nn.Linear)]
+    vision = [n for n in linears if ".visual." in f".{n}"]
+    text = [n for n in linears if ".language_model." in f".{n}"]
+    assert vision and text and "lm_head" in linears
+    assert not any(should_convert_module(n, BNB_SKIP_MODULES) for n in vision + ["lm_head"])
+    assert all(should_convert_module(n, BNB_SKIP_MODULES) for n in text)
+
+
+def test_bad_options_are_refused_early():
+    for kwargs in (dict(quantize="2bit"), dict(device="tpu"), dict(precision="int4"),
+                   dict(max_new_tokens=0), dict(max_new_tokens=10_000), dict(max_pixels=100)):
+        with pytest.raises(ValueError):
+            VlmStage(**kwargs)
+
+
+@pytest.mark.skipif(not SHARED_MEMES.is_dir(), reason="the labelled memes are not on this machine")
+def test_real_meme_stays_within_the_pixel_budget(stage):
+    path = next(p for p in sorted(SHARED_MEMES.rglob("*")) if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    meme = MemeInput(meme_id="real", path=path, rel_path=path.name, label=None)
+    inputs = stage.encode(meme.image, "Привет")
+    n = int((inputs["input_ids"] == stage.model.config.image_token_id).sum())
+    assert 0 < n * 28 * 28 <= MAX_PIXELS
