@@ -61,7 +61,7 @@ class ToxicMinusNeutral:
     """Grad-CAM target: logit(toxic) - logit(neutral) (the SigLIP bias cancels)."""
 
     def __call__(self, output: torch.Tensor) -> torch.Tensor:
-        return output[..., 1] - output[..., 0]
+        return output[..., 0] - output[..., 1]
 
 
 class _OnGrid:

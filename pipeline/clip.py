@@ -117,7 +117,7 @@ def p_toxic(logits: torch.Tensor, sigmoid_head: bool) -> torch.Tensor:
     """p(toxic) from (N, 2) [toxic, non_toxic] logits; see the module docstring for the two heads."""
     logits = logits.float()
     if sigmoid_head:   # sigmoid(a) / (sigmoid(a) + sigmoid(b)), computed stably in log space
-        pass
+        logits = torch.nn.functional.logsigmoid(logits)
     return torch.softmax(logits, dim=-1)[:, 0]
 
 

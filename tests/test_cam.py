@@ -17,7 +17,7 @@ from transformers import AutoModel, AutoProcessor
 from pipeline.cam import CamStage, seen_box, tokens_to_grid
 from pipeline.config import THUMBNAIL_MAX_SIDE
 from pipeline.stage import StageLoadError
-from tiny_model_fixtures import broken_input, synthetic_inputs
+from tiny_model_fixtures import broken_input, one_torch_thread, synthetic_inputs  # noqa: F401 (autouse)
 
 KINDS = ("clip", "siglip")
 
@@ -172,3 +172,10 @@ def test_methods_are_cached_as_separate_variants(tiny_models, synthetic_memes, t
     assert main(args) == 0
     assert "cached" in capsys.readouterr().out
     assert heatmaps() == first                                  # nothing recomputed, same run_id
+
+
+def test_a_variable_grid_siglip2_tower_is_refused_with_a_clear_message(tmp_path):
+    from pipeline.devtools.tiny_clip import build_tiny_siglip2
+    folder = build_tiny_siglip2(tmp_path / "tiny-random-siglip2")
+    with pytest.raises(StageLoadError, match="fixed image_size/patch_size"):
+        CamStage(str(folder), device="cpu").load()

@@ -5,6 +5,7 @@ separate copy of the checkpoint, not against the stage's helper functions.
 """
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -16,10 +17,17 @@ from pipeline.clip_prompts import ELLIPSIS, PROMPT_SETS, fit_text, get_prompt_se
 from pipeline.config import NON_TOXIC, TOXIC
 from pipeline.hf import RANDOM_WEIGHTS_MARKER, is_random_weights
 from pipeline.stage import StageLoadError
-from tiny_model_fixtures import broken_input, synthetic_inputs
+from tiny_model_fixtures import broken_input, one_torch_thread, synthetic_inputs  # noqa: F401 (autouse)
 
-KINDS = ("clip", "siglip")
+KINDS = ("clip", "siglip", "siglip2")
 LONG_CYRILLIC = ("Когда пришёл на работу в понедельник, а там опять совещание про совещания. " * 30)[:2000]
+
+
+@pytest.fixture(scope="module")
+def models(tiny_models, tmp_path_factory) -> dict:
+    """The session's tiny CLIP/SigLIP plus a tiny SigLIP2 (variable patch grid) built here."""
+    from pipeline.devtools.tiny_clip import build_tiny_siglip2
+    return dict(tiny_models, siglip2=build_tiny_siglip2(tmp_path_factory.mktemp("clip") / "tiny-random-siglip2"))
 
 
 def _parse_prompt(prompt: str) -> tuple[str, str]:
@@ -40,21 +48,24 @@ def reference():
         sigmoid = getattr(model, "logit_bias", None) is not None
         pad = dict(padding="max_length", max_length=model.config.text_config.max_position_embeddings) \
             if sigmoid else dict(padding=True)
-        inputs = proc(text=list(texts), images=[image], return_tensors="pt", truncation=True, **pad)
+        # the image processor as saved (Siglip2Processor.__call__ would impose its own patch defaults)
+        inputs = dict(proc.image_processor(images=[image], return_tensors="pt"),
+                      **proc.tokenizer(list(texts), return_tensors="pt", truncation=True, **pad))
         with torch.no_grad():
             return model(**inputs).logits_per_image[0]
     return logits
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_tiny_checkpoint_is_random_and_loads_back(tiny_models, kind):
-    folder = tiny_models[kind]
+def test_tiny_checkpoint_is_random_and_loads_back(models, kind):
+    folder = models[kind]
     assert is_random_weights(str(folder))
     assert RANDOM_WEIGHTS_MARKER in (folder / "config.json").read_text()
     model = AutoModel.from_pretrained(folder)
     proc = AutoProcessor.from_pretrained(folder)
-    assert type(model).__name__ == {"clip": "CLIPModel", "siglip": "SiglipModel"}[kind]
-    assert 32 <= model.config.vision_config.image_size <= 64
+    assert type(model).__name__ == {"clip": "CLIPModel", "siglip": "SiglipModel", "siglip2": "Siglip2Model"}[kind]
+    if kind != "siglip2":   # NaFlex has no fixed image size
+        assert 32 <= model.config.vision_config.image_size <= 64
     text = "токсичный мем с текстом: «Ёжик в тумане»"
     ids = proc.tokenizer(text, add_special_tokens=False)["input_ids"]
     assert proc.tokenizer.unk_token_id not in ids                      # Cyrillic is byte-level, never <unk>
@@ -63,8 +74,8 @@ def test_tiny_checkpoint_is_random_and_loads_back(tiny_models, kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_scores_are_the_models_own_logits(tiny_models, tmp_path, reference, kind):
-    stage = ClipStage(str(tiny_models[kind]), precision="fp32", batch_size=4)
+def test_scores_are_the_models_own_logits(models, tmp_path, reference, kind):
+    stage = ClipStage(str(models[kind]), precision="fp32", batch_size=4)
     memes = synthetic_inputs(tmp_path, 3)
     variants = stage.variants()
     assert [v.name for v in variants] == ["ru-ocr-v1", "ru-v1", "en-ocr-v1", "en-v1"]
@@ -83,13 +94,13 @@ def test_scores_are_the_models_own_logits(tiny_models, tmp_path, reference, kind
                     torch.sigmoid(torch.tensor(lt)).item() + torch.sigmoid(torch.tensor(ln)).item())
             assert row["score"] == pytest.approx(expected, abs=1e-6)
             assert row["label"] == (TOXIC if row["score"] >= 0.5 else NON_TOXIC)
-            ref = reference(tiny_models[kind], meme.image, _parse_prompt(row["prompt"]))
+            ref = reference(models[kind], meme.image, _parse_prompt(row["prompt"]))
             assert [lt, ln] == pytest.approx(ref.tolist(), abs=1e-4)
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_prompt_sets_differ_and_fold_in_the_ocr_text(tiny_models, tmp_path, kind):
-    stage = ClipStage(str(tiny_models[kind]), precision="fp32")
+def test_prompt_sets_differ_and_fold_in_the_ocr_text(models, tmp_path, kind):
+    stage = ClipStage(str(models[kind]), precision="fp32")
     meme = synthetic_inputs(tmp_path, 1)[0]
     rows = {v.name: stage.process([meme], v)[0] for v in stage.variants()}
     prompts = {name: _parse_prompt(r["prompt"]) for name, r in rows.items()}
@@ -104,8 +115,8 @@ def test_prompt_sets_differ_and_fold_in_the_ocr_text(tiny_models, tmp_path, kind
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_long_cyrillic_ocr_text_is_cut_to_the_token_limit(tiny_models, tmp_path, kind):
-    stage = ClipStage(str(tiny_models[kind]), precision="fp32")
+def test_long_cyrillic_ocr_text_is_cut_to_the_token_limit(models, tmp_path, kind):
+    stage = ClipStage(str(models[kind]), precision="fp32")
     meme = synthetic_inputs(tmp_path, 1)[0]
     meme.ocr_text = LONG_CYRILLIC
     stage.load()
@@ -134,9 +145,9 @@ def test_meme_without_ocr_text_gets_the_plain_pair(tiny_models, tmp_path, ocr_te
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_batched_results_equal_per_image_results(tiny_models, tmp_path, kind):
+def test_batched_results_equal_per_image_results(models, tmp_path, kind):
     memes = synthetic_inputs(tmp_path, 4)
-    batched, single = ClipStage(str(tiny_models[kind]), precision="fp32"), ClipStage(str(tiny_models[kind]), precision="fp32")
+    batched, single = ClipStage(str(models[kind]), precision="fp32"), ClipStage(str(models[kind]), precision="fp32")
     for v in batched.variants():
         together = batched.process(memes, v)
         alone = [single.process([m], v)[0] for m in memes]
@@ -241,18 +252,34 @@ def test_fit_text_keeps_a_prefix_within_the_limit(tiny_models, wrap):
     assert fit_text(tok, templates, LONG_CYRILLIC, 5) == ""          # not even the template fits
 
 
-def test_smoke_precompute_stored_clip_rows(smoke_db):
+def test_precompute_stores_clip_rows_with_the_ocr_text_in_the_prompt(tiny_models, synthetic_memes, tmp_path):
+    """The real CLI (OCR with Tesseract, then CLIP) on 4 synthetic memes; a second run computes nothing."""
     import duckdb
-    con = duckdb.connect(str(smoke_db), read_only=True)
-    try:
-        rows = con.execute("""SELECT p.prompt_version, p.score, p.label, p.prompt, p.is_smoke, o.text
-                              FROM predictions p LEFT JOIN ocr o USING (meme_id)
-                              WHERE p.stage = 'clip'""").fetchall()
-        n_memes = con.execute("SELECT count(*) FROM memes").fetchall()[0][0]
-    finally:
-        con.close()
-    assert len(rows) == 4 * n_memes and n_memes > 0
-    assert {r[0] for r in rows} == set(PROMPT_SETS)
-    assert all(r[4] and 0 <= r[1] <= 1 and r[2] in (TOXIC, NON_TOXIC) for r in rows)
-    with_text = [r for r in rows if r[0] == "ru-ocr-v1" and normalize_ocr(r[5])]
-    assert with_text and all(normalize_ocr(r[5])[:3] in r[3] for r in with_text)
+    from pipeline.cli import main
+    db = tmp_path / "clip.duckdb"
+    args = ["precompute", "--memes", str(synthetic_memes), "--db", str(db), "--stages", "ocr,clip", "--limit", "4",
+            "--ocr-engine", "tesseract", "--clip-model", str(tiny_models["clip"]), "--device", "cpu"]
+    assert main(args) == 0
+
+    def rows():
+        con = duckdb.connect(str(db), read_only=True)
+        try:
+            return con.execute("""SELECT p.meme_id, p.prompt_version, p.score, p.label, p.prompt, p.logits,
+                                         p.is_smoke, p.run_id, o.text
+                                  FROM predictions p LEFT JOIN ocr o USING (meme_id)
+                                  WHERE p.stage = 'clip' ORDER BY ALL""").fetchall()
+        finally:
+            con.close()
+
+    first = rows()
+    assert len(first) == 4 * 4 and {r[1] for r in first} == set(PROMPT_SETS)
+    for meme_id, version, score, label, prompt, logits, smoke, _, ocr_text in first:
+        assert smoke and 0 <= score <= 1 and label == (TOXIC if score >= 0.5 else NON_TOXIC)
+        assert set(json.loads(logits)) == {TOXIC, NON_TOXIC}
+        text = normalize_ocr(ocr_text)
+        if version == "ru-ocr-v1":
+            assert prompt.startswith(f"{TOXIC}: токсичный мем")
+            assert (text[:10] in prompt) if text else prompt == f"{TOXIC}: токсичный мем\n{NON_TOXIC}: нейтральный мем"
+    assert any(normalize_ocr(r[8]) for r in first)            # Tesseract read at least one caption
+    assert main(args) == 0
+    assert rows() == first                                      # cached: same rows, same run_id

@@ -1,4 +1,5 @@
-"""Helpers shared by tests/test_clip.py and tests/test_cam.py: synthetic memes as stage inputs.
+"""Helpers shared by tests/test_clip.py and tests/test_cam.py: synthetic memes as stage inputs, and
+an autouse fixture (import it into a test module) that runs torch single-threaded in that module.
 
 The tiny random CLIP/SigLIP checkpoints themselves come from the session fixture `tiny_models`
 (tests/conftest.py), built with pipeline.devtools.tiny_clip and loaded back with from_pretrained.
@@ -7,8 +8,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+import torch
+
 from pipeline.devtools.synthetic_memes import NEUTRAL_CAPTIONS, TOXIC_CAPTIONS, draw_meme, expected_text
 from pipeline.stage import MemeInput
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models run fastest single-threaded; with 2 cores shared by other processes, torch's
+    2-thread OpenMP matmuls on 32-wide layers were measured ~60x slower than 1 thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 SIZES = ((400, 300), (240, 420), (300, 300), (520, 180))   # wide, tall, square, very wide
 

@@ -1,4 +1,4 @@
-"""Tiny, randomly initialised CLIP and SigLIP checkpoints with working processors, built offline.
+"""Tiny, randomly initialised CLIP, SigLIP and SigLIP2 checkpoints with working processors, built offline.
 
 They exist so that tests and `--clip-model <folder>` smoke runs exercise the exact path real
 checkpoints take (save_pretrained -> AutoModel/AutoProcessor.from_pretrained) in seconds on a CPU.
@@ -7,11 +7,12 @@ row they produce is stored with is_smoke = TRUE.
 
     build_tiny_clip(out_dir)    CLIPModel, 48 px images, 8 px patches (6x6 grid + CLS), 2+2 layers
     build_tiny_siglip(out_dir)  SiglipModel, 40 px images, 8 px patches (5x5 grid, no CLS), 2+2 layers
+    build_tiny_siglip2(out_dir) Siglip2Model (NaFlex: variable patch grid, <= 16 patches), 2+2 layers
 
 Tokenizers are hand-built and deterministic (no training, no download):
   - CLIP: byte-level BPE (the 256 byte symbols plus a few whole-word merges), so any text,
     Cyrillic included, tokenizes without unknown tokens.
-  - SigLIP: `Siglip2Tokenizer` (the `tokenizers`-backed Gemma-style BPE that SigLIP2 ships) with
+  - SigLIP/SigLIP2: `Siglip2Tokenizer` (the `tokenizers`-backed Gemma-style BPE that SigLIP2 ships) with
     byte fallback: characters outside the small vocabulary become <0xNN> byte tokens. The real
     SigLIP v1 `SiglipTokenizer` needs sentencepiece, which this project does not install;
     `SiglipProcessor` accepts either, and AutoProcessor loads this one back.
@@ -24,7 +25,8 @@ import torch
 from tokenizers import pre_tokenizers
 from transformers import (
     CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer,
-    Siglip2Tokenizer, SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor,
+    Siglip2Config, Siglip2ImageProcessor, Siglip2Model, Siglip2Processor, Siglip2Tokenizer,
+    SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor,
 )
 
 from pipeline.hf import mark_random_weights
@@ -105,8 +107,7 @@ def build_tiny_clip(out_dir: str | Path, seed: int = 0) -> Path:
     return _save(_seeded_init(CLIPModel, config, seed), processor, out_dir)
 
 
-def build_tiny_siglip(out_dir: str | Path, seed: int = 0) -> Path:
-    """Write a random-weight SigLIP (with processor) to `out_dir`; returns the folder."""
+def _siglip_tokenizer() -> Siglip2Tokenizer:
     specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
     vocab = {t: i for i, t in enumerate(specials)}
     for i in range(256):                          # byte fallback: any UTF-8 text is representable
@@ -118,14 +119,35 @@ def build_tiny_siglip(out_dir: str | Path, seed: int = 0) -> Path:
     for word in PROMPT_WORDS:
         _add_merges(vocab, merges, ["▁", *word])  # "▁мем" becomes one token
         _add_merges(vocab, merges, list(word))    # and "мем" at the start of a text
-    tokenizer = Siglip2Tokenizer(vocab=vocab, merges=merges)
-    image_processor = SiglipImageProcessor(size={"height": 40, "width": 40})
-    processor = SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    return Siglip2Tokenizer(vocab=vocab, merges=merges)
+
+
+def _siglip_text_config(tokenizer) -> dict:
+    return dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=2, max_position_embeddings=64, projection_size=32,
+                pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id)
+
+
+def build_tiny_siglip(out_dir: str | Path, seed: int = 0) -> Path:
+    """Write a random-weight SigLIP (with processor) to `out_dir`; returns the folder."""
+    tokenizer = _siglip_tokenizer()
+    processor = SiglipProcessor(image_processor=SiglipImageProcessor(size={"height": 40, "width": 40}),
+                                tokenizer=tokenizer)
     config = SiglipConfig(
-        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=64, projection_size=32,
-                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id),
+        text_config=_siglip_text_config(tokenizer),
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                            image_size=40, patch_size=8))   # 5x5 patch grid, no CLS token
     return _save(_seeded_init(SiglipModel, config, seed), processor, out_dir)
+
+
+def build_tiny_siglip2(out_dir: str | Path, seed: int = 0) -> Path:
+    """Write a random-weight SigLIP2 (NaFlex: aspect-preserving, at most 16 patches of 8 px) to `out_dir`."""
+    tokenizer = _siglip_tokenizer()
+    processor = Siglip2Processor(image_processor=Siglip2ImageProcessor(patch_size=8, max_num_patches=16),
+                                 tokenizer=tokenizer)
+    config = Siglip2Config(
+        text_config=_siglip_text_config(tokenizer),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           patch_size=8, num_patches=16))
+    return _save(_seeded_init(Siglip2Model, config, seed), processor, out_dir)
