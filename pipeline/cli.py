@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--clip-model", default=DEFAULT_CLIP, help="HF id or local folder (CLIP, SigLIP, SigLIP2)")
     pre.add_argument("--clip-prompts", type=_csv, default=None, help="CLIP prompt set versions (default: all)")
     pre.add_argument("--vlm-model", default=DEFAULT_VLM, help="HF id or local folder (Qwen2/2.5-VL, ...)")
-    pre.add_argument("--vlm-prompts", type=_csv, default=None, help="VLM prompt versions (default: all)")
+    pre.add_argument("--vlm-prompts", type=_csv, default=None, help="VLM prompt versions (default: label-first-v1,explain-first-v1; also label-first-ocr-v1)")
     pre.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     pre.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     pre.add_argument("--quantize", default="none", choices=["none", "8bit", "4bit"], help="VLM only, needs bitsandbytes + CUDA")

@@ -176,7 +176,8 @@ class ClipStage(Stage):
         smoke = is_random_weights(self.model)
         precision = self._precision_name()
         return [Variant(stage=self.name, model_id=self.model, name=ps.version,
-                        config=dict(ps.describe(), precision=precision),
+                        config=dict(ps.describe(), precision=precision,
+                                    **({"ocr_source": self.ocr_source} if ps.uses_ocr else {})),
                         stage_version=self.version, is_smoke=smoke)
                 for ps in self.prompt_sets]
 

@@ -172,7 +172,7 @@ def _failure(stage: Stage, meme: MemeInput, error: BaseException) -> dict:
 
 
 def run_stage(store: Store, stage: Stage, memes: list[MemeInput], run_id: int, force: bool,
-              stop: StopFlag, ocr_variant_id: str | None = None) -> StageSummary:
+              stop: StopFlag) -> StageSummary:
     summary = StageSummary(stage.name)
     t_start = time.perf_counter()
     try:
@@ -202,7 +202,7 @@ def run_stage(store: Store, stage: Stage, memes: list[MemeInput], run_id: int, f
                     break
                 batch = plan.todo[start:start + max(1, stage.batch_size)]
                 if stage.needs_ocr_text:
-                    texts = store.ocr_texts([m.meme_id for m in batch], ocr_variant_id)
+                    texts = store.ocr_texts([m.meme_id for m in batch], stage.ocr_source)
                     for m in batch:
                         m.ocr_text = texts.get(m.meme_id, "")
                 t0 = time.perf_counter()
@@ -220,10 +220,18 @@ def run_stage(store: Store, stage: Stage, memes: list[MemeInput], run_id: int, f
                         failures.append(_failure(stage, meme, result))
                     else:
                         rows.append(_row(stage, plan.variant, meme, result, per_item, run_id))
+                if stop.stop and failures:
+                    # Ctrl-C reaches the whole process group, child processes (tesseract) included, so
+                    # failures in the batch it interrupted are not trusted: not recorded, retried next run.
+                    bar.write(f"[{stage.name}] {len(failures)} item(s) of the interrupted batch not recorded "
+                              f"as failed (will be retried), e.g. {failures[0]['path']}: {failures[0]['error_type']}")
+                    failures = []
                 store.save_results(stage.table, rows, run_id, failures)
                 summary.done += len(rows)
                 summary.failed += len(failures)
                 bar.update(len(batch))
+                for m in batch:                 # keep memory bounded: decoded images are not kept
+                    m.__dict__.pop("image", None)
                 if failures:
                     bar.write(f"[{stage.name}] {len(failures)} failed in this batch, e.g. {failures[0]['path']}: "
                               f"{failures[0]['error_type']}: {failures[0]['message'][:200]}")
@@ -262,6 +270,10 @@ def precompute(memes_dir: Path, db: Path, stage_names: list[str], build_stage: C
     with store.run_lock(), StopFlag() as stop:
         scan = dataset.scan(memes_dir)      # ScanError: missing/empty folder, reported by the CLI
         stages = [build_stage(name) for name in stage_names]
+        ocr_variant_id = _ocr_variant_id(stages, build_stage)
+        for stage in stages:
+            if stage.needs_ocr_text:
+                stage.ocr_source = ocr_variant_id
         smoke = any(v.is_smoke for s in stages for v in _safe_variants(s))
         run_id = store.start_run("precompute", args, str(scan.root), library_versions(), describe_device(device),
                                  git_commit(), models={s.name: _safe_describe(s) for s in stages}, is_smoke=smoke)
@@ -275,12 +287,11 @@ def precompute(memes_dir: Path, db: Path, stage_names: list[str], build_stage: C
             print(scan_line)
             for f in scan_failures:
                 print(f"  [scan] {f['path']}: {f['error_type']}: {f['message']}", file=sys.stderr)
-            memes = [m for m in meme_inputs(scan, limit)]
-            ocr_variant_id = _ocr_variant_id(stages, build_stage)
+            memes = meme_inputs(scan, limit)
             for stage in stages:
                 if stop.stop:
                     break
-                summaries.append(run_stage(store, stage, memes, run_id, force, stop, ocr_variant_id))
+                summaries.append(run_stage(store, stage, memes, run_id, force, stop))
             failed = bool(scan_failures) or any(s.failed for s in summaries)
             status = "interrupted" if stop.stop else ("failed" if failed else "ok")
         except KeyboardInterrupt:

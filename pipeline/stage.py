@@ -80,6 +80,9 @@ class Stage:
     table: str = ""             # ocr | predictions | heatmaps
     version: str = "1"
     needs_ocr_text: bool = False
+    # For stages that need OCR text: the OCR variant whose text they read (set by the runner).
+    # Variants that fold OCR text into their prompts put it in their config, so new OCR -> new cache key.
+    ocr_source: str | None = None
     batch_size: int = 1
 
     def variants(self) -> list[Variant]:

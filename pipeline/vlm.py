@@ -74,7 +74,7 @@ _INLINE_KEY = re.compile(
     r"(?<=\S)(?<!итоговый)(?<!окончательный)(?<!final)[ \t]*(?=\b(?:объяснение|обоснование|explanation|reason|класс|class|label|ответ|answer)\s*:)",
     re.IGNORECASE)
 _REFUSAL = re.compile(
-    r"не\s+могу|не\s+могу\s+определить|затрудняюсь|невозможно\s+(?:определить|сказать|оценить)|сложно\s+сказать"
+    r"не\s+могу|затрудняюсь|невозможно\s+(?:определить|сказать|оценить)|сложно\s+сказать"
     r"|не\s+буду|cannot|can't|can\s+not|unable|i\s+won't|не\s+удалось", re.IGNORECASE)
 _JSON_CLASS_KEYS = {"класс", "class", "label", "метка", "категория", "category", "ответ", "answer", "verdict",
                     "вердикт", "classification", "классификация", "result", "результат"}
@@ -84,7 +84,7 @@ _JSON_EXPL_KEYS = {"объяснение", "пояснение", "обоснов
 
 
 def _clean(text: str) -> str:
-    """Markdown and code fences off, ё -> е; line structure kept."""
+    """Markdown and code fences off, 'Класс: x. Объяснение: y' split into lines; otherwise lines kept."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     lines = [ln for ln in text.split("\n") if not ln.strip().startswith("```")]
     text = "\n".join(lines)
@@ -364,7 +364,7 @@ class VlmStage(Stage):
                 model = model.to(device)
         except StageLoadError:
             raise
-        except (OSError, ValueError, RuntimeError, ImportError) as e:
+        except Exception as e:   # a broken or unsupported checkpoint: one actionable line, not a traceback
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise StageLoadError(f"could not load VLM {self.model_name!r}: {first}") from None
         self.model, self.processor = model.eval(), processor

@@ -184,24 +184,32 @@ def test_ocr_prompt_version_carries_the_ocr_text(tiny_qwen, memes):
 
 
 def test_greedy_decoding_ignores_checkpoint_sampling_settings(tiny_qwen, memes):
-    st = VlmStage(model=str(tiny_qwen), device="cpu", max_pixels=MAX_PIXELS, max_new_tokens=8, precision="fp32")
+    steps = 16
+    st = VlmStage(model=str(tiny_qwen), device="cpu", max_pixels=MAX_PIXELS, max_new_tokens=steps, precision="fp32")
     st.load()
     gc = st.model.generation_config     # what Qwen2.5-VL ships, exaggerated
-    gc.do_sample, gc.temperature, gc.top_k, gc.top_p, gc.repetition_penalty = True, 0.1, 1, 0.001, 1.5
+    gc.do_sample, gc.temperature, gc.top_k, gc.top_p, gc.repetition_penalty = True, 0.1, 1, 0.001, 3.0
     inputs = st.encode(memes[0].image, "Привет")
     answers = {st.generate(inputs) for _ in range(2)}
     # a hand-written greedy loop (argmax of a full forward pass per step)
     cur = {k: v for k, v in inputs.items()}
     out = []
     with torch.no_grad():
-        for _ in range(8):
+        for _ in range(steps):
             nxt = int(st.model(**cur).logits[0, -1].argmax())
             out.append(nxt)
             if nxt == st.processor.tokenizer.convert_tokens_to_ids("<|im_end|>"):
                 break
             for key, fill in (("input_ids", nxt), ("attention_mask", 1), ("mm_token_type_ids", 0)):
                 cur[key] = torch.cat([cur[key], torch.full((1, 1), fill, dtype=cur[key].dtype)], dim=1)
-    assert answers == {st.processor.tokenizer.decode(out, skip_special_tokens=True).strip()}
+    greedy = st.processor.tokenizer.decode(out, skip_special_tokens=True).strip()
+    assert answers == {greedy}
+    # the checkpoint's settings would have changed the answer: the check above can fail
+    with torch.no_grad():
+        penalised = st.model.generate(**inputs, max_new_tokens=steps, do_sample=False, temperature=None, top_k=None,
+                                      top_p=None)
+    assert st.processor.tokenizer.decode(penalised[0, inputs["input_ids"].shape[1]:],
+                                         skip_special_tokens=True).strip() != greedy
 
 
 def test_max_pixels_bounds_the_image_tokens(tiny_qwen, memes):
