@@ -195,6 +195,20 @@ class Store:
         elif create and not os.access(parent, os.W_OK):
             # DuckDB writes a .wal file beside the database
             raise StoreError(f"the directory {parent} is not writable (DuckDB needs a .wal file beside the database)")
+        if self.path.is_file():
+            self._check_header()
+
+    def _check_header(self) -> None:
+        """Refuse files that are not DuckDB databases before DuckDB sees them: DuckDB would otherwise
+        try to download an extension to open (and then write into) e.g. a SQLite file."""
+        with open(self.path, "rb") as fh:
+            head = fh.read(16)
+        if head[8:12] == b"DUCK":
+            return
+        what = ("it is empty" if not head else "it is a SQLite database" if head.startswith(b"SQLite format 3")
+                else f"it starts with {head[:8].hex(' ')}")
+        raise StoreError(f"{self.path} is not a DuckDB database file ({what}); choose another --db "
+                         f"or delete it to start a new cache")
 
     # ---------------------------------------------------------------- connections
     @contextlib.contextmanager
@@ -225,6 +239,7 @@ class Store:
         """Held for a whole precompute: a second one on the same file refuses at once."""
         lock_path = self.path.with_name(self.path.name + ".lock")
         fh = open(lock_path, "a+")
+        held = False
         try:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -232,15 +247,17 @@ class Store:
                 fh.seek(0)
                 holder = fh.read().strip() or "another process"
                 raise StoreError(f"another precompute ({holder}) is writing to {self.path}; wait for it to finish or use another --db") from None
+            held = True
             fh.seek(0)
             fh.truncate()
             fh.write(f"pid {os.getpid()}")
             fh.flush()
             yield
         finally:
-            with contextlib.suppress(Exception):
-                fh.seek(0)
-                fh.truncate()
+            if held:   # a refused run must not erase the holder's pid
+                with contextlib.suppress(Exception):
+                    fh.seek(0)
+                    fh.truncate()
             fh.close()
 
     # ---------------------------------------------------------------- writes

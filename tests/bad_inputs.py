@@ -319,3 +319,23 @@ def write_corpus(root: str | Path, huge: bool = True) -> Corpus:
     (root / T / "README.md").write_text("ignored", encoding="utf-8")
     (root / N / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
     return Corpus(root, cases)
+
+
+# ------------------------------------------------------------------------------- running the CLI
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else None
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a `python -m pipeline` child: offline, unbuffered, no progress bars."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", TQDM_DISABLE="1", PYTHONPATH=str(REPO))
+    env.update(extra)
+    return env
+
+
+def precompute_argv(memes: str | Path, db: str | Path, *extra: str, stages: str = "ocr",
+                    python_flags: tuple[str, ...] = ()) -> list[str]:
+    """`python -m pipeline precompute` with the fast OCR-only settings the reliability tests use."""
+    import sys
+    return [PYTHON or sys.executable, *python_flags, "-m", "pipeline", "precompute", "--memes", str(memes),
+            "--db", str(db), "--stages", stages, "--ocr-engine", "tesseract", "--device", "cpu", *extra]
