@@ -269,6 +269,7 @@ def precompute(memes_dir: Path, db: Path, stage_names: list[str], build_stage: C
     store = Store(db)                       # path problems are reported here, before any model loads
     with store.run_lock(), StopFlag() as stop:
         scan = dataset.scan(memes_dir)      # ScanError: missing/empty folder, reported by the CLI
+        store.close_abandoned_runs()
         stages = [build_stage(name) for name in stage_names]
         ocr_variant_id = _ocr_variant_id(stages, build_stage)
         for stage in stages:

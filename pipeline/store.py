@@ -292,6 +292,13 @@ class Store:
                 models=json.dumps(models or {}, ensure_ascii=False), is_smoke=is_smoke, error=None)])
         return run_id
 
+    def close_abandoned_runs(self) -> int:
+        """Runs still `running` while we hold the run lock were killed: mark them `abandoned`."""
+        with self.transaction() as con:
+            n = con.execute("UPDATE runs SET status = 'abandoned', error = 'the process ended without finishing "
+                            "(killed or crashed); its finished batches are kept' WHERE status = 'running'").fetchall()
+        return int(n[0][0]) if n else 0
+
     def update_run(self, run_id: int, **fields: Any) -> None:
         for k in ("counts", "models", "args"):
             if k in fields and not isinstance(fields[k], str):

@@ -132,7 +132,7 @@ def test_sigkill_mid_stage_then_rerun_equals_uninterrupted_run(memes, uninterrup
     child.wait()
     kept = count_rows(db)
     assert 3 <= kept < N_MEMES, "the kill must land in the middle of the OCR stage"
-    assert runs(db) == [(1, "running", False, "{}")], "a killed run stays 'running' with no finished_at (schema.md)"
+    assert runs(db) == [(1, "running", False, "{}")], "a killed run has no finished_at and no counts"
 
     rerun = Child(precompute_argv(memes, db), tmp_path / "rerun")
     assert rerun.wait() == 0, rerun.err[-3000:]                 # the run lock died with the killed process
@@ -140,6 +140,7 @@ def test_sigkill_mid_stage_then_rerun_equals_uninterrupted_run(memes, uninterrup
     assert snapshot(db) == snapshot(uninterrupted), "kill + rerun must give exactly the uninterrupted contents"
     (_, status, finished, counts), = runs(db)[1:]
     assert (status, finished, json.loads(counts)["ocr"]["done"]) == ("ok", True, N_MEMES - kept)
+    assert runs(db)[0][:3] == (1, "abandoned", False), "the next run marks the killed one abandoned"
 
 
 WRITER = """
