@@ -43,7 +43,7 @@ from markupsafe import Markup
 
 from pipeline import metrics
 from pipeline.config import NON_TOXIC, TOXIC
-from pipeline.store import StoreError, connect
+from pipeline.store import Store, StoreError, connect
 
 MAX_PAIRS = 6                 # agreement tables and disagreement galleries for at most this many pairs
 GALLERY_LIMIT = 8             # cards per gallery (most confident first)
@@ -128,10 +128,9 @@ def _dicts(con, sql: str, params: list | None = None) -> list[dict]:
 
 
 def _open(db: str | Path):
-    path = Path(db)
-    if not path.is_file():
-        raise ExportError(f"no database at {path}; run `python -m pipeline precompute --db {path}` first")
-    return connect(path, read_only=True)
+    """A read-only connection; Store(create=False) first refuses a missing or non-DuckDB file clearly."""
+    Store(db, create=False)
+    return connect(db, read_only=True)
 
 
 # ============================================================================ charts (Altair -> SVG)
@@ -204,9 +203,12 @@ class ImageEncoder:
         if key not in self._cache:
             data, mime = bytes(blob), (mime or "image/jpeg")
             if self.level is not None:
-                from pipeline.images import encode_jpeg, load_rgb
+                from pipeline.images import BadImage, encode_jpeg, load_rgb
                 side, quality = self.level
-                data, mime = encode_jpeg(load_rgb(data, max_side=side * 2), max_side=side, quality=quality), "image/jpeg"
+                try:
+                    data, mime = encode_jpeg(load_rgb(data, max_side=side * 2), max_side=side, quality=quality), "image/jpeg"
+                except BadImage:
+                    pass            # a blob PIL cannot decode is embedded as stored; the browser decides
             if not re.fullmatch(r"image/(jpeg|png|webp|gif)", mime):
                 mime = "image/jpeg"
             self._cache[key] = f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
@@ -443,6 +445,8 @@ def _quote_path(path: Path) -> str:
 def export_parquet(db: str | Path, out_dir: str | Path) -> dict[str, int]:
     """One Parquet file per table of the cache (BLOB columns kept as binary); returns {table: rows}."""
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportError(f"--parquet {out_dir} is a file; give a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, int] = {}
     con = _open(db)
