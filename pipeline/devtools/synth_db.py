@@ -6,13 +6,16 @@
 Every table of pipeline/store.py is filled the way a precompute fills it: memes (with JPEG
 thumbnails), meme_paths, variants, ocr (two engines, text + boxes), predictions (two CLIP and two
 VLM prediction sets, a few unparseable VLM answers), heatmaps (eigencam and gradcam overlays),
-runs and failures. It is written through `Store.insert_rows` in one transaction, in bulk.
+runs and failures. It is written through `Store.insert_rows`, in bulk, one transaction per table
+(100k memes: about 30 s and 1.4 GB on two shared CPU cores; peak memory about 2.4 GB).
 
 Images: a dozen captioned memes are drawn once (pipeline.devtools.synthetic_memes) and their
 thumbnails are reused; each meme's thumbnail gets a few unique bytes after the JPEG end marker
 (decoders ignore them), so blobs are distinct, and meme_id is the SHA-256 of those bytes, as it
 would be of a real file's bytes. The OCR text of a meme is the caption really drawn on its
 thumbnail and its boxes are where the caption is (in model-input pixel space, as OCR stores them).
+Thumbnails (128 px) and overlays (JPEG quality 40) are smaller than the pipeline's (384 px), to
+keep 100k-meme files and their build time small; every overlay is distinct too.
 
 Everything is flagged is_smoke: a synthetic cache is never results.
 """
@@ -21,11 +24,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import itertools
 import json
 import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -102,7 +107,7 @@ def _templates() -> list[dict]:
             thumb.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
             out.append(dict(label=label, size=size, thumb_size=thumb.size, text=expected_text(top, bottom),
                             boxes=_text_boxes(im, bare, top, bottom), thumbnail=_jpeg(thumb, 65),
-                            overlays={m: _jpeg(_overlay(thumb, m, k), 60) for m in CAM_METHODS},
+                            overlays={m: _jpeg(_overlay(thumb, m, k), 40) for m in CAM_METHODS},
                             cams={m: _cam_grid(m, k).tobytes() for m in CAM_METHODS}))
     return out
 
@@ -200,27 +205,27 @@ class _Plan:
         return [t0 + timedelta(milliseconds=ms_per_item * int(i)) for i in idx]
 
     # ------------------------------------------------------------------ one function per table
-    def memes(self) -> tuple[list[dict], list[dict]]:
-        memes, paths = [], []
+    def memes(self) -> Iterator[dict]:
+        for i in range(self.n):
+            w, h = int(self.width[i]), int(self.height[i])
+            yield dict(meme_id=self.ids[i], label=None if self.conflict[i] else (TOXIC if self.toxic[i] else NON_TOXIC),
+                       label_conflict=bool(self.conflict[i]), rel_path=self.rel_paths[i], width=w, height=h,
+                       format=str(self.fmt[i]), n_bytes=int(w * h * 0.35) + 1000,
+                       n_frames=12 if self.fmt[i] == "GIF" else 1, thumbnail=self.thumbs[i],
+                       thumbnail_mime="image/jpeg", first_run_id=1, last_seen_run_id=1 if self.retired[i] else 4,
+                       retired=bool(self.retired[i]))
+
+    def meme_paths(self) -> Iterator[dict]:
         for i in range(self.n):
             label = TOXIC if self.toxic[i] else NON_TOXIC
-            last_seen = 1 if self.retired[i] else 4
-            w, h = int(self.width[i]), int(self.height[i])
-            memes.append(dict(meme_id=self.ids[i], label=None if self.conflict[i] else label,
-                              label_conflict=bool(self.conflict[i]), rel_path=self.rel_paths[i], width=w, height=h,
-                              format=str(self.fmt[i]), n_bytes=int(w * h * 0.35) + 1000,
-                              n_frames=12 if self.fmt[i] == "GIF" else 1, thumbnail=self.thumbs[i],
-                              thumbnail_mime="image/jpeg", first_run_id=1, last_seen_run_id=last_seen,
-                              retired=bool(self.retired[i])))
-            paths.append(dict(meme_id=self.ids[i], rel_path=self.rel_paths[i], label=label, last_seen_run_id=last_seen))
+            yield dict(meme_id=self.ids[i], rel_path=self.rel_paths[i], label=label,
+                       last_seen_run_id=1 if self.retired[i] else 4)
             if self.conflict[i]:        # the same bytes also lie in the other label's folder
                 other_folder, other = ("Нейтрально", NON_TOXIC) if self.toxic[i] else ("Негативно", TOXIC)
-                paths.append(dict(meme_id=self.ids[i], rel_path=f"{other_folder}/копия {i:06d}.jpg", label=other,
-                                  last_seen_run_id=4))
-        return memes, paths
+                yield dict(meme_id=self.ids[i], rel_path=f"{other_folder}/копия {i:06d}.jpg", label=other,
+                           last_seen_run_id=4)
 
-    def ocr(self) -> list[dict]:
-        rows = []
+    def ocr(self) -> Iterator[dict]:
         idx = self.kept("ocr")
         in_scale = np.minimum(1.0, MODEL_MAX_SIDE / np.maximum(self.width, self.height))
         for e, (engine, version) in enumerate(OCR_ENGINES):
@@ -242,12 +247,10 @@ class _Plan:
                         box_cache[ck] = boxes
                     text = t["text"] if e == 0 else t["text"].lower()
                     mean_conf = conf[i]
-                rows.append(dict(meme_id=self.ids[i], **key, engine=engine, engine_version=version, text=text,
-                                 boxes=boxes, mean_confidence=mean_conf, seconds=0.2 + 0.1 * e, run_id=1,
-                                 created_at=times[j]))
-        return rows
+                yield dict(meme_id=self.ids[i], **key, engine=engine, engine_version=version, text=text,
+                           boxes=boxes, mean_confidence=mean_conf, seconds=0.2 + 0.1 * e, run_id=1, created_at=times[j])
 
-    def predictions(self, stage: str, model: str, prompt: str, sep: float) -> list[dict]:
+    def predictions(self, stage: str, model: str, prompt: str, sep: float) -> Iterator[dict]:
         n, rng = self.n, self.rng
         y = np.where(self.toxic, 1.0, -1.0)
         logit = sep * y + 0.9 * self.difficulty + rng.normal(0, 0.9, n)
@@ -265,7 +268,6 @@ class _Plan:
             prompt_text = f"[{prompt}] Is this meme toxic? Answer with JSON {{label, explanation}}."
         else:
             prompt_text = f"[{prompt}] a toxic meme | a harmless meme"
-        rows = []
         for j, i in enumerate(idx.tolist()):
             lab, raw, explanation = label[i], None, None
             if stage == "vlm":
@@ -274,29 +276,31 @@ class _Plan:
                 else:
                     explanation = EXPLANATIONS[lab][expl_pick[i]]
                     raw = f'{{"label": "{lab}", "explanation": "{explanation}"}}'
-            rows.append(dict(meme_id=self.ids[i], **key, stage=stage, prompt_version=prompt, label=lab,
-                             score=score_l[i], logits=f'{{"toxic": {half[i]}, "non_toxic": {-half[i]}}}',
-                             prompt=prompt_text, raw_answer=raw, explanation=explanation, is_smoke=True,
-                             seconds=0.05 if stage == "clip" else 1.3, run_id=run_id, created_at=times[j]))
-        return rows
+            yield dict(meme_id=self.ids[i], **key, stage=stage, prompt_version=prompt, label=lab,
+                       score=score_l[i], logits=f'{{"toxic": {half[i]}, "non_toxic": {-half[i]}}}',
+                       prompt=prompt_text, raw_answer=raw, explanation=explanation, is_smoke=True,
+                       seconds=0.05 if stage == "clip" else 1.3, run_id=run_id, created_at=times[j])
 
-    def heatmaps(self, method: str) -> list[dict]:
+    def heatmaps(self, method: str) -> Iterator[dict]:
         key = self.key("cam", CLIP_MODEL, method)
         idx = self.kept("cam")
         times = self.times(4, idx, 400)
-        # Overlays are shared by all memes of a template (DuckDB stores repeats once: small files).
-        return [dict(meme_id=self.ids[i], **key, method=method, grid_h=CAM_GRID, grid_w=CAM_GRID,
+        return (dict(meme_id=self.ids[i], **key, method=method, grid_h=CAM_GRID, grid_w=CAM_GRID,
                      cam=self.templates[self.template[i]]["cams"][method],
-                     overlay=self.templates[self.template[i]]["overlays"][method], is_smoke=True, seconds=0.4,
-                     run_id=4, created_at=times[j]) for j, i in enumerate(idx.tolist())]
+                     overlay=self.templates[self.template[i]]["overlays"][method] + i.to_bytes(6, "big"),
+                     is_smoke=True, seconds=0.4,
+                     run_id=4, created_at=times[j]) for j, i in enumerate(idx.tolist()))
 
     def failures(self) -> list[dict]:
         rows = []
         for i in np.flatnonzero(self.fail_kind >= 0).tolist():
             stage, etype, msg = FAILURE_KINDS[self.fail_kind[i]]
-            rows.append(dict(run_id={"scan": 1, "ocr": 1, "vlm": 3, "cam": 4}[stage], stage=stage,
-                             meme_id=self.ids[i], path=self.rel_paths[i], error_type=etype, message=msg,
-                             created_at=self.run_times[0] + timedelta(seconds=i % 3000)))
+            run_id = {"scan": 1, "ocr": 1, "vlm": 3, "cam": 4}[stage]
+            meme_id, path = self.ids[i], self.rel_paths[i]
+            if stage == "scan":             # a broken file beside this meme: it never became a meme
+                meme_id, path = None, path.rsplit("/", 1)[0] + f"/битый {i:06d}.jpg"
+            rows.append(dict(run_id=run_id, stage=stage, meme_id=meme_id, path=path, error_type=etype, message=msg,
+                             created_at=self.run_times[run_id - 1] + timedelta(seconds=i % 3000)))
         rows.append(dict(run_id=3, stage="vlm:load", meme_id=None, path=None, error_type="StageLoadError",
                          message="checkpoint not found (synthetic example of a load failure)",
                          created_at=self.run_times[2]))
@@ -334,9 +338,19 @@ class _Plan:
         ]
 
 
-def _insert(con, table: str, rows: list[dict], chunk: int = 50_000) -> None:
-    for start in range(0, len(rows), chunk):
-        Store.insert_rows(con, table, rows[start:start + chunk])
+def _insert(store: Store, table: str, rows: Iterable[dict], chunk: int = 25_000) -> None:
+    """All rows of one table in one transaction, inserted `chunk` at a time as they are generated.
+
+    One transaction per table, not per cache: DuckDB keeps a transaction's appends in memory until
+    it commits (all of a 100k-meme cache in one transaction peaked near 4 GB resident, per table
+    ~2.4 GB; per chunk saved little more and took 1.7x as long)."""
+    rows = iter(rows)
+    with store.transaction() as con:
+        # DuckDB's DICT_FSST analysis of the JPEG blobs is most of a bulk write's time (for the
+        # thumbnails of 100k memes ~10 s of ~13 s); the other string compressions stay on.
+        con.execute("SET disabled_compression_methods = 'dict_fsst'")
+        while batch := list(itertools.islice(rows, chunk)):
+            Store.insert_rows(con, table, batch)
 
 
 def synth_db(path: str | Path, n: int, seed: int = 0, overwrite: bool = False) -> Path:
@@ -353,19 +367,14 @@ def synth_db(path: str | Path, n: int, seed: int = 0, overwrite: bool = False) -
         wal.unlink()
     plan = _Plan(n, seed)
     store = Store(path)
+    steps = [("runs", plan.runs()), ("variants", plan.variants), ("memes", plan.memes()),
+             ("meme_paths", plan.meme_paths()), ("ocr", plan.ocr())]
+    steps += [("predictions", plan.predictions(*spec)) for spec in PREDICTION_SETS]
+    steps += [("heatmaps", plan.heatmaps(method)) for method in CAM_METHODS]
+    steps += [("failures", plan.failures())]
+    for table, rows in steps:
+        _insert(store, table, rows)
     with store.transaction() as con:
-        _insert(con, "runs", plan.runs())
-        _insert(con, "variants", plan.variants)
-        memes, paths = plan.memes()
-        _insert(con, "memes", memes)
-        _insert(con, "meme_paths", paths)
-        del memes, paths
-        _insert(con, "ocr", plan.ocr())
-        for spec in PREDICTION_SETS:
-            _insert(con, "predictions", plan.predictions(*spec))
-        for method in CAM_METHODS:
-            _insert(con, "heatmaps", plan.heatmaps(method))
-        _insert(con, "failures", plan.failures())
         con.execute("INSERT OR REPLACE INTO meta VALUES ('synthetic', ?)", [json.dumps({"n": n, "seed": seed})])
     return path
 

@@ -1,0 +1,114 @@
+"""Altair charts for the pages. Inputs are small, already aggregated tables (SQL does the counting).
+
+Pages draw them with `show(name, *args)`: the Altair chart is built once per distinct input and
+its Vega-Lite spec memoised (building and validating Altair objects costs ~50-100 ms a chart,
+most of a warm page's time otherwise), then drawn with st.vega_lite_chart.
+Streamlit sizes a chart's height from the element, not from .properties(height=N): charts on a
+discrete y axis use alt.Step, the others get HEIGHTS[name].
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+LABEL_COLORS = alt.Scale(domain=["toxic", "non_toxic", "no label (conflict)"], range=["#d62728", "#1f77b4", "#999999"])
+HEIGHTS = {"size_histogram": 260, "text_length_histogram": 220, "roc_curves": 380, "score_scatter": 400}
+CELL_COLORS = alt.Scale(domain=["both_right", "only_a_right", "only_b_right", "both_wrong"],
+                        range=["#2ca02c", "#1f77b4", "#ff7f0e", "#d62728"])
+
+
+def label_bars(counts: dict) -> alt.Chart:
+    df = pd.DataFrame({"label": ["toxic", "non_toxic", "no label (conflict)"],
+                       "memes": [counts.get("toxic", 0), counts.get("non_toxic", 0), counts.get("no_label", 0)]})
+    return (alt.Chart(df).mark_bar()
+            .encode(x=alt.X("memes:Q", title="memes"), y=alt.Y("label:N", sort=None, title=None),
+                    color=alt.Color("label:N", scale=LABEL_COLORS, legend=None), tooltip=["label", "memes"])
+            .properties(height=alt.Step(28)))
+
+
+def size_histogram(df: pd.DataFrame, cap: int) -> alt.Chart:
+    df = df.assign(bucket=df["long_side"].map(lambda v: f"{v}+" if v >= cap else f"{v}–{v + 249}"))
+    order = sorted(df["bucket"].unique(), key=lambda s: int(s.split("–")[0].rstrip("+")))
+    return (alt.Chart(df).mark_bar()
+            .encode(x=alt.X("bucket:N", sort=order, title="longer side (px)"),
+                    y=alt.Y("memes:Q", stack=True, title="memes"),
+                    color=alt.Color("label:N", scale=LABEL_COLORS, title="label"),
+                    tooltip=["bucket", "label", "memes"])
+            )
+
+
+def text_length_histogram(df: pd.DataFrame, cap: int) -> alt.Chart:
+    df = df.assign(bucket=df["chars"].map(lambda v: f"{v}+" if v >= cap else f"{v}–{v + 19}"))
+    order = [b for _, b in sorted(zip(df["chars"], df["bucket"]))]
+    return (alt.Chart(df).mark_bar(color="#7f7f7f")
+            .encode(x=alt.X("bucket:N", sort=order, title="characters of OCR text"), y=alt.Y("memes:Q"),
+                    tooltip=["bucket", "memes"])
+            )
+
+
+def confusion_matrices(items: list[tuple[str, dict]]) -> alt.FacetChart:
+    """One matrix per prediction set (title, pipeline.metrics confusion dict). Rows: true label;
+    columns: the answer (toxic / non_toxic / unparseable). One faceted chart: one spec to build."""
+    keys = [("toxic", "toxic", "tp"), ("toxic", "non_toxic", "fn"), ("toxic", "unparseable", "unparsed_toxic"),
+            ("non_toxic", "toxic", "fp"), ("non_toxic", "non_toxic", "tn"),
+            ("non_toxic", "unparseable", "unparsed_non_toxic")]
+    df = pd.DataFrame([(title, t, a, int(conf.get(k, 0))) for title, conf in items for t, a, k in keys],
+                      columns=["set", "true", "answer", "memes"])
+    df["right"] = df["true"] == df["answer"]
+    base = alt.Chart().encode(
+        x=alt.X("answer:N", sort=["toxic", "non_toxic", "unparseable"], title="answer",
+                axis=alt.Axis(labelAngle=0, orient="top")),
+        y=alt.Y("true:N", sort=["toxic", "non_toxic"], title="true label"))
+    rect = base.mark_rect().encode(
+        color=alt.Color("memes:Q", scale=alt.Scale(scheme="blues"), legend=None),
+        tooltip=["set", "true", "answer", "memes"])
+    text = base.mark_text(fontSize=14).encode(
+        text="memes:Q", color=alt.condition("datum.memes > 0 && datum.right", alt.value("white"), alt.value("black")))
+    return (alt.layer(rect, text, data=df).properties(height=alt.Step(44), width=alt.Step(100))
+            .facet(facet=alt.Facet("set:N", title=None, header=alt.Header(labelFontSize=13, labelAnchor="start")),
+                   columns=2, spacing=30)
+            .resolve_scale(color="independent"))
+
+
+def roc_curves(df: pd.DataFrame) -> alt.Chart:
+    """df: set, fpr, tpr (one line per prediction set) plus the chance diagonal."""
+    diag = alt.Chart(pd.DataFrame({"fpr": [0, 1], "tpr": [0, 1]})).mark_line(strokeDash=[4, 4], color="#999")\
+        .encode(x="fpr:Q", y="tpr:Q")
+    lines = (alt.Chart(df).mark_line()
+             .encode(x=alt.X("fpr:Q", title="false positive rate", scale=alt.Scale(domain=[0, 1])),
+                     y=alt.Y("tpr:Q", title="true positive rate", scale=alt.Scale(domain=[0, 1])),
+                     color=alt.Color("set:N", title="prediction set", legend=alt.Legend(orient="bottom", labelLimit=400, columns=2)),
+                     order="fpr:Q",
+                     tooltip=["set", alt.Tooltip("fpr:Q", format=".3f"), alt.Tooltip("tpr:Q", format=".3f"),
+                              alt.Tooltip("threshold:Q", format=".3f")]))
+    return diag + lines
+
+
+def score_scatter(df: pd.DataFrame, name_a: str, name_b: str) -> alt.Chart:
+    """A's p(toxic) against B's, coloured by the right/wrong cell, shaped by the true label."""
+    return (alt.Chart(df).mark_point(filled=True, opacity=0.5, size=22)
+            .encode(x=alt.X("score_a:Q", title=f"A: {name_a} p(toxic)", scale=alt.Scale(domain=[0, 1])),
+                    y=alt.Y("score_b:Q", title=f"B: {name_b} p(toxic)", scale=alt.Scale(domain=[0, 1])),
+                    color=alt.Color("cell:N", scale=CELL_COLORS, title="who is right"),
+                    shape=alt.Shape("truth:N", title="true label"),
+                    tooltip=["meme_id", "truth", "cell", alt.Tooltip("score_a:Q", format=".3f"),
+                             alt.Tooltip("score_b:Q", format=".3f")])
+            )
+
+
+BUILDERS = {f.__name__: f for f in (label_bars, size_histogram, text_length_histogram, confusion_matrices,
+                                     roc_curves, score_scatter)}
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def spec(name: str, args: tuple) -> dict:
+    """The Vega-Lite spec of BUILDERS[name](*args), built with Altair once per input. Not validated
+    against the schema here (half of the cost): tests/test_dashboard_apptest.py validates every chart."""
+    return BUILDERS[name](*args).to_dict(validate=False)
+
+
+def show(name: str, *args: Any, container: Any = None, width: Any = "stretch") -> None:
+    (container or st).vega_lite_chart(spec=spec(name, args), width=width, height=HEIGHTS.get(name, "content"))

@@ -1,0 +1,176 @@
+"""Where the cache is, and how a script run reads it.
+
+DuckDB allows many read-only processes *or* one writer on a file, and the precompute
+(pipeline/store.py) opens the file for short write transactions. So the dashboard never holds a
+connection across reruns: app.py opens a `Reader` per script run; its read-only connection is
+made lazily (only when some query misses the cache) and closed when the run ends.
+
+Query results are cached with st.cache_data keyed by (file state, query name, parameters); the
+file state is (mtime, size) of the database and its .wal, so a finished precompute shows up on the
+next rerun without a restart. Failures surface as `CacheUnavailable` subclasses that the app turns
+into a plain message (never a lock traceback):
+
+  CacheMissing     no file at the path: show the command that fills it
+  CacheBusy        a writer kept the file locked longer than the retry window: "retrying"
+  CacheUnreadable  the file is not a DuckDB database
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import duckdb
+import streamlit as st
+
+from dashboard import queries
+from pipeline.config import DEFAULT_DB
+from pipeline.store import StoreError, connect
+
+ENV_DB = "VLMEMES_DB"
+ENV_RETRY = "VLMEMES_DB_RETRY_SECONDS"   # how long a run waits for a writer before saying "busy"
+DEFAULT_RETRY_SECONDS = 5.0
+
+
+class CacheUnavailable(Exception):
+    """The cache cannot be read right now; the message is shown as is."""
+
+
+class CacheMissing(CacheUnavailable):
+    pass
+
+
+class CacheBusy(CacheUnavailable):
+    pass
+
+
+class CacheUnreadable(CacheUnavailable):
+    pass
+
+
+def resolve_db_path(argv: list[str] | None = None, environ: dict | None = None) -> Path:
+    """`--db` after `--` on the streamlit command line, else $VLMEMES_DB, else data/vlmemes.duckdb."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--db")
+    args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    environ = os.environ if environ is None else environ
+    return Path(args.db or environ.get(ENV_DB) or DEFAULT_DB)
+
+
+def fill_command(path: Path) -> str:
+    return f"python -m pipeline precompute --memes memes_project/memes --db {path}"
+
+
+def file_state(path: Path) -> tuple | None:
+    """(path, mtime_ns, size) of the database and its WAL; None when there is no file."""
+    try:
+        st_db = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        st_wal = path.with_name(path.name + ".wal").stat()
+        wal = (st_wal.st_mtime_ns, st_wal.st_size)
+    except FileNotFoundError:
+        wal = None
+    return (str(path.resolve()), st_db.st_mtime_ns, st_db.st_size, wal)
+
+
+@dataclass
+class Reader:
+    """One script run's access to the cache: a lazily opened read-only connection."""
+    path: Path
+    retry_seconds: float = DEFAULT_RETRY_SECONDS
+    connections_opened: int = 0
+    queries_run: int = 0                       # SQL executions this run (cache misses)
+    _con: duckdb.DuckDBPyConnection | None = field(default=None, repr=False)
+
+    def state(self) -> tuple:
+        """The file's state, the cache key of every query; CacheMissing/CacheUnreadable when unusable."""
+        if self.path.is_dir():
+            raise CacheUnreadable(f"{self.path} is a directory, not a cache file; pass --db FILE")
+        state = file_state(self.path)
+        if state is None:
+            raise CacheMissing(f"There is no cache at {self.path} yet.")
+        return state
+
+    def con(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            self.state()
+            try:
+                self._con = connect(self.path, read_only=True, retry_seconds=self.retry_seconds)
+            except StoreError as e:
+                msg = str(e)
+                if "locked" in msg:
+                    raise CacheBusy("The cache is being written by a precompute; retrying…") from None
+                raise CacheUnreadable(f"{self.path} is not a readable VLMemes cache ({msg}).") from None
+            self.connections_opened += 1
+        self.queries_run += 1
+        return self._con
+
+    def close(self) -> None:
+        if self._con is not None:
+            with contextlib.suppress(Exception):
+                self._con.close()
+            self._con = None
+
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def script_run(path: Path) -> Iterator[Reader]:
+    """Make a Reader current for this script run (thread) and close its connection at the end."""
+    retry = float(os.environ.get(ENV_RETRY, DEFAULT_RETRY_SECONDS))
+    reader = Reader(path, retry_seconds=retry)
+    previous = getattr(_local, "reader", None)
+    _local.reader = reader
+    try:
+        yield reader
+    finally:
+        reader.close()
+        _local.reader = previous
+
+
+def reader() -> Reader:
+    r = getattr(_local, "reader", None)
+    if r is None:
+        raise RuntimeError("dashboard pages run inside dashboard/app.py (streamlit run dashboard/app.py)")
+    return r
+
+
+def _query_function(name: str) -> Callable[..., Any]:
+    if name not in queries.QUERIES:
+        raise KeyError(f"unknown query {name!r}")
+    return queries.QUERIES[name]
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _cached(_reader: Reader, state: tuple, name: str, args: tuple) -> Any:
+    return _query_function(name)(_reader.con(), *args)
+
+
+@st.cache_data(max_entries=24, show_spinner=False)
+def _cached_page(_reader: Reader, state: tuple, name: str, args: tuple) -> Any:
+    return _query_function(name)(_reader.con(), *args)
+
+
+def fetch(query: Callable[..., Any], *args: Any) -> Any:
+    """queries.<query>(con, *args) for this run's cache, memoised per (file state, query, args)."""
+    r = reader()
+    return _cached(r, r.state(), query.__name__, args)
+
+
+def fetch_page(query: Callable[..., Any], *args: Any) -> Any:
+    """Like fetch, for gallery pages (thumbnails): a small memo, so memory stays bounded."""
+    r = reader()
+    return _cached_page(r, r.state(), query.__name__, args)
+
+
+def state_key() -> tuple:
+    """The current file state, for callers that memoise derived results themselves."""
+    return reader().state()

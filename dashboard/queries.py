@@ -1,0 +1,483 @@
+"""ALL the dashboard's SQL, as named functions: `f(con, ...params) -> rows`.
+
+Rules kept here:
+  * values always travel as DuckDB parameters (`$name`), never formatted into the SQL text;
+  * table / ORDER BY fragments come only from the fixed whitelists below;
+  * aggregation happens inside DuckDB; galleries page with LIMIT/OFFSET and fetch thumbnails only
+    for the rows of the page;
+  * every result is fully fetched (duckdb 2.0 refuses new work while a result is unfinished) and
+    returned as plain Python (lists of dicts, dicts) or a pandas DataFrame, so it can be memoised.
+
+`include_retired` (memes no longer found by the latest scan) is False on every page by default.
+A meme whose label is NULL (label_conflict) has no true label: it is left out of metrics,
+errors and agreement, but shown in galleries that do not need a truth (heatmaps).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import duckdb
+import pandas as pd
+
+TABLES = ("meta", "runs", "failures", "memes", "meme_paths", "variants", "ocr", "predictions", "heatmaps")
+PREDICTION_STAGES = ("clip", "vlm")
+OUTCOMES = ("fp", "fn", "unparsed", "right")
+CELLS = ("both_right", "only_a_right", "only_b_right", "both_wrong")
+PRED_CLASSES = ("toxic", "non_toxic", "unparsed", "none")
+
+QUERIES: dict[str, Callable[..., Any]] = {}
+
+
+def query(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Register a query function (db.fetch only runs registered ones)."""
+    QUERIES[fn.__name__] = fn
+    return fn
+
+
+def _records(con: duckdb.DuckDBPyConnection, sql: str, params: dict | list | None = None) -> list[dict]:
+    cur = con.execute(sql, params or [])
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def _df(con: duckdb.DuckDBPyConnection, sql: str, params: dict | list | None = None) -> pd.DataFrame:
+    return con.execute(sql, params or []).df()
+
+
+def like_pattern(text: str) -> str:
+    """A case-insensitive substring pattern for ILIKE ... ESCAPE '\\' (the user's % and _ are literal)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+# =============================================================================== what is there
+@query
+def table_counts(con) -> dict[str, int | None]:
+    """Rows per known table; None for a table the file does not have (an older or foreign file)."""
+    existing = {r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+    present = [t for t in TABLES if t in existing]
+    counts: dict[str, int | None] = {t: None for t in TABLES}
+    if present:
+        sql = " UNION ALL ".join(f"SELECT '{t}' AS t, count(*) AS n FROM {t}" for t in present)  # whitelist names
+        counts.update({t: int(n) for t, n in con.execute(sql).fetchall()})
+    return counts
+
+
+@query
+def variants_overview(con) -> pd.DataFrame:
+    """Every prediction set / heatmap method / OCR engine with its row count, runs and times."""
+    return _df(con, """
+        WITH rows AS (
+            SELECT variant_id, count(*) AS n_rows, min(created_at) AS first_at, max(created_at) AS last_at,
+                   string_agg(DISTINCT CAST(run_id AS VARCHAR), ', ' ORDER BY CAST(run_id AS VARCHAR)) AS run_ids,
+                   bool_or(is_smoke) AS rows_smoke
+            FROM predictions GROUP BY variant_id
+            UNION ALL
+            SELECT variant_id, count(*), min(created_at), max(created_at),
+                   string_agg(DISTINCT CAST(run_id AS VARCHAR), ', ' ORDER BY CAST(run_id AS VARCHAR)), bool_or(is_smoke)
+            FROM heatmaps GROUP BY variant_id
+            UNION ALL
+            SELECT variant_id, count(*), min(created_at), max(created_at),
+                   string_agg(DISTINCT CAST(run_id AS VARCHAR), ', ' ORDER BY CAST(run_id AS VARCHAR)), FALSE
+            FROM ocr GROUP BY variant_id
+        )
+        SELECT v.variant_id, v.stage, v.model_id, v.name, v.stage_version, v.config_hash,
+               coalesce(v.is_smoke, FALSE) OR coalesce(r.rows_smoke, FALSE) AS is_smoke,
+               coalesce(r.n_rows, 0) AS n_rows, r.first_at, r.last_at, r.run_ids, v.first_run_id
+        FROM variants v LEFT JOIN rows r USING (variant_id)
+        ORDER BY list_position(['ocr', 'clip', 'vlm', 'cam'], v.stage), v.model_id, v.name, v.variant_id
+    """)
+
+
+# =============================================================================== overview
+@query
+def meme_overview(con, include_retired: bool) -> dict:
+    rows = _records(con, """
+        SELECT count(*) AS memes,
+               count(*) FILTER (label = 'toxic') AS toxic,
+               count(*) FILTER (label = 'non_toxic') AS non_toxic,
+               count(*) FILTER (label IS NULL) AS no_label,
+               count(*) FILTER (label_conflict) AS conflicts,
+               count(*) FILTER (n_frames > 1) AS animated,
+               count(*) FILTER (thumbnail_mime IS NULL) AS no_thumbnail,   -- not `thumbnail`: that reads every blob
+               (SELECT count(*) FROM memes WHERE retired) AS retired_total
+        FROM memes WHERE NOT retired OR $retired
+    """, {"retired": include_retired})
+    return rows[0]
+
+
+@query
+def size_histogram(con, include_retired: bool, bucket: int = 250, cap: int = 4000) -> pd.DataFrame:
+    """Memes per bucket of the longer image side (the last bucket holds everything >= cap)."""
+    return _df(con, """
+        SELECT least(CAST(floor(greatest(width, height) / $bucket) AS BIGINT) * $bucket, $cap) AS long_side,
+               coalesce(label, 'no label (conflict)') AS label, count(*) AS memes
+        FROM memes WHERE (NOT retired OR $retired) AND width IS NOT NULL
+        GROUP BY ALL ORDER BY long_side, label
+    """, {"retired": include_retired, "bucket": bucket, "cap": cap})
+
+
+@query
+def size_summary(con, include_retired: bool) -> pd.DataFrame:
+    return _df(con, """
+        SELECT format, count(*) AS memes,
+               min(width) AS min_width, CAST(median(width) AS INTEGER) AS median_width, max(width) AS max_width,
+               min(height) AS min_height, CAST(median(height) AS INTEGER) AS median_height, max(height) AS max_height,
+               round(median(n_bytes) / 1024.0, 1) AS median_kib,
+               count(*) FILTER (n_frames > 1) AS animated
+        FROM memes WHERE NOT retired OR $retired
+        GROUP BY format ORDER BY memes DESC, format
+    """, {"retired": include_retired})
+
+
+@query
+def ocr_coverage(con, include_retired: bool) -> pd.DataFrame:
+    """Per OCR engine: memes read, memes with text, text length."""
+    return _df(con, """
+        WITH m AS (SELECT meme_id FROM memes WHERE NOT retired OR $retired),
+             o AS (SELECT o.variant_id, length(trim(coalesce(o.text, ''))) AS len, o.mean_confidence
+                   FROM ocr o JOIN m USING (meme_id))
+        SELECT v.variant_id, v.name AS engine, v.model_id,
+               count(o.variant_id) AS memes_read,
+               (SELECT count(*) FROM m) AS memes_total,
+               count(*) FILTER (o.len > 0) AS with_text,
+               round(avg(o.len) FILTER (o.len > 0), 1) AS mean_chars,
+               CAST(median(o.len) FILTER (o.len > 0) AS INTEGER) AS median_chars,
+               max(o.len) AS max_chars,
+               round(avg(o.mean_confidence), 3) AS mean_confidence
+        FROM variants v LEFT JOIN o USING (variant_id)
+        WHERE v.stage = 'ocr'
+        GROUP BY ALL ORDER BY engine, v.model_id
+    """, {"retired": include_retired})
+
+
+@query
+def text_length_histogram(con, ocr_variant: str, include_retired: bool, bucket: int = 20, cap: int = 300
+                          ) -> pd.DataFrame:
+    return _df(con, """
+        SELECT least(CAST(floor(length(trim(o.text)) / $bucket) AS BIGINT) * $bucket, $cap) AS chars,
+               count(*) AS memes
+        FROM ocr o JOIN memes m USING (meme_id)
+        WHERE o.variant_id = $ocr AND (NOT m.retired OR $retired) AND length(trim(coalesce(o.text, ''))) > 0
+        GROUP BY ALL ORDER BY chars
+    """, {"ocr": ocr_variant, "retired": include_retired, "bucket": bucket, "cap": cap})
+
+
+@query
+def prediction_rows(con, variant_id: str, include_retired: bool) -> dict[str, list]:
+    """True label, predicted label (None = unparseable) and score of one prediction set, meme by meme."""
+    rows = con.execute("""
+        SELECT m.label, p.label, p.score
+        FROM predictions p JOIN memes m USING (meme_id)
+        WHERE p.variant_id = $v AND m.label IS NOT NULL AND (NOT m.retired OR $retired)
+        ORDER BY p.meme_id
+    """, {"v": variant_id, "retired": include_retired}).fetchall()
+    return {"y_true": [r[0] for r in rows], "y_pred": [r[1] for r in rows], "scores": [r[2] for r in rows]}
+
+
+# =============================================================================== errors
+_ERROR_ORDER = {
+    "fp": "score DESC NULLS LAST, meme_id",        # most confident "toxic" on a non-toxic meme first
+    "fn": "score ASC NULLS LAST, meme_id",         # most confident "non_toxic" on a toxic meme first
+    "unparsed": "meme_id",
+    "right": "abs(score - 0.5) DESC NULLS LAST, meme_id",
+}
+
+_ERRORS_BASE = """
+    WITH scored AS (
+        SELECT p.meme_id, m.label AS truth, p.label AS pred, p.score,
+               CASE WHEN p.label IS NULL THEN 'unparsed'
+                    WHEN p.label = m.label THEN 'right'
+                    WHEN p.label = 'toxic' THEN 'fp' ELSE 'fn' END AS outcome
+        FROM predictions p
+        JOIN memes m ON m.meme_id = p.meme_id
+        LEFT JOIN ocr o ON o.meme_id = p.meme_id AND o.variant_id = $ocr
+        WHERE p.variant_id = $variant AND m.label IS NOT NULL
+          AND (NOT m.retired OR $retired)
+          AND ($truth IS NULL OR m.label = $truth)
+          AND ($has_text IS NULL OR (length(trim(coalesce(o.text, ''))) > 0) = $has_text)
+          AND ($pattern IS NULL OR o.text ILIKE $pattern ESCAPE '\\' OR p.explanation ILIKE $pattern ESCAPE '\\'
+               OR p.raw_answer ILIKE $pattern ESCAPE '\\')
+    )
+"""
+
+
+def _error_params(variant_id, ocr_variant, truth, has_text, search, include_retired) -> dict:
+    return {"variant": variant_id, "ocr": ocr_variant or "", "truth": truth, "has_text": has_text,
+            "pattern": like_pattern(search) if search else None, "retired": include_retired}
+
+
+@query
+def error_counts(con, variant_id: str, ocr_variant: str | None, truth: str | None, has_text: bool | None,
+                 search: str | None, include_retired: bool) -> dict[str, int]:
+    """Memes per outcome (fp, fn, unparsed, right) of one prediction set under the filters."""
+    params = _error_params(variant_id, ocr_variant, truth, has_text, search, include_retired)
+    rows = con.execute(_ERRORS_BASE + "SELECT outcome, count(*) FROM scored GROUP BY outcome", params).fetchall()
+    counts = {k: 0 for k in OUTCOMES}
+    counts.update({k: int(n) for k, n in rows})
+    return counts
+
+
+@query
+def error_page(con, variant_id: str, ocr_variant: str | None, truth: str | None, has_text: bool | None,
+               search: str | None, include_retired: bool, outcome: str, limit: int, offset: int) -> list[dict]:
+    """One gallery page of an outcome, most confident mistakes first, with the card's fields."""
+    order = _ERROR_ORDER[outcome]                         # KeyError for anything not whitelisted
+    params = _error_params(variant_id, ocr_variant, truth, has_text, search, include_retired)
+    params.update(outcome=outcome, limit=int(limit), offset=int(offset))
+    rows = _records(con, _ERRORS_BASE + f"""
+        , page AS (SELECT * FROM scored WHERE outcome = $outcome ORDER BY {order} LIMIT $limit OFFSET $offset)
+        SELECT page.meme_id, page.truth, page.pred, page.score, page.outcome,
+               m.rel_path, m.width, m.height, o.text AS ocr_text, p.explanation, p.raw_answer
+        FROM page
+        JOIN memes m ON m.meme_id = page.meme_id
+        JOIN predictions p ON p.meme_id = page.meme_id AND p.variant_id = $variant
+        LEFT JOIN ocr o ON o.meme_id = page.meme_id AND o.variant_id = $ocr
+        ORDER BY {order.replace('score', 'page.score').replace('meme_id', 'page.meme_id')}
+    """, params)
+    return _with_thumbnails(con, rows)
+
+
+def _with_thumbnails(con, rows: list[dict]) -> list[dict]:
+    """Add each row's thumbnail, read for these memes only (a semi join on the memes key: DuckDB
+    looks the ids up instead of scanning every thumbnail blob)."""
+    if not rows:
+        return rows
+    thumbs = dict(con.execute(
+        "SELECT m.meme_id, m.thumbnail FROM memes m SEMI JOIN (SELECT unnest($ids) AS meme_id) ids USING (meme_id)",
+        {"ids": [r["meme_id"] for r in rows]}).fetchall())
+    for r in rows:
+        r["thumbnail"] = thumbs.get(r["meme_id"])
+    return rows
+
+
+# =============================================================================== disagreement
+_PAIR_BASE = """
+    WITH pair AS (
+        SELECT a.meme_id, m.label AS truth, a.label AS pred_a, b.label AS pred_b, a.score AS score_a,
+               b.score AS score_b,
+               CASE WHEN coalesce(a.label = m.label, FALSE) AND coalesce(b.label = m.label, FALSE) THEN 'both_right'
+                    WHEN coalesce(a.label = m.label, FALSE) THEN 'only_a_right'
+                    WHEN coalesce(b.label = m.label, FALSE) THEN 'only_b_right'
+                    ELSE 'both_wrong' END AS cell
+        FROM predictions a
+        JOIN predictions b ON b.meme_id = a.meme_id AND b.variant_id = $b
+        JOIN memes m ON m.meme_id = a.meme_id
+        WHERE a.variant_id = $a AND m.label IS NOT NULL AND (NOT m.retired OR $retired)
+    )
+"""
+
+
+@query
+def paired_rows(con, a: str, b: str, include_retired: bool) -> dict[str, list]:
+    """True label and both answers on the memes that both prediction sets answered."""
+    rows = con.execute(_PAIR_BASE + "SELECT truth, pred_a, pred_b FROM pair ORDER BY meme_id",
+                       {"a": a, "b": b, "retired": include_retired}).fetchall()
+    return {"y_true": [r[0] for r in rows], "pred_a": [r[1] for r in rows], "pred_b": [r[2] for r in rows]}
+
+
+@query
+def pair_cell_counts(con, a: str, b: str, include_retired: bool) -> pd.DataFrame:
+    """Memes per (true label, cell of the right/wrong 2x2 table)."""
+    return _df(con, _PAIR_BASE + "SELECT truth, cell, count(*) AS memes FROM pair GROUP BY ALL ORDER BY ALL",
+               {"a": a, "b": b, "retired": include_retired})
+
+
+@query
+def pair_scores_sample(con, a: str, b: str, include_retired: bool, n: int = 3000) -> pd.DataFrame:
+    """A fixed pseudo-random sample of memes with both scores (for the scatter plot)."""
+    return _df(con, _PAIR_BASE + """
+        SELECT meme_id, truth, cell, score_a, score_b FROM pair
+        WHERE score_a IS NOT NULL AND score_b IS NOT NULL
+        ORDER BY hash(meme_id), meme_id LIMIT $n
+    """, {"a": a, "b": b, "retired": include_retired, "n": int(n)})
+
+
+@query
+def pair_page(con, a: str, b: str, include_retired: bool, cell: str, truth: str | None, ocr_variant: str | None,
+              limit: int, offset: int) -> list[dict]:
+    """One gallery page of a cell, largest score difference first."""
+    if cell not in CELLS:
+        raise ValueError(cell)
+    rows = _records(con, _PAIR_BASE + """
+        , page AS (SELECT * FROM pair WHERE cell = $cell AND ($truth IS NULL OR truth = $truth)
+                   ORDER BY abs(coalesce(score_a, 0.5) - coalesce(score_b, 0.5)) DESC, meme_id
+                   LIMIT $limit OFFSET $offset)
+        SELECT page.*, m.rel_path, o.text AS ocr_text,
+               pa.explanation AS explanation_a, pb.explanation AS explanation_b
+        FROM page
+        JOIN memes m ON m.meme_id = page.meme_id
+        JOIN predictions pa ON pa.meme_id = page.meme_id AND pa.variant_id = $a
+        JOIN predictions pb ON pb.meme_id = page.meme_id AND pb.variant_id = $b
+        LEFT JOIN ocr o ON o.meme_id = page.meme_id AND o.variant_id = $ocr
+        ORDER BY abs(coalesce(page.score_a, 0.5) - coalesce(page.score_b, 0.5)) DESC, page.meme_id
+    """, {"a": a, "b": b, "retired": include_retired, "cell": cell, "truth": truth, "ocr": ocr_variant or "",
+          "limit": int(limit), "offset": int(offset)})
+    return _with_thumbnails(con, rows)
+
+
+# =============================================================================== heatmaps
+_HEATMAP_BASE = """
+    WITH h AS (
+        SELECT h.meme_id, m.label AS truth, p.label AS pred, p.score, m.rel_path,
+               CASE WHEN p.meme_id IS NULL THEN 'none' WHEN p.label IS NULL THEN 'unparsed' ELSE p.label END
+                   AS pred_class
+        FROM heatmaps h
+        JOIN memes m ON m.meme_id = h.meme_id
+        LEFT JOIN predictions p ON p.meme_id = h.meme_id AND p.variant_id = $pred
+        WHERE h.variant_id = $cam AND (NOT m.retired OR $retired)
+    ), f AS (
+        SELECT * FROM h
+        WHERE ($truth IS NULL OR truth = $truth)
+          AND ($pred_class IS NULL OR pred_class = $pred_class)
+          AND ($correct IS NULL OR (truth IS NOT NULL AND pred_class <> 'none'
+                                    AND coalesce(pred = truth, FALSE) = $correct))
+    )
+"""
+
+
+def _heatmap_params(cam_variant, pred_variant, truth, pred_class, correct, include_retired) -> dict:
+    return {"cam": cam_variant, "pred": pred_variant or "", "truth": truth, "pred_class": pred_class,
+            "correct": correct, "retired": include_retired}
+
+
+@query
+def heatmap_count(con, cam_variant: str, pred_variant: str | None, truth: str | None, pred_class: str | None,
+                  correct: bool | None, include_retired: bool) -> int:
+    params = _heatmap_params(cam_variant, pred_variant, truth, pred_class, correct, include_retired)
+    return int(con.execute(_HEATMAP_BASE + "SELECT count(*) FROM f", params).fetchall()[0][0])
+
+
+@query
+def heatmap_page(con, cam_variant: str, pred_variant: str | None, truth: str | None, pred_class: str | None,
+                 correct: bool | None, include_retired: bool, ocr_variant: str | None, limit: int, offset: int
+                 ) -> list[dict]:
+    params = _heatmap_params(cam_variant, pred_variant, truth, pred_class, correct, include_retired)
+    params.update(ocr=ocr_variant or "", limit=int(limit), offset=int(offset))
+    rows = _records(con, _HEATMAP_BASE + """
+        , page AS (SELECT * FROM f ORDER BY rel_path, meme_id LIMIT $limit OFFSET $offset)
+        SELECT page.meme_id, page.truth, page.pred, page.pred_class, page.score, page.rel_path,
+               m.width, m.height, o.boxes, o.text AS ocr_text
+        FROM page
+        JOIN memes m ON m.meme_id = page.meme_id
+        LEFT JOIN ocr o ON o.meme_id = page.meme_id AND o.variant_id = $ocr
+        ORDER BY page.rel_path, page.meme_id
+    """, params)
+    for r in rows:
+        # One key lookup per meme: a join or IN-list here makes DuckDB read every overlay of the
+        # method (~200 MB at 100k memes) instead of the page's 24.
+        found = con.execute("SELECT overlay FROM heatmaps WHERE meme_id = $id AND variant_id = $cam",
+                            {"id": r["meme_id"], "cam": cam_variant}).fetchall()
+        r["overlay"] = found[0][0] if found else None
+    return _with_thumbnails(con, rows)
+
+
+# =============================================================================== one meme
+@query
+def find_meme(con, text: str) -> list[str]:
+    """Meme ids equal to `text` or starting with it (at most 2: enough to tell 'ambiguous')."""
+    return [r[0] for r in con.execute(
+        "SELECT meme_id FROM memes WHERE meme_id = $t OR starts_with(meme_id, $t) ORDER BY meme_id = $t DESC, "
+        "meme_id LIMIT 2", {"t": text}).fetchall()]
+
+
+@query
+def meme(con, meme_id: str) -> dict | None:
+    """The memes row, plus the folder of the run that last saw it (for the original file)."""
+    rows = _records(con, """
+        SELECT m.*, coalesce(r_last.memes_root, r_first.memes_root) AS memes_root
+        FROM memes m
+        LEFT JOIN runs r_last ON r_last.run_id = m.last_seen_run_id
+        LEFT JOIN runs r_first ON r_first.run_id = m.first_run_id
+        WHERE m.meme_id = $id
+    """, {"id": meme_id})
+    return rows[0] if rows else None
+
+
+@query
+def meme_paths(con, meme_id: str) -> pd.DataFrame:
+    return _df(con, "SELECT rel_path, label, last_seen_run_id FROM meme_paths WHERE meme_id = $id ORDER BY rel_path",
+               {"id": meme_id})
+
+
+@query
+def meme_ocr(con, meme_id: str) -> list[dict]:
+    return _records(con, """
+        SELECT o.variant_id, coalesce(v.name, o.engine) AS name, o.engine, o.engine_version, o.text, o.boxes,
+               o.mean_confidence, o.created_at, o.run_id
+        FROM ocr o LEFT JOIN variants v USING (variant_id)
+        WHERE o.meme_id = $id ORDER BY name, o.variant_id
+    """, {"id": meme_id})
+
+
+@query
+def meme_predictions(con, meme_id: str) -> list[dict]:
+    return _records(con, """
+        SELECT p.variant_id, p.stage, p.model_id, p.prompt_version, p.label, p.score, p.logits, p.prompt,
+               p.raw_answer, p.explanation, coalesce(v.is_smoke, FALSE) OR coalesce(p.is_smoke, FALSE) AS is_smoke,
+               p.created_at, p.run_id
+        FROM predictions p LEFT JOIN variants v USING (variant_id)
+        WHERE p.meme_id = $id
+        ORDER BY list_position(['clip', 'vlm'], p.stage), p.model_id, p.prompt_version, p.variant_id
+    """, {"id": meme_id})
+
+
+@query
+def meme_heatmaps(con, meme_id: str) -> list[dict]:
+    return _records(con, """
+        SELECT h.variant_id, h.method, h.model_id, h.grid_h, h.grid_w, h.overlay,
+               coalesce(v.is_smoke, FALSE) OR coalesce(h.is_smoke, FALSE) AS is_smoke, h.created_at
+        FROM heatmaps h LEFT JOIN variants v USING (variant_id)
+        WHERE h.meme_id = $id ORDER BY h.model_id, h.method, h.variant_id
+    """, {"id": meme_id})
+
+
+@query
+def meme_failures(con, meme_id: str) -> pd.DataFrame:
+    return _df(con, """
+        SELECT run_id, stage, error_type, message, path, created_at FROM failures
+        WHERE meme_id = $id ORDER BY created_at DESC, run_id DESC
+    """, {"id": meme_id})
+
+
+# =============================================================================== runs
+@query
+def runs(con) -> list[dict]:
+    return _records(con, """
+        SELECT r.*, date_diff('second', r.started_at, r.finished_at) AS seconds,
+               coalesce(f.n, 0) AS failures
+        FROM runs r LEFT JOIN (SELECT run_id, count(*) AS n FROM failures GROUP BY run_id) f USING (run_id)
+        ORDER BY r.run_id DESC
+    """)
+
+
+@query
+def failure_summary(con) -> pd.DataFrame:
+    return _df(con, """
+        SELECT run_id, stage, error_type, count(*) AS failures, min(created_at) AS first_at
+        FROM failures GROUP BY ALL ORDER BY run_id DESC, failures DESC, stage, error_type
+    """)
+
+
+_FAILURES_WHERE = "WHERE ($run IS NULL OR run_id = $run) AND ($stage IS NULL OR stage = $stage)"
+
+
+@query
+def failures_count(con, run_id: int | None, stage: str | None) -> int:
+    return int(con.execute(f"SELECT count(*) FROM failures {_FAILURES_WHERE}",
+                           {"run": run_id, "stage": stage}).fetchall()[0][0])
+
+
+@query
+def failures_page(con, run_id: int | None, stage: str | None, limit: int, offset: int) -> pd.DataFrame:
+    return _df(con, f"""
+        SELECT run_id, stage, error_type, message, path, meme_id, created_at FROM failures {_FAILURES_WHERE}
+        ORDER BY run_id DESC, created_at, stage, path LIMIT $limit OFFSET $offset
+    """, {"run": run_id, "stage": stage, "limit": int(limit), "offset": int(offset)})
+
+
+@query
+def failure_stages(con) -> list[str]:
+    return [r[0] for r in con.execute("SELECT DISTINCT stage FROM failures WHERE stage IS NOT NULL ORDER BY 1")
+            .fetchall()]

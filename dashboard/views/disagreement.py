@@ -1,0 +1,98 @@
+"""Disagreement: two prediction sets on the same memes — who is right where, kappa, McNemar, galleries."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import analysis, charts, components as c, db, queries as q
+
+CELLS = {"both_right": "Both right", "only_a_right": "Only A right", "only_b_right": "Only B right",
+         "both_wrong": "Both wrong"}
+TRUTH = {"any": "any", "toxic": "toxic", "non_toxic": "non-toxic"}
+
+st.title("Disagreement")
+st.caption("Two prediction sets on the memes both answered: the right/wrong table, Cohen's kappa between "
+           "their answers and the exact McNemar test. An unparseable answer counts as wrong.")
+retired = c.include_retired()
+c.require("predictions", "predictions", stages="clip,vlm")
+sets = c.variant_rows(q.PREDICTION_STAGES)
+if len(sets) < 2:
+    st.info("Comparing needs two prediction sets (two models, or two prompt versions of one). "
+            "Add another, e.g. all prompt versions of both models:")
+    st.code(c.fill_command("clip,vlm"), language="bash")
+    st.stop()
+
+ca, cb = st.columns(2)
+a = c.pick_variant("A", sets, "a", default_id=sets[0]["variant_id"], container=ca)
+b = c.pick_variant("B", sets, "b", default_id=sets[1]["variant_id"], container=cb)
+c.smoke_banner([a["is_smoke"], b["is_smoke"]])
+if a["variant_id"] == b["variant_id"]:
+    st.warning("A and B are the same prediction set: pick two different ones.")
+    st.stop()
+
+rep = analysis.agreement_report(a["variant_id"], b["variant_id"], retired, "A", "B")
+if rep["n"] == 0:
+    st.info("No meme with a true label has answers from both sets.")
+    st.stop()
+
+
+def two_by_two(t: dict) -> pd.DataFrame:
+    return pd.DataFrame({"B right": [t["both_right"], t["only_b_right"]],
+                         "B wrong": [t["only_a_right"], t["both_wrong"]]}, index=["A right", "A wrong"])
+
+
+m = st.columns(3)
+m[0].metric("Memes compared", f"{rep['n']:,}")
+m[1].metric("Cohen's kappa", c.fmt_estimate(rep["kappa"], 3), help="agreement of the two answers beyond "
+            "chance (unparseable is a third answer); 95% bootstrap interval")
+m[2].metric("McNemar p (exact)", "—" if rep["mcnemar_p"] is None else f"{rep['mcnemar_p']:.3g}")
+st.text(rep["reading"])
+
+t_all, t_tox, t_non = st.columns(3)
+t_all.caption("All memes")
+t_all.dataframe(two_by_two(rep["table"]))
+t_tox.caption("True label: toxic")
+t_tox.dataframe(two_by_two(rep["by_label"]["toxic"]))
+t_non.caption("True label: non-toxic")
+t_non.dataframe(two_by_two(rep["by_label"]["non_toxic"]))
+
+st.subheader("Scores: A against B")
+sample = db.fetch(q.pair_scores_sample, a["variant_id"], b["variant_id"], retired)
+if len(sample):
+    charts.show("score_scatter", sample, a["name"], b["name"])
+    if len(sample) < rep["n"]:
+        st.caption(f"A fixed sample of {len(sample):,} of the {rep['n']:,} memes.")
+else:
+    st.caption("No meme has scores from both sets.")
+
+st.subheader("Memes per cell")
+cell_counts = db.fetch(q.pair_cell_counts, a["variant_id"], b["variant_id"], retired)
+g1, g2, g3 = st.columns([4, 1, 1])
+truth = c.url_select("True label", list(TRUTH), "truth", format_func=TRUTH.get, container=g2)
+shown = cell_counts if truth == "any" else cell_counts[cell_counts["truth"] == truth]
+per_cell = shown.groupby("cell")["memes"].sum().to_dict()
+cell = c.url_select("Cell", list(CELLS), "cell", default="only_a_right", radio=True, container=g1,
+                    format_func=lambda k: f"{CELLS[k]} ({int(per_cell.get(k, 0)):,})")
+size = c.page_size_picker(container=g3)
+total = int(per_cell.get(cell, 0))
+offset, limit = c.pagination(total, page_size=size,
+                             signature=(a["variant_id"], b["variant_id"], truth, cell, size, retired))
+ocr_rows = c.variant_rows("ocr")
+rows = db.fetch_page(q.pair_page, a["variant_id"], b["variant_id"], retired, cell,
+                     None if truth == "any" else truth, c.default_ocr(ocr_rows), limit, offset)
+if not rows:
+    st.info("No memes in this cell.")
+
+
+def card(r: dict) -> None:
+    c.meme_image(r["thumbnail"], r["meme_id"], r["truth"], ctx="pair")
+    st.markdown(c.truth_line(r["truth"], show_pred=False))
+    st.markdown(f"A: **{c.ANSWER_TEXT.get(r['pred_a'], '?')}** ({c.fmt_score(r['score_a'])}) · "
+                f"B: **{c.ANSWER_TEXT.get(r['pred_b'], '?')}** ({c.fmt_score(r['score_b'])})")
+    c.text_block("OCR text", r["ocr_text"])
+    c.text_block("A's explanation", r["explanation_a"])
+    c.text_block("B's explanation", r["explanation_b"])
+    c.meme_link(r["meme_id"])
+
+
+c.grid(rows, card)

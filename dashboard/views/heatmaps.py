@@ -1,0 +1,81 @@
+"""Heatmaps: CAM overlays per method, blended over the thumbnail, with optional OCR boxes."""
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import components as c, db, imaging, queries as q
+
+VIEWS = {"overlay": "Overlay", "original": "Original", "side": "Side by side"}
+TRUTH = {"any": "any", "toxic": "toxic", "non_toxic": "non-toxic"}
+PRED = {"any": "any", "toxic": "toxic", "non_toxic": "non-toxic", "unparsed": "unparseable"}
+CORRECT = {"any": "any", "right": "right", "wrong": "wrong"}
+
+st.title("Heatmaps")
+st.caption("Where the image model looked (class activation maps). Filters by true label, answer and "
+           "correctness use the prediction set chosen below.")
+retired = c.include_retired()
+c.require("heatmaps", "heatmaps", stages="cam")
+cams = c.variant_rows("cam")
+if not cams:
+    st.info("The heatmaps in this cache belong to no registered method (`variants`). Recompute with:")
+    st.code(c.fill_command("cam"), language="bash")
+    st.stop()
+sets = c.variant_rows(q.PREDICTION_STAGES)
+ocr_rows = c.variant_rows("ocr")
+
+r1c1, r1c2 = st.columns(2)
+cam = c.pick_variant("Method", cams, "cam", container=r1c1)
+same_model = [s for s in sets if s["model_id"] == cam["model_id"]]
+pred = c.pick_variant("Prediction set (for the answer filters)", sets, "set", container=r1c2,
+                      default_id=(same_model or sets or [{"variant_id": None}])[0]["variant_id"],
+                      allow_none="none (no answer filters)") if sets else None
+c.smoke_banner([cam["is_smoke"]] + ([pred["is_smoke"]] if pred else []))
+
+r2 = st.columns([2, 2, 1, 1])
+view = c.url_select("View", list(VIEWS), "view", radio=True, format_func=VIEWS.get, container=r2[0])
+opacity = c.url_slider("Overlay opacity (%)", "alpha", min_value=0, max_value=100, default=80, step=5,
+                       container=r2[1])
+show_boxes = c.url_toggle("OCR boxes", "boxes", container=r2[2]) if ocr_rows else False
+size = c.page_size_picker(container=r2[3])
+ocr_variant = None
+if show_boxes:
+    ocr = c.pick_variant("Boxes from", ocr_rows, "ocr", default_id=c.default_ocr(ocr_rows))
+    ocr_variant = ocr["variant_id"] if ocr else None
+
+r3 = st.columns(3)
+truth = c.url_select("True label", list(TRUTH), "truth", format_func=TRUTH.get, container=r3[0])
+if pred:
+    answer = c.url_select("Answer", list(PRED), "answer", format_func=PRED.get, container=r3[1])
+    correct = c.url_select("Correctness", list(CORRECT), "correct", format_func=CORRECT.get, container=r3[2])
+else:
+    answer, correct = "any", "any"
+
+args = (cam["variant_id"], pred["variant_id"] if pred else None, None if truth == "any" else truth,
+        None if answer == "any" else answer, None if correct == "any" else correct == "right", retired)
+total = db.fetch(q.heatmap_count, *args)
+offset, limit = c.pagination(total, page_size=size, signature=(*args, size))
+rows = db.fetch_page(q.heatmap_page, *args, ocr_variant, limit, offset)
+if not rows:
+    st.info("No heatmaps match these filters.")
+
+
+def picture(r: dict) -> bytes | None:
+    thumb, overlay = r["thumbnail"], r["overlay"]
+    if not thumb and not overlay:
+        return None
+    if not thumb or not overlay:
+        return thumb or overlay
+    blended = imaging.blend(thumb, overlay, opacity / 100)
+    if show_boxes:
+        thumb = imaging.draw_boxes(thumb, r["boxes"], r["width"], r["height"])
+        blended = imaging.draw_boxes(blended, r["boxes"], r["width"], r["height"])
+    return {"overlay": blended, "original": thumb, "side": None}.get(view) or imaging.side_by_side(thumb, blended)
+
+
+def card(r: dict) -> None:
+    c.meme_image(picture(r), r["meme_id"], r["truth"], ctx="heatmap")
+    st.markdown(c.truth_line(r["truth"], r["pred"], r["score"], show_pred=pred is not None and r["pred_class"] != "none"))
+    c.meme_link(r["meme_id"])
+
+
+c.grid(rows, card, columns=2 if view == "side" else 4)

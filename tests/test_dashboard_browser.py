@@ -1,0 +1,138 @@
+"""The dashboard in a real browser: `streamlit run` as a subprocess, Debian Chromium driven by Playwright.
+
+Every page loads at its own URL and shows its key content without an exception box; a gallery's
+'Open meme' link opens the Meme page; the content warning's 'Show image' works by clicking.
+Screenshots go to tests/artifacts/ (git-ignored).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from dashboard_helpers import APP, ARTIFACTS, REPO, build_synth, free_port, outcome_count, prediction_sets, sql
+
+CHROMIUM = Path("/usr/bin/chromium")
+# URL path (with query), heading, text that only shows once the page's data is there
+PAGES = [
+    ("", "Overview", "Metrics per model × prompt version"),
+    ("errors", "Errors", "False positives"),
+    ("disagreement", "Disagreement", "Cohen's kappa"),
+    ("heatmaps", "Heatmaps", "Overlay opacity (%)"),
+    ("meme?meme={meme_id}", "Meme", "Model answers"),
+    ("runs", "Runs", "Counts per stage"),
+]
+
+
+@pytest.fixture(scope="module")
+def dashboard_db(tmp_path_factory) -> Path:
+    """The cache the browser reads. For the real pipeline's cache: `return smoke_db` (add the arg)."""
+    return build_synth(tmp_path_factory.mktemp("dashboard-browser") / "synth.duckdb", n=120)
+
+
+@pytest.fixture(scope="module")
+def server(dashboard_db):
+    port = free_port()
+    env = dict(os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    env.pop("VLMEMES_DB", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true", "--server.port", str(port),
+         "--server.fileWatcherType", "none", "--", "--db", str(dashboard_db)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"streamlit did not start:\n{proc.stdout.read()}")
+        time.sleep(0.3)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser_page(server):
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed (/usr/bin/chromium)")
+    from playwright.sync_api import sync_playwright
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM),
+                                    args=["--no-sandbox", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1400, "height": 2000})
+        page.set_default_timeout(30_000)
+        yield page
+        browser.close()
+
+
+def wait_idle(page) -> None:
+    """Until the script run is over (Streamlit shows its status widget while running)."""
+    page.wait_for_selector('[data-testid="stApp"]')
+    page.wait_for_timeout(300)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=30_000)
+    page.wait_for_timeout(300)
+
+
+def open_page(page, server: str, path: str, heading: str, text: str) -> None:
+    page.goto(f"{server}/{path}")
+    page.get_by_role("heading", name=heading).first.wait_for()
+    page.get_by_text(text, exact=False).first.wait_for()
+    wait_idle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0, f"exception on /{path}"
+
+
+@pytest.mark.parametrize("path,heading,text", PAGES, ids=[h for _, h, _ in PAGES])
+def test_page_loads_with_its_content(path, heading, text, dashboard_db, server, browser_page):
+    meme_id = sql(dashboard_db, "SELECT meme_id FROM memes ORDER BY meme_id LIMIT 1")[0][0]
+    open_page(browser_page, server, path.format(meme_id=meme_id), heading, text)
+    if heading == "Meme":
+        assert browser_page.get_by_text(meme_id).count() >= 1
+    if heading in ("Errors", "Heatmaps"):
+        assert browser_page.locator('[data-testid="stImage"]').count() > 0
+    browser_page.screenshot(path=str(ARTIFACTS / f"dashboard_{heading.lower()}.png"))
+
+
+def test_meme_link_opens_the_meme_page(server, browser_page):
+    open_page(browser_page, server, "errors", "Errors", "False positives")
+    link = browser_page.get_by_role("link", name="Open meme").first
+    href = link.get_attribute("href")
+    assert "meme?meme=" in href
+    meme_id = href.split("meme=")[1]
+    link.click()
+    browser_page.wait_for_url(f"**/meme?meme={meme_id}")
+    browser_page.get_by_text("Model answers").first.wait_for()
+    wait_idle(browser_page)
+    assert browser_page.get_by_text(meme_id).count() >= 1
+    assert browser_page.locator('[data-testid="stException"]').count() == 0
+    browser_page.screenshot(path=str(ARTIFACTS / "dashboard_meme_from_link.png"))
+
+
+def test_content_warning_reveals_on_click(dashboard_db, server, browser_page):
+    from playwright.sync_api import expect
+    with_fn = [v for v, _, _ in prediction_sets(dashboard_db) if outcome_count(dashboard_db, v, "fn")]
+    if not with_fn:
+        pytest.skip("no prediction set misses a toxic meme in this cache")
+    open_page(browser_page, server, f"errors?group=fn&set={with_fn[0]}", "Errors", "False negatives")  # toxic memes
+    buttons = browser_page.get_by_role("button", name="Show image")
+    n = buttons.count()
+    assert n > 0
+    buttons.first.click()
+    expect(buttons).to_have_count(n - 1, timeout=30_000)
+    wait_idle(browser_page)
+    assert browser_page.locator('[data-testid="stException"]').count() == 0
+    browser_page.screenshot(path=str(ARTIFACTS / "dashboard_errors_revealed.png"))
