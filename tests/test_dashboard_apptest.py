@@ -25,8 +25,14 @@ SMOKE = "random-weight smoke run — not results"
 
 
 @pytest.fixture(scope="module")
-def dashboard_db(tmp_path_factory) -> Path:
-    """The filled cache these tests read. For the real pipeline's cache: `return smoke_db` (add the arg)."""
+def dashboard_db(smoke_db) -> Path:
+    """The filled cache these tests read: built by the real pipeline with tiny models (conftest.smoke_db)."""
+    return smoke_db
+
+
+@pytest.fixture(scope="module")
+def large_db(tmp_path_factory) -> Path:
+    """A synthetic cache big enough to page through (the smoke cache has 12 memes)."""
     return build_synth(tmp_path_factory.mktemp("dashboard") / "synth.duckdb")
 
 
@@ -216,7 +222,8 @@ def test_errors_counts_and_filters_match_sql(dashboard_db, app):
     assert shown() == expected(contains="%") == ("0", "0", "0")
 
 
-def test_errors_order_pagination_and_url_state(dashboard_db, app):
+def test_errors_order_pagination_and_url_state(large_db, app):
+    dashboard_db = large_db
     order = {"fp": "p.score DESC, p.meme_id", "fn": "p.score ASC, p.meme_id"}
     cond = {"fp": "p.label = 'toxic' AND m.label = 'non_toxic'", "fn": "p.label = 'non_toxic' AND m.label = 'toxic'"}
     candidates = []

@@ -30,9 +30,9 @@ PAGES = [
 
 
 @pytest.fixture(scope="module")
-def dashboard_db(tmp_path_factory) -> Path:
-    """The cache the browser reads. For the real pipeline's cache: `return smoke_db` (add the arg)."""
-    return build_synth(tmp_path_factory.mktemp("dashboard-browser") / "synth.duckdb", n=120)
+def dashboard_db(smoke_db) -> Path:
+    """The cache the browser reads: built by the real pipeline with tiny models (conftest.smoke_db)."""
+    return smoke_db
 
 
 @pytest.fixture(scope="module")
