@@ -25,7 +25,9 @@ from dashboard import components as c, db  # noqa: E402
 ENV_BUSY_RETRIES = "VLMEMES_BUSY_RETRIES"     # automatic reruns while a writer holds the file
 BUSY_PAUSE_SECONDS = 1.0
 
-st.set_page_config(page_title="VLMemes", page_icon=":material/science:", layout="wide")
+# An emoji icon: the browser draws it from a data: URL. A ":material/...:" page icon makes the browser
+# fetch the favicon from fonts.gstatic.com, a request to another host on every page load.
+st.set_page_config(page_title="VLMemes", page_icon="🔬", layout="wide")
 
 PAGES = [
     st.Page("views/overview.py", title="Overview", icon=":material/dashboard:", url_path="overview", default=True),

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import re
 import shlex
-import textwrap
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -295,11 +294,18 @@ def meme_link(meme_id: str, label: str = "Open meme") -> None:
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$=])")
+_AUTOLINK = re.compile(r"(?i)(?<=:)(?=//)|(?<=www)(?=\\\.)|(?=@)")   # where GFM would start a bare link
+_WORD_JOINER = "\u2060"                                                 # invisible, breaks the autolink
 
 
 def md_escape(text: Any) -> str:
-    """Text made inert for the few places Streamlit renders markdown (expander/tab labels)."""
-    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+    """Text made inert for the few places Streamlit renders markdown (expander/tab labels).
+
+    Backslash-escaping stops markup, but GitHub-flavoured markdown still turns bare URLs
+    (`http://…`, `www.…`) and e-mail addresses into links, so an invisible word joiner is put
+    into `://`, `www.` and before `@`."""
+    escaped = _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+    return _AUTOLINK.sub(_WORD_JOINER, escaped)
 
 
 def fmt_score(score: float | None) -> str:
@@ -322,7 +328,19 @@ def text_block(title: str, text: str | None, limit: int = TEXT_LIMIT) -> None:
         return
     text = str(text).strip()
     st.caption(title)
-    st.text(text if len(text) <= limit else textwrap.shorten(text, limit, placeholder=" …"))
+    st.text(text if len(text) <= limit else shorten(text, limit))
+
+
+def shorten(text: str, limit: int) -> str:
+    """Whitespace collapsed and cut to at most `limit` characters, at a space in the second half of
+    the cut if there is one, else mid-word (textwrap.shorten drops a word longer than the
+    limit whole, which left a card showing only "…" for a long unbroken line)."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[:limit - 2]
+    space = cut.rfind(" ")
+    return (cut[:space] if space >= limit // 2 else cut).rstrip() + " …"
 
 
 def grid(items: Sequence[dict], render: Callable[[dict], None], columns: int = 4) -> None:

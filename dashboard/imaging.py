@@ -116,7 +116,7 @@ def original_path(memes_root: str | None, rel_path: str | None) -> Path | None:
     try:
         root_resolved = root.resolve(strict=True)
         path = (root / rel_path).resolve(strict=True)
-    except (OSError, RuntimeError):
+    except (OSError, RuntimeError, ValueError):     # ValueError: a NUL byte in a stored path
         return None
     if not path.is_relative_to(root_resolved) or not path.is_file():
         return None

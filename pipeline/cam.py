@@ -17,17 +17,16 @@ SigLIP2's variable-resolution (NaFlex) tower has no fixed grid and is refused.
 A row: grid_h, grid_w, cam (uint8 bytes, row-major, 0..255 = min..max of this meme's map), overlay
 (JPEG at thumbnail size). The map covers the region the model saw: CLIP's processor centre-crops a
 square, so on a tall or wide meme the overlay colours that square and dims the cropped-away parts.
+
+torch, pytorch-grad-cam (which pulls in torchvision and scikit-learn) and OpenCV are imported on first
+use, not at module import: `variants()` of a fully cached rerun needs none of them.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import functools
+from typing import TYPE_CHECKING, Sequence
 
-import cv2
-import numpy as np
-import torch
 from PIL import Image, ImageEnhance
-from pytorch_grad_cam import EigenCAM, GradCAM
-from pytorch_grad_cam.utils.image import show_cam_on_image
 
 from pipeline.clip import DEFAULT_CLIP_MODEL, each_or_batch, encode_texts, is_sigmoid_head, load_clip, pooled
 from pipeline.clip_prompts import CAM_PROMPT_SET, PROMPT_SETS
@@ -36,25 +35,14 @@ from pipeline.hf import is_random_weights, pick_device
 from pipeline.images import encode_jpeg
 from pipeline.stage import MemeInput, Stage, StageLoadError, Variant
 
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
 METHODS = ("eigencam", "gradcam")
 TARGET_LAYER = "vision_model.encoder.layers[-1].layer_norm1"
 OUTSIDE_BRIGHTNESS = 0.35   # how dark the parts of the meme the model did not see are drawn
-
-
-class PairLogits(torch.nn.Module):
-    """pixel_values -> (B, 2) [toxic, neutral] image-text logits as a plain tensor (what BaseCAM expects)."""
-
-    def __init__(self, model, text_emb: torch.Tensor):
-        super().__init__()
-        self.model = model
-        self.register_buffer("text_emb", text_emb.to(model.device, torch.float32))
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        image = pooled(self.model.get_image_features(pixel_values=pixel_values))
-        logits = self.model.logit_scale.exp() * torch.nn.functional.normalize(image, dim=-1) @ self.text_emb.T
-        if is_sigmoid_head(self.model):
-            logits = logits + self.model.logit_bias
-        return logits
+_LAZY_CLASSES = ("PairLogits", "GridEigenCAM", "GridGradCAM")
 
 
 class ToxicMinusNeutral:
@@ -72,12 +60,53 @@ class _OnGrid:
         return self.grid_wh
 
 
-class GridEigenCAM(_OnGrid, EigenCAM):
-    pass
+@functools.cache
+def _torch_classes() -> dict[str, type]:
+    """The classes built on torch / pytorch-grad-cam, defined on first use (torch, grad-cam, torchvision and
+    scikit-learn take ~3 s to import, which a fully cached rerun must not pay). Also reachable as
+    module attributes: `pipeline.cam.PairLogits`, `GridEigenCAM`, `GridGradCAM`."""
+    import torch
+    from pytorch_grad_cam import EigenCAM, GradCAM
+
+    class PairLogits(torch.nn.Module):
+        """pixel_values -> (B, 2) [toxic, neutral] image-text logits as a plain tensor (what BaseCAM expects)."""
+
+        def __init__(self, model, text_emb: torch.Tensor):
+            super().__init__()
+            self.model = model
+            self.register_buffer("text_emb", text_emb.to(model.device, torch.float32))
+
+        def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+            image = pooled(self.model.get_image_features(pixel_values=pixel_values))
+            logits = self.model.logit_scale.exp() * torch.nn.functional.normalize(image, dim=-1) @ self.text_emb.T
+            if is_sigmoid_head(self.model):
+                logits = logits + self.model.logit_bias
+            return logits
+
+    class GridEigenCAM(_OnGrid, EigenCAM):
+        def get_cam_image(self, *args, **kwargs):
+            # EigenCAM's SVD runs in numpy's BLAS (OpenBLAS), whose threads fight torch's OpenMP threads, which
+            # keep spinning right after the forward pass: on 2 cores a 256x1024 SVD took 1.4-6.5 s with 2 BLAS
+            # threads and 0.1 s with one (docs/benchmarks.md). One thread for the SVD only.
+            try:
+                from threadpoolctl import threadpool_limits   # installed with scikit-learn (grad-cam needs it)
+            except ImportError:
+                return super().get_cam_image(*args, **kwargs)
+            with threadpool_limits(limits=1, user_api="blas"):
+                return super().get_cam_image(*args, **kwargs)
+
+    class GridGradCAM(_OnGrid, GradCAM):
+        pass
+
+    for cls in (PairLogits, GridEigenCAM, GridGradCAM):
+        cls.__module__, cls.__qualname__ = __name__, cls.__name__
+    return dict(PairLogits=PairLogits, GridEigenCAM=GridEigenCAM, GridGradCAM=GridGradCAM)
 
 
-class GridGradCAM(_OnGrid, GradCAM):
-    pass
+def __getattr__(name: str):
+    if name in _LAZY_CLASSES:
+        return _torch_classes()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def patch_grid(model) -> tuple[int, int]:
@@ -128,6 +157,9 @@ def seen_box(image_processor, width: int, height: int) -> tuple[float, float, fl
 
 def overlay(image: Image.Image, cam: np.ndarray, box: tuple[float, float, float, float]) -> bytes:
     """JPEG of the meme at thumbnail size, the CAM (upsampled) blended over the region the model saw."""
+    import cv2
+    import numpy as np
+    from pytorch_grad_cam.utils.image import show_cam_on_image
     thumb = image.convert("RGB")
     thumb.thumbnail((THUMBNAIL_MAX_SIDE, THUMBNAIL_MAX_SIDE), Image.Resampling.LANCZOS)
     w, h = thumb.size
@@ -176,6 +208,7 @@ class CamStage(Stage):
         return out
 
     def load(self) -> None:
+        import torch
         device = pick_device(self.device)
         self._model, self._processor = load_clip(self.model, device, torch.float32)
         self._grid = patch_grid(self._model)
@@ -187,17 +220,19 @@ class CamStage(Stage):
         # weights, so no weight gradients are ever allocated (CLIP inference runs under no_grad anyway).
         self._model.requires_grad_(False)
         pair = PROMPT_SETS[CAM_PROMPT_SET]
-        self._wrapper = PairLogits(self._model, encode_texts(self._model, self._processor,
+        self._wrapper = _torch_classes()["PairLogits"](self._model, encode_texts(self._model, self._processor,
                                                              [pair.toxic, pair.non_toxic])).eval()
 
     def _cams(self, images: list[Image.Image], method: str) -> list[np.ndarray]:
         """(grid_h, grid_w) maps in [0, 1] for a batch of images."""
+        import torch
+        classes = _torch_classes()
         gh, gw = self._grid
         pixels = self._processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
         pixels = pixels.to(self._model.device, torch.float32)
         if tuple(pixels.shape[-2:]) != (gh * self._model.config.vision_config.patch_size,) * 2:
             raise ValueError(f"processor gives {tuple(pixels.shape[-2:])} px inputs; the model's grid is {gh}x{gw}")
-        cls = GridEigenCAM if method == "eigencam" else GridGradCAM
+        cls = classes["GridEigenCAM"] if method == "eigencam" else classes["GridGradCAM"]
         cam = cls(self._wrapper, [self._layer], reshape_transform=lambda x: tokens_to_grid(x, gh, gw))
         cam.grid_wh = (gw, gh)
         cam.compute_input_gradient = method == "gradcam"
@@ -210,6 +245,7 @@ class CamStage(Stage):
         return list(maps.reshape(len(images), gh, gw))
 
     def process(self, memes: list[MemeInput], variant: Variant) -> list[dict | Exception]:
+        import numpy as np
         if self._model is None:
             self.load()
         results: list[dict | Exception | None] = [None] * len(memes)

@@ -104,10 +104,8 @@ def cmd_precompute(a: argparse.Namespace) -> int:
 
 
 def _cuda_available() -> bool:
-    if "torch" not in sys.modules and not Path("/proc/driver/nvidia").exists():
-        return False
-    import torch
-    return torch.cuda.is_available()
+    from pipeline.hf import pick_device
+    return pick_device("auto") == "cuda"     # imports torch only where a GPU driver is present
 
 
 def cmd_status(a: argparse.Namespace) -> int:

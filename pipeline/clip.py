@@ -17,21 +17,24 @@ Scores (logits are computed in float32 from L2-normalised embeddings, whatever t
 Work done once per run: the model is loaded once (`load_clip`, shared with the CAM stage), fixed
 class prompts are encoded once, and each meme's image embedding is computed once and reused by
 every prompt set (cached by meme_id inside the stage).
+
+torch and transformers are imported inside the functions that use them, not at module import:
+building the stage and asking its `variants()` (all a fully cached rerun does) needs neither.
 """
 from __future__ import annotations
 
 import functools
-from typing import Callable, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from pipeline.clip_prompts import PROMPT_SETS, PromptSet, get_prompt_sets
 from pipeline.config import NON_TOXIC, TOXIC
-from pipeline.hf import is_random_weights, pick_device, pick_dtype, resolve_source
+from pipeline.hf import is_random_weights, pick_device, pick_dtype, precision_name, resolve_source
 from pipeline.stage import MemeInput, Stage, StageLoadError, Variant
 
+if TYPE_CHECKING:
+    import torch
+
 DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14"
-DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 # --------------------------------------------------------------------------- model loading and encoding
@@ -66,10 +69,12 @@ def max_text_tokens(model) -> int:
 
 def pooled(out) -> torch.Tensor:
     """transformers 5.x returns an output object (projected embedding in .pooler_output); 4.x a tensor."""
+    import torch
     return out if torch.is_tensor(out) else out.pooler_output
 
 
 def _to(batch, device, dtype):
+    import torch
     return {k: (v.to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device))
             for k, v in batch.items() if torch.is_tensor(v)}
 
@@ -81,6 +86,7 @@ def image_inputs(model, processor, images) -> dict:
 
 def encode_images(model, processor, images) -> torch.Tensor:
     """L2-normalised float32 image embeddings (N, D) on the CPU."""
+    import torch
     with torch.no_grad():
         feats = pooled(model.get_image_features(**image_inputs(model, processor, images)))
     return torch.nn.functional.normalize(feats.float(), dim=-1).cpu()
@@ -92,6 +98,7 @@ def encode_texts(model, processor, texts: Sequence[str]) -> torch.Tensor:
     SigLIP models were trained on texts padded to max_length (their pooled token is the last one),
     so they get padding="max_length"; CLIP pools at the EOS token and gets the shortest padding.
     """
+    import torch
     padding = "max_length" if is_sigmoid_head(model) else True
     tok = processor.tokenizer(list(texts), padding=padding, truncation=True, max_length=max_text_tokens(model),
                               return_tensors="pt")
@@ -102,6 +109,7 @@ def encode_texts(model, processor, texts: Sequence[str]) -> torch.Tensor:
 
 def pair_logits(model, image_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
     """Logits (N, K) in float32 for N image embeddings against K text embeddings (or (N, K, D) per-image texts)."""
+    import torch
     scale = model.logit_scale.detach().float().cpu().exp()
     if text_emb.dim() == 3:
         sims = torch.einsum("nd,nkd->nk", image_emb, text_emb)
@@ -115,6 +123,7 @@ def pair_logits(model, image_emb: torch.Tensor, text_emb: torch.Tensor) -> torch
 
 def p_toxic(logits: torch.Tensor, sigmoid_head: bool) -> torch.Tensor:
     """p(toxic) from (N, 2) [toxic, non_toxic] logits; see the module docstring for the two heads."""
+    import torch
     logits = logits.float()
     if sigmoid_head:   # sigmoid(a) / (sigmoid(a) + sigmoid(b)), computed stably in log space
         logits = torch.nn.functional.logsigmoid(logits)
@@ -139,13 +148,16 @@ def each_or_batch(fn: Callable[[list], list], items: list) -> list:
     return out
 
 
-def resolve_precision(device: str, precision: str) -> tuple[str, torch.dtype | None]:
-    """(device, dtype) the stage will use; in variants() an unusable --device is left for load() to report."""
+def resolve_precision(device: str, precision: str) -> tuple[str, str]:
+    """(device, precision name) the stage will use, without importing torch on CPU-only machines.
+
+    In variants() an unusable --device is left for load() to report: the name is then `precision` as given.
+    """
     try:
         device = pick_device(device)
     except StageLoadError:
-        return device, None
-    return device, pick_dtype(device, precision)
+        return device, precision
+    return device, precision_name(device, precision)
 
 
 # --------------------------------------------------------------------------- the stage
@@ -169,8 +181,7 @@ class ClipStage(Stage):
                              for t in ((ps.toxic, ps.non_toxic) if not ps.uses_ocr else (ps.fallback or ()))}
 
     def _precision_name(self) -> str:
-        _, dtype = resolve_precision(self.device, self.precision)
-        return DTYPE_NAMES.get(dtype, self.precision)
+        return resolve_precision(self.device, self.precision)[1]
 
     def variants(self) -> list[Variant]:
         smoke = is_random_weights(self.model)
@@ -233,6 +244,7 @@ class ClipStage(Stage):
         ok = list(pairs)
         if not ok:
             return results
+        import torch
         text_emb = self._text_embeddings([t for i in ok for t in pairs[i]])
         image = torch.stack([results[i] for i in ok])
         texts = torch.stack([torch.stack([text_emb[a], text_emb[b]]) for a, b in (pairs[i] for i in ok)])

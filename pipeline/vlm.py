@@ -18,8 +18,10 @@ Per meme and prompt version (`pipeline.vlm_prompts`) the stage stores:
 Choices:
   max_pixels = 640*640 by default: the image processor resizes every meme to at most this many pixels
     (aspect kept, sides multiples of 28), which bounds the visual tokens to ~520 (one per 28x28 patch).
-    The labelled memes are mostly ~736x736; 640*640 keeps them at ~0.87 of their size so captions stay
-    legible (448*448 would shrink them to 0.6 and tall screenshots to an unreadable 0.25).
+    The labelled memes are mostly ~736x736; 640*640 keeps them at 0.84 of their size (616x616 px, 484
+    visual tokens) so captions stay legible (448*448 would shrink them to 0.61 and tall screenshots to an
+    unreadable 0.29; 1024*1024 keeps nearly all at full size for ~40% more visual tokens and time on CPU).
+    Measured in docs/benchmarks.md.
   max_new_tokens = 160: room for two or three sentences of Russian reasoning plus the class line
     (explain-first needs the label after the reasoning; a cut-off answer parses to None).
   batch size 1: memes differ in size, so their visual token counts differ; one at a time avoids
@@ -35,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.config import NON_TOXIC, TOXIC
-from pipeline.hf import is_random_weights, pick_device, pick_dtype, resolve_source
+from pipeline.hf import is_random_weights, pick_device, pick_dtype, precision_name, resolve_source
 from pipeline.stage import MemeInput, Stage, StageLoadError, Variant
 from pipeline.vlm_prompts import CLASS_PREFIX, DEFAULT_PROMPT_VERSIONS, LABEL_WORDS, get_prompt
 
@@ -43,6 +45,7 @@ DEFAULT_VLM_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
 DEFAULT_MAX_PIXELS = 640 * 640
 DEFAULT_MAX_NEW_TOKENS = 160
 MAX_NEW_TOKENS_LIMIT = 1024
+TORCH_DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}   # as str(torch.<dtype>) without "torch."
 # Module names bitsandbytes must leave alone: the vision tower (`model.visual` in transformers 5,
 # `visual` in older layouts) and the output head.
 BNB_SKIP_MODULES = ["model.visual", "visual", "lm_head"]
@@ -305,11 +308,12 @@ class VlmStage(Stage):
 
     # ------------------------------------------------------------------ variants (cheap)
     def _dtype_name(self) -> str:
+        """torch's name of the dtype load() will use ("bfloat16", ...), without importing torch on CPU machines."""
         try:
-            dtype = pick_dtype(pick_device(self.device_option), self.precision)
+            name = precision_name(pick_device(self.device_option), self.precision)
         except StageLoadError:          # e.g. --device cuda without a GPU: load() reports it
             return self.precision
-        return str(dtype).removeprefix("torch.")
+        return TORCH_DTYPE_NAMES[name]
 
     def variants(self) -> list[Variant]:
         dtype = self._dtype_name()

@@ -1,0 +1,215 @@
+"""OCR stage on synthetic memes with known captions: real Tesseract, real CRAFT weights.
+
+Quality is asserted as a character error rate against the drawn caption, not as "some text came
+back". The EasyOCR engine cannot read here (its Russian weights are not installed), so only its
+fast, actionable failure is tested.
+"""
+from __future__ import annotations
+
+import io
+import os
+import time
+
+import pytest
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from pipeline.devtools.synthetic_memes import (NON_TOXIC_FOLDER, TOXIC_FOLDER, draw_meme,  # noqa: E402
+                                               draw_textless, expected_text, write_meme_folder)
+from pipeline.images import load_rgb  # noqa: E402
+from pipeline.ocr import (TESSERACT_INSTALL, OcrStage, TextBox, char_error_rate, edit_distance,  # noqa: E402
+                          merge_line_boxes, normalize_text, reading_order)
+from pipeline.stage import MemeInput, StageLoadError  # noqa: E402
+
+CAPTIONED = [  # (top, bottom, size, seed, style, re-saved as JPEG)
+    ("КОГДА ПРИШЁЛ НА РАБОТУ", "А ТАМ ОПЯТЬ СОВЕЩАНИЕ", (400, 300), 11, "outline", False),
+    ("ТЫ ПРОСТО НИКТО", "И ЗВАТЬ ТЕБЯ НИКАК", (300, 400), 12, "outline", True),
+    (None, "ИДИ ОТСЮДА, НЕУДАЧНИК", (500, 500), 13, "outline", False),
+    ("ЧАЙ С ЛИМОНОМ", "ЛУЧШЕЕ ЛЕКАРСТВО", (400, 300), 14, "band", False),
+]
+
+
+def _jpeg(im: Image.Image, quality: int = 60) -> Image.Image:
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def _captioned():
+    for top, bottom, size, seed, style, jpeg in CAPTIONED:
+        im = draw_meme(top, bottom, size=size, seed=seed, style=style)
+        yield (_jpeg(im) if jpeg else im), expected_text(top, bottom)
+
+
+def _total_cer(stage: OcrStage, pairs) -> tuple[float, list[str]]:
+    edits = chars = 0
+    seen = []
+    for im, truth in pairs:
+        got = stage.read(im)["text"]
+        seen.append(got)
+        edits += edit_distance(normalize_text(got), normalize_text(truth))
+        chars += len(normalize_text(truth))
+    return edits / chars, seen
+
+
+@pytest.fixture(scope="module")
+def craft_stage() -> OcrStage:
+    stage = OcrStage(engine="craft-tesseract", device="cpu")
+    stage.load()
+    return stage
+
+
+# ----------------------------------------------------------------------------- synthetic memes
+
+def test_write_meme_folder_is_deterministic_and_labelled(tmp_path):
+    a = write_meme_folder(tmp_path / "a", n_toxic=3, n_non_toxic=2, seed=5, n_textless=1)
+    b = write_meme_folder(tmp_path / "b", n_toxic=3, n_non_toxic=2, seed=5, n_textless=1)
+    assert len(a) == 6
+    assert [p.relative_to(tmp_path / "a") for p in a] == [p.relative_to(tmp_path / "b") for p in b]
+    assert all(pa.read_bytes() == pb.read_bytes() for pa, pb in zip(a, b))
+    assert list(a.values()) == list(b.values())
+    folders = {p.parent.name for p in a}
+    assert folders == {TOXIC_FOLDER, NON_TOXIC_FOLDER}
+    assert sum(p.parent.name == TOXIC_FOLDER for p in a) == 3
+    assert {p.suffix for p in a} == {".png", ".jpg"}
+    assert any(" " in p.name and not p.name.isascii() for p in a)
+    assert sum(1 for t in a.values() if t == "") == 1
+    for path, text in a.items():
+        im = load_rgb(path)
+        assert im.size == (400, 300)
+        assert text == "" or text.isupper()
+    other = write_meme_folder(tmp_path / "c", n_toxic=3, n_non_toxic=2, seed=6)
+    assert any(p.read_bytes() != q.read_bytes() for p, q in zip(a, other))
+
+
+# ----------------------------------------------------------------------------- craft-tesseract
+
+def test_craft_tesseract_reads_known_captions(craft_stage):
+    cer, seen = _total_cer(craft_stage, _captioned())
+    assert cer <= 0.05, seen
+
+
+def test_craft_tesseract_row_has_boxes_in_image_pixels(craft_stage):
+    im = draw_meme("ПЯТНИЦА", "НАКОНЕЦ-ТО", size=(480, 360), seed=21)
+    row = craft_stage.read(im)
+    assert set(row) == {"engine_version", "text", "boxes", "mean_confidence"}
+    assert "tesseract" in row["engine_version"] and "craft" in row["engine_version"]
+    assert char_error_rate(row["text"], "ПЯТНИЦА НАКОНЕЦ-ТО") <= 0.1, row
+    assert len(row["boxes"]) >= 2
+    for b in row["boxes"]:
+        x0, y0, x1, y1 = b["box"]
+        assert 0 <= x0 < x1 <= 480 and 0 <= y0 < y1 <= 360
+        assert 0 < b["conf"] <= 1 and b["text"] in row["text"]
+    top = min(row["boxes"], key=lambda b: b["box"][1])
+    assert top["box"][3] < 180 and "ПЯТНИЦА" in top["text"]  # the top caption is in the top half
+    assert row["text"].splitlines()[0].startswith("ПЯТНИЦА")  # reading order: top caption first
+    assert 0 < row["mean_confidence"] <= 1
+
+
+def test_craft_tesseract_text_free_pictures_give_almost_nothing(craft_stage):
+    for seed in (1, 2):
+        row = craft_stage.read(draw_textless(seed, (400, 300)))
+        assert len("".join(row["text"].split())) <= 5, row["text"]
+
+
+def test_process_returns_errors_in_their_slot(craft_stage, tmp_path):
+    good = tmp_path / "мем 1.png"
+    draw_meme("ЗАКРОЙ РОТ", None, seed=3).save(good)
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    memes = [MemeInput(meme_id=p.name, path=p, rel_path=p.name, label=None) for p in (good, bad)]
+    rows = craft_stage.process(memes, craft_stage.variants()[0])
+    assert len(rows) == 2
+    assert isinstance(rows[0], dict) and char_error_rate(rows[0]["text"], "ЗАКРОЙ РОТ") <= 0.1
+    assert isinstance(rows[1], Exception)
+
+
+# ----------------------------------------------------------------------------- tesseract alone
+
+def test_tesseract_engine_reads_known_captions():
+    stage = OcrStage(engine="tesseract")
+    stage.load()
+    pairs = [(im, t) for (im, t), c in zip(_captioned(), CAPTIONED) if c[4] == "band" or c[3] == 11]
+    cer, seen = _total_cer(stage, pairs)
+    assert cer <= 0.1, seen
+    assert len("".join(stage.read(draw_textless(4))["text"].split())) <= 5
+
+
+def test_missing_tesseract_binary_says_how_to_install(monkeypatch, tmp_path):
+    import pytesseract
+    monkeypatch.setattr(pytesseract.pytesseract, "tesseract_cmd", str(tmp_path / "no-tesseract"))
+    with pytest.raises(StageLoadError) as e:
+        OcrStage(engine="tesseract").load()
+    assert TESSERACT_INSTALL in str(e.value) and "\n" not in str(e.value)
+
+
+def test_missing_russian_traineddata_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setenv("TESSDATA_PREFIX", str(tmp_path))  # a tessdata folder without rus.traineddata
+    with pytest.raises(StageLoadError) as e:
+        OcrStage(engine="craft-tesseract").load()
+    assert "rus" in str(e.value) and TESSERACT_INSTALL in str(e.value)
+
+
+# ----------------------------------------------------------------------------- engine choice
+
+def test_auto_uses_craft_tesseract_without_easyocr_weights(monkeypatch, tmp_path):
+    monkeypatch.setenv("EASYOCR_MODULE_PATH", str(tmp_path))
+    stage = OcrStage()  # engine="auto"
+    assert stage.engine == "craft-tesseract"
+    (variant,) = stage.variants()
+    assert variant.model_id == variant.name == "craft-tesseract"
+    assert variant.config["tesseract"]["lang"] == "rus"
+    assert "auto" in stage.describe() and "cyrillic_g2.pth" in stage.describe()
+
+
+def test_auto_picks_easyocr_when_its_weights_are_there(monkeypatch, tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "cyrillic_g2.pth").write_bytes(b"not the real weights")
+    monkeypatch.setenv("EASYOCR_MODULE_PATH", str(tmp_path))
+    stage = OcrStage()
+    assert stage.engine == "easyocr" and stage.variants()[0].model_id == "easyocr"
+    with pytest.raises(StageLoadError) as e:  # a corrupt file is reported, never re-downloaded
+        stage.load()
+    assert "cyrillic_g2.pth" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_easyocr_without_weights_fails_fast_with_actionable_message(monkeypatch, tmp_path):
+    monkeypatch.setenv("EASYOCR_MODULE_PATH", str(tmp_path))
+    stage = OcrStage(engine="easyocr")
+    t0 = time.monotonic()
+    with pytest.raises(StageLoadError) as e:
+        stage.load()
+    assert time.monotonic() - t0 < 5
+    msg = str(e.value)
+    assert "cyrillic_g2.pth" in msg and str(tmp_path / "model") in msg and "\n" not in msg
+
+
+def test_variants_differ_per_engine_and_reject_unknown_engines(monkeypatch, tmp_path):
+    monkeypatch.setenv("EASYOCR_MODULE_PATH", str(tmp_path))
+    ids = {e: OcrStage(engine=e).variants()[0] for e in ("tesseract", "craft-tesseract", "easyocr")}
+    assert len({v.variant_id for v in ids.values()}) == 3
+    assert all(v.stage == "ocr" and v.model_id == e for e, v in ids.items())
+    assert ids["easyocr"].config["easyocr"]["languages"] == ["ru", "en"]
+    with pytest.raises(ValueError):
+        OcrStage(engine="paddle")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def test_character_error_rate_normalises_case_yo_and_whitespace():
+    assert edit_distance("kitten", "sitting") == 3
+    assert normalize_text("  ПРИШЁЛ\nна   работу ") == "пришел на работу"
+    assert char_error_rate("КОГДА пришёл", "когда\nпришел") == 0.0
+    assert char_error_rate("когда пришол", "когда пришел") == pytest.approx(1 / 12)
+    assert char_error_rate("", "") == 0.0 and char_error_rate("абв", "") == 1.0
+
+
+def test_line_boxes_merge_and_read_top_to_bottom_left_to_right():
+    # A word cut into a straight and a slanted piece by the detector is one line again.
+    assert merge_line_boxes([(10, 10, 60, 40), (55, 8, 120, 42), (10, 100, 90, 130)]) == \
+        [(10, 8, 120, 42), (10, 100, 90, 130)]
+    boxes = [TextBox((200, 12, 260, 40), "ТЕБЕ", 0.9), TextBox((10, 200, 90, 230), "НИЗ", 0.9),
+             TextBox((10, 10, 180, 42), "ЗАЧЕМ", 0.9)]
+    lines = reading_order(boxes)
+    assert [[b.text for b in line] for line in lines] == [["ЗАЧЕМ", "ТЕБЕ"], ["НИЗ"]]
