@@ -78,3 +78,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# ------------------------------------------------------------------ browser
+_QUIET = """() => {
+    const n = document.getElementsByTagName('*').length, now = performance.now();
+    const s = window.__vlmemesQuiet || (window.__vlmemesQuiet = {n: -1, t: now});
+    if (n !== s.n) { s.n = n; s.t = now; return false; }
+    return now - s.t > 400 && Array.from(document.images).every(i => i.complete);
+}"""
+
+
+def wait_idle(page) -> None:
+    """Until the script run is over (the app root's data-test-script-state), the page has stopped
+    changing for 0.4 s and every image is in. The quiet period matters: elements after a chart are
+    drawn only once the chart's lazily loaded code has arrived, up to seconds after the run ended."""
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=60_000)
+    page.evaluate("() => { window.__vlmemesQuiet = null; }")
+    page.wait_for_function(_QUIET, polling=100, timeout=60_000)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard_helpers import APP, ARTIFACTS, REPO, build_synth, free_port, outcome_count, prediction_sets, sql
+from dashboard_helpers import APP, ARTIFACTS, REPO, free_port, outcome_count, prediction_sets, sql, wait_idle
 
 CHROMIUM = Path("/usr/bin/chromium")
 # URL path (with query), heading, text that only shows once the page's data is there
@@ -40,10 +40,13 @@ def server(dashboard_db):
     port = free_port()
     env = dict(os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
     env.pop("VLMEMES_DB", None)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log_path = ARTIFACTS / "browser_server.log"
+    log = open(log_path, "w")          # a file, not a pipe: an unread pipe can fill up and stall the server
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true", "--server.port", str(port),
          "--server.fileWatcherType", "none", "--", "--db", str(dashboard_db)],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -55,7 +58,7 @@ def server(dashboard_db):
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            pytest.fail(f"streamlit did not start:\n{proc.stdout.read()}")
+            pytest.fail(f"streamlit did not start:\n{log_path.read_text()}")
         time.sleep(0.3)
     yield url
     proc.terminate()
@@ -63,6 +66,7 @@ def server(dashboard_db):
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
         proc.kill()
+    log.close()
 
 
 @pytest.fixture(scope="module")
@@ -78,14 +82,6 @@ def browser_page(server):
         page.set_default_timeout(30_000)
         yield page
         browser.close()
-
-
-def wait_idle(page) -> None:
-    """Until the script run is over (Streamlit shows its status widget while running)."""
-    page.wait_for_selector('[data-testid="stApp"]')
-    page.wait_for_timeout(300)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=30_000)
-    page.wait_for_timeout(300)
 
 
 def open_page(page, server: str, path: str, heading: str, text: str) -> None:

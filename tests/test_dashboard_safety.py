@@ -37,7 +37,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from dashboard_helpers import APP, ARTIFACTS, REPO, free_port, prediction_sets, sql, variant_ids
+from dashboard_helpers import APP, ARTIFACTS, REPO, free_port, prediction_sets, sql, variant_ids, wait_idle
 
 CHROMIUM = Path("/usr/bin/chromium")
 TABLES = ("meta", "runs", "failures", "memes", "meme_paths", "variants", "ocr", "predictions", "heatmaps")
@@ -128,23 +128,6 @@ def chromium(viewport=(1400, 2000)):
             yield b
         finally:
             browser.close()
-
-
-_QUIET = """() => {
-    const n = document.getElementsByTagName('*').length, now = performance.now();
-    const s = window.__vlmemesQuiet || (window.__vlmemesQuiet = {n: -1, t: now});
-    if (n !== s.n) { s.n = n; s.t = now; return false; }
-    return now - s.t > 400 && Array.from(document.images).every(i => i.complete);
-}"""
-
-
-def wait_idle(page) -> None:
-    """Until the script run is over (the app root's data-test-script-state), the page has stopped
-    changing for 0.4 s and every image is in. The quiet period matters: elements after a chart are
-    drawn only once the chart's lazily loaded code has arrived, up to seconds after the run ended."""
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=60_000)
-    page.evaluate("() => { window.__vlmemesQuiet = null; }")
-    page.wait_for_function(_QUIET, polling=100, timeout=60_000)
 
 
 def problems(page) -> list[str]:
