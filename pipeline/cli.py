@@ -77,7 +77,7 @@ def stage_factory(a: argparse.Namespace):
     def build(name: str) -> Stage:
         if name == "ocr":
             from pipeline.ocr import OcrStage
-            return OcrStage(engine=a.ocr_engine)
+            return OcrStage(engine=a.ocr_engine, device=a.device)
         if name == "clip":
             from pipeline.clip import ClipStage
             return ClipStage(model=a.clip_model, prompt_sets=a.clip_prompts, device=a.device,
