@@ -72,6 +72,20 @@ def assert_images_loaded(page, where: str, at_least: int) -> list[dict]:
     return imgs
 
 
+def disagreeing_pair(db) -> tuple[str, str, str]:
+    """Two prediction sets and a gallery cell (only_a_right / only_b_right) that has memes in it."""
+    rows = sql(db, """
+        SELECT a.variant_id, b.variant_id,
+               count(*) FILTER (a.label = m.label AND b.label IS DISTINCT FROM m.label) AS only_a,
+               count(*) FILTER (b.label = m.label AND a.label IS DISTINCT FROM m.label) AS only_b
+        FROM predictions a JOIN predictions b USING (meme_id) JOIN memes m USING (meme_id)
+        WHERE a.variant_id < b.variant_id AND m.label IS NOT NULL AND NOT m.retired
+        GROUP BY ALL HAVING only_a + only_b > 0 ORDER BY only_a + only_b DESC, 1, 2 LIMIT 1""")
+    assert rows, "the smoke cache has no two prediction sets that disagree"
+    a, b, only_a, only_b = rows[0]
+    return a, b, ("only_a_right" if only_a else "only_b_right")
+
+
 def test_the_file_alone_carries_every_page_and_image(shared, server, browser):
     db, sender, _ = shared
     assert sorted(p.name for p in db.parent.iterdir()) == [db.name]
@@ -84,10 +98,11 @@ def test_the_file_alone_carries_every_page_and_image(shared, server, browser):
     group = max(("fp", "fn", "unparsed"), key=lambda g: outcome_count(db, clip, g))
     n_memes = sql(db, "SELECT count(*) FROM memes WHERE NOT retired")[0][0]
     meme_id = sql(db, "SELECT meme_id FROM memes WHERE label = 'toxic' ORDER BY meme_id LIMIT 1")[0][0]
+    pair = disagreeing_pair(db)
     page = browser.page
     pages = [("", "Overview", "Metrics per model × prompt version", 0),
              (f"errors?set={clip}&group={group}", "Errors", "False positives", 1),
-             ("disagreement", "Disagreement", "Cohen's kappa", 1),
+             (f"disagreement?a={pair[0]}&b={pair[1]}&cell={pair[2]}", "Disagreement", "Cohen's kappa", 1),
              ("heatmaps", "Heatmaps", "Overlay opacity (%)", 1),
              (f"meme?meme={meme_id}", "Meme", "Model answers", 1),
              ("runs", "Runs", "Counts per stage", 0)]
