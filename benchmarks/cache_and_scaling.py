@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/cache_and_scaling.py scaling    # 51, 102, 204 memes              (~8 min)
     .venv/bin/python benchmarks/cache_and_scaling.py imports    # what a cached rerun imports     (~1 min)
     .venv/bin/python benchmarks/cache_and_scaling.py loads      # model loads per run             (~1 min)
-    .venv/bin/python benchmarks/cache_and_scaling.py ab --baseline-ref HEAD   # cached rerun, old vs new code
+    .venv/bin/python benchmarks/cache_and_scaling.py ab --baseline-ref 8dbdc39^   # cached rerun, before (lazy imports) vs now
 
 Every run is `python -m pipeline precompute` as a user types it (all stages, --ocr-engine tesseract, the tiny
 random-weight CLIP and Qwen2.5-VL from `python -m pipeline.devtools tiny-models`, --device cpu), timed as a

