@@ -118,3 +118,21 @@ def test_unloadable_model_fails_its_stage_while_others_finish(tmp_path, syntheti
     err = capsys.readouterr().err
     assert "[clip] cannot run" in err and len([l for l in err.splitlines() if "cannot run" in l]) == 1
     assert store.query("SELECT status FROM runs")[0][0] == "failed"
+
+
+def test_cached_rerun_loads_no_model_library(smoke_db, synthetic_memes, tiny_models, copy_db):
+    """A rerun over an unchanged folder must not even import torch (the cache answers everything)."""
+    import subprocess
+    import sys
+    db = copy_db(smoke_db)
+    args = ["precompute", "--memes", str(synthetic_memes), "--db", str(db),
+            "--clip-model", str(tiny_models["clip"]), "--vlm-model", str(tiny_models["qwen"]),
+            "--ocr-engine", "tesseract", "--max-new-tokens", "24", "--max-pixels", str(112 * 112),
+            "--precision", "fp32", "--device", "cpu"]
+    probe = ("import sys; from pipeline.cli import main; code = main(sys.argv[1:]); "
+             "print('HEAVY', sorted(m for m in ('torch', 'transformers', 'pytorch_grad_cam', 'cv2') if m in sys.modules)); "
+             "sys.exit(code)")
+    out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "HEAVY []" in out.stdout, out.stdout
+    assert out.stdout.count("nothing to compute") == 4
