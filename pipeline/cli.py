@@ -145,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"precompute": cmd_precompute, "status": cmd_status,
                "annotations": cmd_annotations, "export": cmd_export}[a.command]
     try:
-        return handler(a)
+        code = handler(a)
+        if code == 130:
+            print("stopped.", file=sys.stderr)
+        return code
     except (StoreError, dataset.ScanError, StageLoadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

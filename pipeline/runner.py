@@ -10,6 +10,7 @@ Ctrl-C stops after the current batch; everything written so far stays.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import signal
@@ -70,6 +71,19 @@ class StopFlag:
     def __exit__(self, *exc):
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:      # not in the main thread: nothing to mask
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def library_versions() -> dict[str, str]:
@@ -303,7 +317,8 @@ def precompute(memes_dir: Path, db: Path, stage_names: list[str], build_stage: C
             raise
         finally:
             counts = {s.stage: s.as_dict() for s in summaries}
-            store.update_run(run_id, status=status, finished_at=now(), counts=counts, error=error)
+            with _sigint_ignored():     # a further Ctrl-C must not cut the run's own record short
+                store.update_run(run_id, status=status, finished_at=now(), counts=counts, error=error)
         print(format_summary(summaries, scan_line))
         print(f"run {run_id}: {status}; results in {db}")
         if smoke:
