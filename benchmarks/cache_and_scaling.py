@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/cache_and_scaling.py imports    # what a cached rerun imports     (~1 min)
     .venv/bin/python benchmarks/cache_and_scaling.py loads      # model loads per run             (~1 min)
     .venv/bin/python benchmarks/cache_and_scaling.py ab --baseline-ref 8dbdc39^   # cached rerun, before (lazy imports) vs now
+    .venv/bin/python benchmarks/cache_and_scaling.py scan       # rerun scan of 2000 JPEGs, probe vs known (~2 min)
 
 Every run is `python -m pipeline precompute` as a user types it (all stages, --ocr-engine tesseract, the tiny
 random-weight CLIP and Qwen2.5-VL from `python -m pipeline.devtools tiny-models`, --device cpu), timed as a
@@ -17,6 +18,10 @@ cache:   a first run, then a rerun over the unchanged folder, which must import 
          (the "N to compute" lines are printed).
 scaling: the full precompute on a fresh cache at 51, 102 and 204 memes (seconds per meme should stay flat),
          plus a cached rerun and a one-new-meme rerun at each size (they must not grow with the cache).
+scan:    in-process, no models: --scan-memes synthetic 600x600 JPEG memes (default 2000) are drawn into the scratch
+         folder, scanned and stored (runner.store_scan, thumbnails included) in a real DuckDB file; then the
+         rerun's scan is timed, interleaved x--repeats, as it was (dataset.scan decodes every file) and as it is
+         (Store.known_image_infos + dataset.scan(known=...): every file hashed, only new bytes decoded).
 """
 from __future__ import annotations
 
@@ -271,6 +276,77 @@ def section_ab(a) -> None:
     footer()
 
 
+def synthetic_jpeg_folder(dst: Path, n: int, side: int = 600) -> int:
+    """dst/Негативно and dst/Нейтрально with n distinct side x side JPEG memes (photo-like, captioned):
+    a few drawn memes as bases, each copy with its number stamped on it, so every file's bytes differ."""
+    from PIL import ImageDraw
+    from pipeline.devtools.synthetic_memes import caption_pairs, draw_meme
+    if dst.exists():
+        shutil.rmtree(dst)
+    bases = [draw_meme(top, bottom, size=(side, side), seed=k) for k, (top, bottom) in enumerate(caption_pairs(16))]
+    folders = [dst / "Негативно", dst / "Нейтрально"]
+    for d in folders:
+        d.mkdir(parents=True)
+    for i in range(n):
+        im = bases[i % len(bases)].copy()
+        draw = ImageDraw.Draw(im)
+        draw.rectangle((8, 8, 120, 34), fill=(i * 37 % 256, i * 91 % 256, i * 13 % 256))
+        draw.text((12, 14), f"#{i:05d}", fill="white")
+        im.save(folders[i % 2] / f"meme {i:05d}.jpg", "JPEG", quality=90)
+    return n
+
+
+def section_scan(a) -> None:
+    """A rerun's scan over an unchanged, fully stored folder: every file decoded (before) vs hashed only (after)."""
+    from pipeline import dataset, runner
+    from pipeline.store import Store
+    work = a.work
+    memes = work / "memes-scan"
+    t0 = time.perf_counter()
+    n = synthetic_jpeg_folder(memes, a.scan_memes)
+    mb = sum(p.stat().st_size for p in memes.rglob("*.jpg")) / 1e6
+    drawn = time.perf_counter() - t0
+    db = work / "scan.duckdb"
+    db.unlink(missing_ok=True)
+    store = Store(db)
+    t0 = time.perf_counter()
+    first = dataset.scan(memes)
+    first_scan = time.perf_counter() - t0
+    run_id = store.start_run("precompute", {}, str(first.root), {}, "cpu", None)
+    t0 = time.perf_counter()
+    n_new, problems = runner.store_scan(store, first, run_id)
+    stored = time.perf_counter() - t0
+    if n_new != n or problems:
+        sys.exit(f"the first scan stored {n_new} of {n} memes, problems: {problems[:3]}")
+    header(f"Rerun scan: {n} synthetic 600x600 JPEG memes ({mb:.0f} MB), all stored already",
+           f"In-process; the files are in the page cache (read by the first scan). Drawing them took {drawn:.0f} s, "
+           f"the first scan {first_scan:.1f} s, storing them with thumbnails {stored:.1f} s.")
+    times: dict[str, list[float]] = {"before": [], "known": [], "after": []}
+    results = {}
+    for _ in range(a.repeats):
+        t0 = time.perf_counter()
+        results["before"] = dataset.scan(memes)                       # as before: every file decoded
+        times["before"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        known = store.known_image_infos()                             # now: one query ...
+        times["known"].append(time.perf_counter() - t0)
+        results["after"] = dataset.scan(memes, known=known)           # ... and hashing only
+        times["after"].append(time.perf_counter() - t0)
+    before, after = results["before"], results["after"]
+    same = ({k: (m.paths, m.info) for k, m in before.memes.items()} == {k: (m.paths, m.info) for k, m in after.memes.items()}
+            and before.failures == after.failures)
+    rows = [["before: dataset.scan(root)", before.probed, " / ".join(f"{t:.2f}" for t in times["before"]),
+             f"{min(times['before']):.2f}", f"{min(times['before']) / n * 1e3:.2f}"],
+            ["after: known_image_infos() + dataset.scan(root, known=...)", after.probed,
+             " / ".join(f"{t:.2f}" for t in times["after"]), f"{min(times['after']):.2f}",
+             f"{min(times['after']) / n * 1e3:.2f}"]]
+    table(["rerun scan", "files decoded", "s per run (interleaved)", "best s", "ms per meme (best)"], rows)
+    print(f"\nof which Store.known_image_infos(): best {min(times['known']):.3f} s. "
+          f"before / after (best): {min(times['before']) / min(times['after']):.1f}x. "
+          f"Same memes, paths, image facts and failures: {'yes' if same else 'NO'}.")
+    footer()
+
+
 LOAD_PROBE = """
 import sys, collections
 import transformers
@@ -314,7 +390,7 @@ def section_loads(a) -> None:
 
 
 SECTIONS = {"cache": section_cache, "scaling": section_scaling, "imports": section_imports, "loads": section_loads,
-            "ab": section_ab}
+            "ab": section_ab, "scan": section_scan}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -327,10 +403,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline-files", default="pipeline/clip.py,pipeline/cam.py,pipeline/hf.py,pipeline/vlm.py,"
                    "pipeline/cli.py", help="`ab`: files taken from --baseline-ref")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--scan-memes", type=int, default=2000, help="`scan`: how many synthetic JPEG memes")
     p.add_argument("--no-snapshot", action="store_true",
                    help="run the tree's pipeline/ directly (default: a copy taken at start, immune to edits meanwhile)")
     a = p.parse_args(argv)
-    if not a.memes.is_dir():
+    if set(a.sections) != {"scan"} and not a.memes.is_dir():     # `scan` draws its own memes
         sys.exit(f"no meme folder at {a.memes}: pass --memes (a folder with label subfolders)")
     tmp = None
     if a.work is None:

@@ -5,13 +5,19 @@
 
 For each size: build the cache with `python -m pipeline.devtools synth-db` (reused when the file
 is there, unless --rebuild), then, in a fresh process, run every page through
-streamlit.testing.AppTest and time the script run:
-  cold  the first visit (every query and metric computed; nothing memoised yet),
+streamlit.testing.AppTest and time the script run. The process first draws every page once on a
+small warm-up cache (200 memes), as a running dashboard server has done before a precompute
+finishes; then it switches to the measured cache and times:
+  cold  the first visit of each page on the measured cache (every query and metric computed for
+        this cache state; nothing memoised for it yet). Python imports, Altair's lazy imports and
+        the test harness's one-time setup were paid by the warm-up, as in a server that is running;
   warm  the median of --repeat further visits (memoised aggregates; galleries re-read),
   fresh the median of visits that change a filter each time (Errors: a new search word; Heatmaps,
         Runs: a new gallery page), i.e. the uncached gallery query itself.
-RSS is the process's resident memory after the size's pages (psutil), and its peak (ru_maxrss).
-"SQL (cold)" counts the statements a page's first visit executes (memoised ones run once).
+"overview (live metrics)" is Overview's first visit when the metrics a finished precompute stored
+(pipeline/summary.py) are not current, so it counts every answer itself.
+"new process" is the very first page run of the process (on the warm-up cache): what the first
+visitor after `streamlit run` waits for, imports included.
 Targets: <= 0.5 s per page at 100k, <= 600 MB resident.
 """
 from __future__ import annotations
@@ -70,15 +76,22 @@ def _count_sql() -> dict:
     return counter
 
 
-def measure(db: Path, repeat: int) -> dict:
-    """All pages of one cache, in this process."""
+def _first_meme(db: Path) -> str:
+    import duckdb
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute("SELECT meme_id FROM memes ORDER BY meme_id LIMIT 1").fetchall()[0][0]
+    finally:
+        con.close()
+
+
+def measure(db: Path, warmup_db: Path, repeat: int) -> dict:
+    """All pages of one cache, in this process, after every page was drawn once on warmup_db."""
     import duckdb
     import psutil
     from streamlit.testing.v1 import AppTest
 
-    os.environ["VLMEMES_DB"] = str(db)
     con = duckdb.connect(str(db), read_only=True)
-    meme_id = con.execute("SELECT meme_id FROM memes ORDER BY meme_id LIMIT 1").fetchall()[0][0]
     words = [r[0] for r in con.execute(
         "SELECT DISTINCT lower(split_part(text, ' ', 1)) FROM ocr WHERE text <> '' LIMIT 50").fetchall()]
     con.close()
@@ -86,14 +99,23 @@ def measure(db: Path, repeat: int) -> dict:
     t0 = time.perf_counter()
     sys.path.insert(0, str(REPO))
     import dashboard.analysis, dashboard.charts, dashboard.components  # noqa: F401,E401
-    startup = time.perf_counter() - t0       # imports, so that 'cold' is the page's own work
-    counter = _count_sql()
+    startup = time.perf_counter() - t0
     at = AppTest.from_file(str(APP), default_timeout=600)
+
+    os.environ["VLMEMES_DB"] = str(warmup_db)                # a running server: every page drawn once
+    warm_meme = _first_meme(warmup_db)
+    process_first = _run(at)
+    for page in PAGES[1:]:
+        _goto(at, page, {"meme": warm_meme} if page == "meme" else {})
+
+    os.environ["VLMEMES_DB"] = str(db)                       # the measured cache: a new cache state
+    meme_id = _first_meme(db)
+    counter = _count_sql()
     rows = {}
     for page in PAGES:
         params = {"meme": meme_id} if page == "meme" else {}
         counter["sql"] = 0
-        cold = _run(at) if page == "overview" else _goto(at, page, params)   # the first run lands on Overview
+        cold = _goto(at, page, params)
         n_sql = counter["sql"]
         warm = statistics.median(_goto(at, page, params) for _ in range(repeat))
         fresh = None
@@ -104,9 +126,18 @@ def measure(db: Path, repeat: int) -> dict:
             key = "fpage" if page == "runs" else "page"
             fresh = statistics.median(_goto(at, page, {key: str(2 + i), "n": "12"}) for i in range(repeat))
         rows[page] = {"cold": cold, "warm": warm, "fresh": fresh, "sql": n_sql}
+    # the same first visit when the stored metrics are not current (a run after them, or killed):
+    # every memo dropped, and stored_metrics answering "not current", so the page counts live
+    from dashboard import charts, db as dbmod, queries
+    dbmod._cached.clear()
+    charts.spec.clear()
+    queries.QUERIES["stored_metrics"] = lambda con, include_retired: None
+    counter["sql"] = 0
+    rows["overview (live metrics)"] = {"cold": _goto(at, "overview", {}), "warm": _goto(at, "overview", {}),
+                                       "fresh": None, "sql": counter["sql"]}
     rss = psutil.Process().memory_info().rss / 2**20
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"startup": startup, "pages": rows, "rss_mb": rss, "peak_mb": peak}
+    return {"startup": startup, "process_first": process_first, "pages": rows, "rss_mb": rss, "peak_mb": peak}
 
 
 def _build(size: int, directory: Path, rebuild: bool) -> tuple[Path, float | None]:
@@ -120,9 +151,12 @@ def _build(size: int, directory: Path, rebuild: bool) -> tuple[Path, float | Non
     return db, time.perf_counter() - t0
 
 
+WARMUP_SIZE = 200
+
+
 def _child(size: int, directory: Path, repeat: int) -> dict:
     db = directory / f"synth-{size}.duckdb"
-    result = measure(db, repeat)
+    result = measure(db, directory / f"synth-{WARMUP_SIZE}.duckdb", repeat)
     result.update(size=size, file_mb=db.stat().st_size / 2**20)
     return result
 
@@ -143,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     results = []
+    _build(WARMUP_SIZE, args.dir, args.rebuild)
     for size in (int(s) for s in args.sizes.split(",")):
         _, build_seconds = _build(size, args.dir, args.rebuild)
         cmd = [sys.executable, __file__, "--child", str(size), "--dir", str(args.dir), "--repeat", str(args.repeat)]
@@ -152,20 +187,20 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         results.append(dict(json.loads(out.stdout.strip().splitlines()[-1]), build_seconds=build_seconds))
 
-    print(f"{'memes':>8} {'page':<13} {'cold s':>7} {'warm s':>7} {'fresh s':>8} {'SQL (cold)':>10}"
+    print(f"{'memes':>8} {'page':<24} {'cold s':>7} {'warm s':>7} {'fresh s':>8} {'SQL (cold)':>10}"
           f"   (target <= {TARGET_SECONDS} s)")
     for r in results:
         for page, t in r["pages"].items():
             fresh = "" if t["fresh"] is None else f"{t['fresh']:.3f}"
-            flag = "" if t["warm"] <= TARGET_SECONDS and (t["fresh"] or 0) <= TARGET_SECONDS else "  over"
-            print(f"{r['size']:>8} {page:<13} {t['cold']:>7.3f} {t['warm']:>7.3f} {fresh:>8} {t['sql']:>10}{flag}")
+            flag = "" if max(t["cold"], t["warm"], t["fresh"] or 0) <= TARGET_SECONDS else "  over"
+            print(f"{r['size']:>8} {page:<24} {t['cold']:>7.3f} {t['warm']:>7.3f} {fresh:>8} {t['sql']:>10}{flag}")
     print()
-    print(f"{'memes':>8} {'file MB':>8} {'build s':>8} {'imports s':>10} {'RSS MB':>7} {'peak MB':>8}"
-          f"   (target <= {TARGET_RSS_MB} MB)")
+    print(f"{'memes':>8} {'file MB':>8} {'build s':>8} {'imports s':>10} {'new process s':>14} {'RSS MB':>7} "
+          f"{'peak MB':>8}   (target <= {TARGET_RSS_MB} MB)")
     for r in results:
         build = "reused" if r["build_seconds"] is None else f"{r['build_seconds']:.1f}"
-        print(f"{r['size']:>8} {r['file_mb']:>8.0f} {build:>8} {r['startup']:>10.2f} {r['rss_mb']:>7.0f} "
-              f"{r['peak_mb']:>8.0f}")
+        print(f"{r['size']:>8} {r['file_mb']:>8.0f} {build:>8} {r['startup']:>10.2f} {r['process_first']:>14.2f} "
+              f"{r['rss_mb']:>7.0f} {r['peak_mb']:>8.0f}")
     return 0
 
 

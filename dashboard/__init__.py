@@ -5,8 +5,10 @@
 Modules, one concern each:
   app         entry point: page config, sidebar, navigation, one read-only connection per script run
   db          where the cache is, the per-run connection, cached query calls, "busy"/"missing" states
-  queries     ALL SQL, as named functions (connection + parameters)
-  analysis    metrics / agreement / ROC over rows fetched by SQL (pipeline.metrics), cached
+  queries     ALL SQL, as named functions (connection + parameters); the metric counts are
+              pipeline/summary.py's, shared with the precompute that stores them
+  analysis    metrics and ROC per prediction set (stored by the last run, or computed now) and the
+              agreement of two sets, from counts made in SQL (pipeline.metrics)
   imaging     blur, blend, OCR boxes, the original image (PIL only)
   charts      Altair charts
   components  shared widgets: URL-bound filters, gallery cards, pagination, banners, notices

@@ -167,6 +167,9 @@ def pagination(total: int, *, param: str = "page", page_size: int = 24, signatur
 
 
 # ================================================================================= global settings
+TRUTH_FILTER = {"any": "any", "toxic": "toxic", "non_toxic": "non-toxic"}   # options of the 'True label' filters
+
+
 def include_retired() -> bool:
     """The sidebar's 'include retired memes' setting (default off)."""
     return bool(st.session_state.get(RETIRED_KEY, False))
@@ -208,6 +211,26 @@ def require(table: str, what: str, stages: str | None = None) -> None:
         st.info(f"No {what} in this cache yet. They are filled by:")
     st.code(fill_command(stages), language="bash")
     st.stop()
+
+
+def page(title: str, caption: str, table: str, what: str, stages: str | None = None) -> bool:
+    """A page's title and caption; stops with the fill command when `table` is empty (see require).
+    Returns the sidebar's include-retired setting."""
+    st.title(title)
+    st.caption(caption)
+    retired = include_retired()
+    require(table, what, stages)
+    return retired
+
+
+def registered(stage: str | tuple[str, ...], rows_of: str, kind: str, fill_stages: str) -> list[dict]:
+    """variant_rows(stage); stops with a notice when the rows exist but no variant is registered."""
+    rows = variant_rows(stage)
+    if not rows:
+        st.info(f"The {rows_of} in this cache belong to no registered {kind} (`variants`). Recompute with:")
+        st.code(fill_command(fill_stages), language="bash")
+        st.stop()
+    return rows
 
 
 def smoke_banner(flags: Iterable[bool]) -> None:

@@ -1,4 +1,6 @@
-"""ALL the dashboard's SQL, as named functions: `f(con, ...params) -> rows`.
+"""ALL the dashboard's SQL, as named functions: `f(con, ...params) -> rows`. One exception: the
+counts behind the metrics are pipeline/summary.py's (the precompute stores the same numbers), run
+here through `live_metrics` when the stored ones are not current.
 
 Rules kept here:
   * values always travel as DuckDB parameters (`$name`), never formatted into the SQL text;
@@ -9,17 +11,22 @@ Rules kept here:
     returned as plain Python (lists of dicts, dicts) or a pandas DataFrame, so it can be memoised.
 
 `include_retired` (memes no longer found by the latest scan) is False on every page by default.
+OCR text is stored trimmed (pipeline/ocr.py), so "has text" is `text <> ''` and its length is `length(text)`.
 A meme whose label is NULL (label_conflict) has no true label: it is left out of metrics,
 errors and agreement, but shown in galleries that do not need a truth (heatmaps).
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Callable
 
 import duckdb
 import pandas as pd
 
-TABLES = ("meta", "runs", "failures", "memes", "meme_paths", "variants", "ocr", "predictions", "heatmaps")
+from pipeline import summary
+
+TABLES = ("meta", "runs", "failures", "memes", "meme_paths", "variants", "ocr", "predictions", "heatmaps",
+          "summaries")
 PREDICTION_STAGES = ("clip", "vlm")
 OUTCOMES = ("fp", "fn", "unparsed", "right")
 CELLS = ("both_right", "only_a_right", "only_b_right", "both_wrong")
@@ -68,19 +75,20 @@ def table_counts(con) -> dict[str, int | None]:
 def variants_overview(con) -> pd.DataFrame:
     """Every prediction set / heatmap method / OCR engine with its row count, runs and times."""
     return _df(con, """
-        WITH rows AS (
-            SELECT variant_id, count(*) AS n_rows, min(created_at) AS first_at, max(created_at) AS last_at,
-                   string_agg(DISTINCT CAST(run_id AS VARCHAR), ', ' ORDER BY CAST(run_id AS VARCHAR)) AS run_ids,
-                   bool_or(is_smoke) AS rows_smoke
-            FROM predictions GROUP BY variant_id
+        WITH per_run AS (
+            SELECT variant_id, run_id, count(*) AS n, min(created_at) AS first_at, max(created_at) AS last_at,
+                   bool_or(is_smoke) AS smoke
+            FROM predictions GROUP BY ALL
             UNION ALL
-            SELECT variant_id, count(*), min(created_at), max(created_at),
-                   string_agg(DISTINCT CAST(run_id AS VARCHAR), ', ' ORDER BY CAST(run_id AS VARCHAR)), bool_or(is_smoke)
-            FROM heatmaps GROUP BY variant_id
+            SELECT variant_id, run_id, count(*), min(created_at), max(created_at), bool_or(is_smoke)
+            FROM heatmaps GROUP BY ALL
             UNION ALL
-            SELECT variant_id, count(*), min(created_at), max(created_at),
-                   string_agg(DISTINCT CAST(run_id AS VARCHAR), ', ' ORDER BY CAST(run_id AS VARCHAR)), FALSE
-            FROM ocr GROUP BY variant_id
+            SELECT variant_id, run_id, count(*), min(created_at), max(created_at), FALSE
+            FROM ocr GROUP BY ALL
+        ), rows AS (
+            SELECT variant_id, CAST(sum(n) AS BIGINT) AS n_rows, min(first_at) AS first_at, max(last_at) AS last_at,
+                   string_agg(CAST(run_id AS VARCHAR), ', ' ORDER BY run_id) AS run_ids, bool_or(smoke) AS rows_smoke
+            FROM per_run GROUP BY variant_id
         )
         SELECT v.variant_id, v.stage, v.model_id, v.name, v.stage_version, v.config_hash,
                coalesce(v.is_smoke, FALSE) OR coalesce(r.rows_smoke, FALSE) AS is_smoke,
@@ -135,12 +143,11 @@ def size_summary(con, include_retired: bool) -> pd.DataFrame:
 def ocr_coverage(con, include_retired: bool) -> pd.DataFrame:
     """Per OCR engine: memes read, memes with text, text length."""
     return _df(con, """
-        WITH m AS (SELECT meme_id FROM memes WHERE NOT retired OR $retired),
-             o AS (SELECT o.variant_id, length(trim(coalesce(o.text, ''))) AS len, o.mean_confidence
-                   FROM ocr o JOIN m USING (meme_id))
+        WITH o AS (SELECT o.variant_id, length(o.text) AS len, o.mean_confidence
+                   FROM ocr o ANTI JOIN (SELECT meme_id FROM memes WHERE retired AND NOT $retired) gone USING (meme_id))
         SELECT v.variant_id, v.name AS engine, v.model_id,
                count(o.variant_id) AS memes_read,
-               (SELECT count(*) FROM m) AS memes_total,
+               (SELECT count(*) FROM memes WHERE NOT retired OR $retired) AS memes_total,
                count(*) FILTER (o.len > 0) AS with_text,
                round(avg(o.len) FILTER (o.len > 0), 1) AS mean_chars,
                CAST(median(o.len) FILTER (o.len > 0) AS INTEGER) AS median_chars,
@@ -156,24 +163,38 @@ def ocr_coverage(con, include_retired: bool) -> pd.DataFrame:
 def text_length_histogram(con, ocr_variant: str, include_retired: bool, bucket: int = 20, cap: int = 300
                           ) -> pd.DataFrame:
     return _df(con, """
-        SELECT least(CAST(floor(length(trim(o.text)) / $bucket) AS BIGINT) * $bucket, $cap) AS chars,
+        SELECT least(CAST(floor(length(o.text) / $bucket) AS BIGINT) * $bucket, $cap) AS chars,
                count(*) AS memes
-        FROM ocr o JOIN memes m USING (meme_id)
-        WHERE o.variant_id = $ocr AND (NOT m.retired OR $retired) AND length(trim(coalesce(o.text, ''))) > 0
+        FROM ocr o ANTI JOIN (SELECT meme_id FROM memes WHERE retired AND NOT $retired) gone USING (meme_id)
+        WHERE o.variant_id = $ocr AND o.text <> ''
         GROUP BY ALL ORDER BY chars
     """, {"ocr": ocr_variant, "retired": include_retired, "bucket": bucket, "cap": cap})
 
 
 @query
-def prediction_rows(con, variant_id: str, include_retired: bool) -> dict[str, list]:
-    """True label, predicted label (None = unparseable) and score of one prediction set, meme by meme."""
+def stored_metrics(con, include_retired: bool) -> dict | None:
+    """The metrics the newest run stored at its end (pipeline/summary.py) as {"run_id", "sets":
+    {variant_id: {"classification", "roc"}}}, or None when they may not describe the data as it is:
+    an older cache without the table, nothing stored, or a newer run (still going or killed)."""
+    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = 'summaries'"
+                       ).fetchall()[0][0]:
+        return None
     rows = con.execute("""
-        SELECT m.label, p.label, p.score
-        FROM predictions p JOIN memes m USING (meme_id)
-        WHERE p.variant_id = $v AND m.label IS NOT NULL AND (NOT m.retired OR $retired)
-        ORDER BY p.meme_id
-    """, {"v": variant_id, "retired": include_retired}).fetchall()
-    return {"y_true": [r[0] for r in rows], "y_pred": [r[1] for r in rows], "scores": [r[2] for r in rows]}
+        WITH latest AS (SELECT run_id, status FROM runs ORDER BY run_id DESC LIMIT 1)
+        SELECT s.variant_id, s.classification, s.roc, s.run_id
+        FROM summaries s JOIN latest USING (run_id)
+        WHERE s.include_retired = $retired AND list_contains($final, latest.status)
+    """, {"retired": include_retired, "final": list(summary.FINAL_STATUSES)}).fetchall()
+    if not rows:
+        return None
+    return {"run_id": rows[0][3],
+            "sets": {v: {"classification": json.loads(c), "roc": json.loads(r)} for v, c, r, _ in rows}}
+
+
+@query
+def live_metrics(con, include_retired: bool) -> dict[str, dict]:
+    """The same metrics computed now: pipeline.summary.metrics_summary (its SQL counts every answer)."""
+    return summary.metrics_summary(con, include_retired)
 
 
 # =============================================================================== errors
@@ -196,7 +217,7 @@ _ERRORS_BASE = """
         WHERE p.variant_id = $variant AND m.label IS NOT NULL
           AND (NOT m.retired OR $retired)
           AND ($truth IS NULL OR m.label = $truth)
-          AND ($has_text IS NULL OR (length(trim(coalesce(o.text, ''))) > 0) = $has_text)
+          AND ($has_text IS NULL OR (coalesce(o.text, '') <> '') = $has_text)
           AND ($pattern IS NULL OR o.text ILIKE $pattern ESCAPE '\\' OR p.explanation ILIKE $pattern ESCAPE '\\'
                OR p.raw_answer ILIKE $pattern ESCAPE '\\')
     )
@@ -270,18 +291,10 @@ _PAIR_BASE = """
 
 
 @query
-def paired_rows(con, a: str, b: str, include_retired: bool) -> dict[str, list]:
-    """True label and both answers on the memes that both prediction sets answered."""
-    rows = con.execute(_PAIR_BASE + "SELECT truth, pred_a, pred_b FROM pair ORDER BY meme_id",
+def pair_answer_counts(con, a: str, b: str, include_retired: bool) -> list[tuple]:
+    """Memes per (true label, A's answer, B's answer) on the memes both sets answered."""
+    return con.execute(_PAIR_BASE + "SELECT truth, pred_a, pred_b, count(*) FROM pair GROUP BY ALL",
                        {"a": a, "b": b, "retired": include_retired}).fetchall()
-    return {"y_true": [r[0] for r in rows], "pred_a": [r[1] for r in rows], "pred_b": [r[2] for r in rows]}
-
-
-@query
-def pair_cell_counts(con, a: str, b: str, include_retired: bool) -> pd.DataFrame:
-    """Memes per (true label, cell of the right/wrong 2x2 table)."""
-    return _df(con, _PAIR_BASE + "SELECT truth, cell, count(*) AS memes FROM pair GROUP BY ALL ORDER BY ALL",
-               {"a": a, "b": b, "retired": include_retired})
 
 
 @query

@@ -6,12 +6,18 @@ The top-level folder names map to labels (pipeline.config.label_map). A meme's i
 SHA-256 of its bytes, so the same picture under two names is one meme with two paths, and
 under two labels a *label conflict* (recorded, label left NULL, never silently resolved).
 Anything that cannot be used is returned as a failure with a reason, and the scan goes on.
+
+Every file is read and hashed on every scan (that is how changed bytes are noticed), but only
+files whose hash is not in `known` are decoded: `known` (meme_id -> ImageInfo, from
+Store.known_image_infos) holds the memes an earlier run already probed and stored, so a rerun
+over a cached folder decodes only what is new.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +62,7 @@ class ScanResult:
     memes: dict[str, ScannedMeme] = field(default_factory=dict)
     failures: list[dict] = field(default_factory=list)   # {stage, path, meme_id, error_type, message}
     files_seen: int = 0
+    probed: int = 0                         # files decoded (bytes not in `known`), bad ones included
 
     @property
     def conflicts(self) -> list[ScannedMeme]:
@@ -96,9 +103,13 @@ def _walk_files(top: Path):
             yield Path(dirpath) / name, name
 
 
-def scan(root: str | Path, mapping: dict[str, str] | None = None) -> ScanResult:
+def scan(root: str | Path, mapping: dict[str, str] | None = None,
+         known: Mapping[str, ImageInfo] | None = None) -> ScanResult:
+    """Scan the labelled folder. `known`: image facts of memes already stored (meme_id -> ImageInfo);
+    files with those bytes are hashed but not decoded again. None or {}: every file is probed."""
     root = Path(root)
     mapping = mapping or label_map()
+    known = known or {}
     if not root.exists():
         raise ScanError(f"memes folder {root} does not exist; put your memes in {root}/Негативно and {root}/Нейтрально")
     if not root.is_dir():
@@ -130,13 +141,13 @@ def scan(root: str | Path, mapping: dict[str, str] | None = None) -> ScanResult:
             if name.startswith(".") or name.casefold() in IGNORED_NAMES:
                 continue
             result.files_seen += 1
-            _scan_file(result, path, rel, label)
+            _scan_file(result, path, rel, label, known)
     if result.files_seen == 0:
         raise ScanError(f"no files found under the label folders of {root}")
     return result
 
 
-def _scan_file(result: ScanResult, path: Path, rel: str, label: str) -> None:
+def _scan_file(result: ScanResult, path: Path, rel: str, label: str, known: Mapping[str, ImageInfo]) -> None:
     try:
         if not stat.S_ISREG(path.stat().st_mode):   # reading a FIFO would block forever
             result.failures.append(_failure(rel, "NotARegularFile", "not a regular file (a pipe, socket or device); skipped"))
@@ -146,16 +157,19 @@ def _scan_file(result: ScanResult, path: Path, rel: str, label: str) -> None:
         result.failures.append(_failure(rel, type(e).__name__, f"cannot read file: {e.strerror or e}"))
         return
     meme_id = hashlib.sha256(data).hexdigest()
-    known = result.memes.get(meme_id)
-    if known is not None:
-        known.paths.append((rel, label))
-        known.paths.sort()
+    seen = result.memes.get(meme_id)
+    if seen is not None:                    # the same bytes again in this scan: one more path
+        seen.paths.append((rel, label))
+        seen.paths.sort()
         return
-    try:
-        info = probe(data)
-    except BadImage as e:
-        result.failures.append(_failure(rel, "BadImage", str(e), meme_id))
-        return
+    info = known.get(meme_id)               # stored by an earlier run: these exact bytes probed fine
+    if info is None:
+        result.probed += 1
+        try:
+            info = probe(data)              # new bytes: header + full first-frame decode
+        except BadImage as e:
+            result.failures.append(_failure(rel, "BadImage", str(e), meme_id))
+            return
     result.memes[meme_id] = ScannedMeme(meme_id, [(rel, label)], info, len(data), path)
 
 

@@ -1,8 +1,14 @@
 """Classification metrics with 95% intervals, ROC points, and the A-vs-B agreement test.
 
-Used by the dashboard and the HTML export. Everything here is a pure function of its inputs
-(lists of labels / scores, already aligned meme by meme) and returns plain dataclasses whose
-``as_dict()`` gives JSON-ready values (Python floats/ints/None, no NaN or infinity).
+Used by the dashboard and the HTML export. Everything here is a pure function of its inputs and
+returns plain dataclasses whose ``as_dict()`` gives JSON-ready values (Python floats/ints/None, no
+NaN or infinity). Two ways in, one computation:
+    * counts (what SQL gives): ``answer_table`` of (truth, answer[, answer B], memes) rows and
+      ``ScoreCounts`` (memes per distinct score and true label), passed to
+      ``classification_from_counts``, ``auroc_estimate``, ``roc_points_from_counts`` and
+      ``agreement_from_counts``. The dashboard counts in DuckDB, so no meme-level rows leave it;
+    * rows (labels / scores aligned meme by meme): ``classification_metrics``, ``roc_curve_points``
+      and ``agreement`` count them with numpy and call the functions above.
 
 Labels
     ``"toxic"`` is the positive class, ``"non_toxic"`` the negative (pipeline.config). A row whose
@@ -31,24 +37,29 @@ Intervals (all 95%)
       F1 and kappa depend only on the counts in the confusion / joint-answer table, and resampling
       n memes with replacement is exactly a multinomial draw of those cell counts (probabilities =
       observed cell shares), so they are drawn that way: cost O(n_boot * cells), whatever n is.
-      AUROC depends on the ranking, so memes are resampled by index (in chunks that bound memory)
-      and each resample's AUROC is the Mann-Whitney statistic with ties counted one half.
+      AUROC depends on the ranking, but only through the memes per (score, true label) cell: the
+      memes are laid out from those counts and resampled by index (the same distribution as a
+      multinomial draw of the cells, ~3x faster at these sizes); each resample's AUROC is the
+      Mann-Whitney statistic with ties counted one half.
       A resample where the statistic is undefined (a single class for AUROC; no true and no
       predicted toxic for F1; both answer columns constant and equal for kappa) is dropped;
       ``Estimate.n_boot`` reports how many resamples gave the interval. If fewer than half of
       them are usable the interval is left None.
-    * Point values come from scikit-learn (f1_score, roc_auc_score, cohen_kappa_score,
-      confusion_matrix); the tests check that the vectorised bootstrap statistics agree with them.
+    * Point values are the textbook formulas on the counts (F1 = 2tp / (2tp + fp + fn), AUROC =
+      Mann-Whitney U / (n_pos n_neg), Cohen's kappa from the joint table); the tests check them,
+      and every bootstrap statistic, against scikit-learn (f1_score, roc_auc_score,
+      cohen_kappa_score, roc_curve).
 
 Large n (the dashboard must render in well under a second at 100,000 memes)
     Only the AUROC bootstrap grows with n (O(n_boot * n)). ``fast=None`` (default) bootstraps it
-    while n_scored * n_boot <= AUTO_BOOTSTRAP_CELLS (1,000 memes at 2000 resamples, ~0.07 s) and
-    otherwise uses DeLong's asymptotic interval (O(n log n); method "delong"), which at such sizes
-    is as good as the bootstrap. ``fast=True`` forces DeLong, ``fast=False`` forces the bootstrap
-    (4-6 s per call at 100k memes on 2 cores). Everything else costs little at any n: on 2 cores,
-    100k memes take ~0.1-0.2 s for classification_metrics (most of it sklearn's roc_auc_score),
-    ~0.05-0.1 s for agreement and ~0.05 s for roc_curve_points (which returns up to one point per
-    distinct score; thin it before plotting if needed).
+    while n_scored * n_boot <= AUTO_BOOTSTRAP_CELLS (500 memes at 2000 resamples, ~15 ms on 2
+    cores) and otherwise uses DeLong's asymptotic interval (O(k) on the counts of k distinct
+    scores; method "delong"), which from a few hundred memes on is as good as the bootstrap (the
+    tests compare the two at 1200 memes). ``fast=True`` forces DeLong,
+    ``fast=False`` forces the bootstrap (seconds at 100k memes). From counts everything else is
+    O(cells): a few milliseconds at any n. The row-level functions add the counting (numpy sort of
+    the scores, ~10-20 ms per 100k memes). roc_points_from_counts returns one point per distinct
+    score, or at most ``max_points`` of them for drawing.
 
 Agreement (prompt/model A vs B on the same memes)
     The 2x2 table of right/wrong, its split by true label, Cohen's kappa between A's and B's
@@ -59,21 +70,18 @@ Agreement (prompt/model A vs B on the same memes)
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from scipy.stats import binom, binomtest
-from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.metrics import cohen_kappa_score, confusion_matrix, f1_score, roc_auc_score, roc_curve
 
 from pipeline.config import NON_TOXIC, TOXIC
 
 CONFIDENCE = 0.95
 Z = 1.959963984540054          # norm.ppf(0.975), for the DeLong interval
 DEFAULT_N_BOOT = 2000
-AUTO_BOOTSTRAP_CELLS = 2_000_000   # fast=None: bootstrap AUROC while n_scored * n_boot <= this
+AUTO_BOOTSTRAP_CELLS = 1_000_000   # fast=None: bootstrap AUROC while n_scored * n_boot <= this
 _CHUNK_CELLS = 4_000_000           # memory bound of one AUROC bootstrap chunk (int64 indices)
 _MIN_USABLE_SHARE = 0.5            # interval needs at least this share of usable resamples
 
@@ -233,42 +241,128 @@ def _kappa_from_tables(tables: np.ndarray) -> np.ndarray:
         return np.where(p_e < 1 - 1e-12, (p_o - p_e) / (1 - p_e), np.nan)
 
 
-def _auroc_bootstrap(y: np.ndarray, s: np.ndarray, rng: np.random.Generator, n_boot: int) -> np.ndarray:
-    """AUROC of n_boot index resamples (Mann-Whitney, ties 1/2); NaN for one-class resamples.
+def _auroc_from_counts(neg: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Mann-Whitney AUROC (ties 1/2) from memes per score group, groups in ascending score order.
 
-    Each resample's memes are counted per (class, score rank group) cell; then
-    2U = sum over groups of pos * (2 * negatives up to and including the group - negatives in it).
+    Works on (..., k) arrays: 2U = sum over groups of pos * (2 * negatives up to and including the
+    group - negatives in it); NaN where a class is absent.
     """
-    n = y.size
-    _, group = np.unique(s, return_inverse=True)            # rank group of each meme's score
-    k = int(group.max()) + 1
-    cell = (group + k * y).astype(np.int64)                  # row 0: negatives, row 1: positives
+    twice_u = (pos * (2 * np.cumsum(neg, axis=-1) - neg)).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return twice_u / (2.0 * pos.sum(axis=-1) * neg.sum(axis=-1))
+
+
+def _auroc_bootstrap(sc: ScoreCounts, rng: np.random.Generator, n_boot: int) -> np.ndarray:
+    """AUROC of n_boot resamples of the memes by index (in chunks that bound memory).
+
+    The memes are laid out from the counts (non-toxic ones first, each as its score group), and
+    each resample is counted per (class, group) cell; drawing indices is ~3x faster here than a
+    multinomial draw over the cells, which is the same distribution.
+    """
+    k = sc.scores.size
+    groups = np.arange(k)
+    cell = np.concatenate([np.repeat(groups, sc.neg), np.repeat(groups, sc.pos) + k])   # 0..k-1: neg, k..: pos
+    n = cell.size
     out = np.empty(n_boot)
-    chunk = max(1, _CHUNK_CELLS // max(n, 1))
+    chunk = max(1, _CHUNK_CELLS // max(n, 2 * k))
     for start in range(0, n_boot, chunk):
         m = min(chunk, n_boot - start)
         idx = rng.integers(0, n, size=(m, n))
         flat = (cell[idx] + (np.arange(m) * 2 * k)[:, None]).ravel()
         counts = np.bincount(flat, minlength=m * 2 * k).reshape(m, 2, k)
-        neg, pos = counts[:, 0], counts[:, 1]
-        twice_u = (pos * (2 * np.cumsum(neg, axis=1) - neg)).sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[start:start + m] = twice_u / (2.0 * pos.sum(axis=1) * neg.sum(axis=1))
+        out[start:start + m] = _auroc_from_counts(counts[:, 0], counts[:, 1])
     return out
 
 
-def _delong_estimate(y: np.ndarray, s: np.ndarray, value: float) -> Estimate:
+def _delong_estimate(sc: ScoreCounts, value: float) -> Estimate:
     """DeLong's asymptotic 95% interval for AUROC (normal approximation, clipped to [0, 1])."""
-    pos, neg = np.sort(s[y == 1]), np.sort(s[y == 0])
-    m, k = pos.size, neg.size
+    m, k = sc.n_pos, sc.n_neg
     if m < 2 or k < 2:
-        return Estimate(_f(value), None, None, int(y.size), "delong")
-    lo, hi = np.searchsorted(neg, pos, "left"), np.searchsorted(neg, pos, "right")
-    v10 = (lo + 0.5 * (hi - lo)) / k                         # per positive: share of negatives below
-    lo, hi = np.searchsorted(pos, neg, "left"), np.searchsorted(pos, neg, "right")
-    v01 = (m - hi + 0.5 * (hi - lo)) / m                     # per negative: share of positives above
-    se = math.sqrt(v10.var(ddof=1) / m + v01.var(ddof=1) / k)
-    return Estimate(_f(value), max(0.0, value - Z * se), min(1.0, value + Z * se), int(y.size), "delong")
+        return Estimate(_f(value), None, None, sc.n, "delong")
+    v10 = (np.cumsum(sc.neg) - 0.5 * sc.neg) / k              # per toxic meme of a group: share of non-toxic below
+    v01 = (m - np.cumsum(sc.pos) + 0.5 * sc.pos) / m          # per non-toxic meme: share of toxic above
+    var10 = (sc.pos * (v10 - value) ** 2).sum() / (m - 1)     # the groups' means are the AUROC itself
+    var01 = (sc.neg * (v01 - value) ** 2).sum() / (k - 1)
+    se = math.sqrt(var10 / m + var01 / k)
+    return Estimate(_f(value), max(0.0, value - Z * se), min(1.0, value + Z * se), sc.n, "delong")
+
+
+# ----------------------------------------------------------------------------- aggregated inputs
+# Every statistic here depends only on counts: memes per (true label, answer) cell, and for AUROC /
+# ROC memes per (score, true label). SQL can count them (dashboard/queries.py) so that no meme-level
+# rows leave the database; the row-level functions below count them with numpy and call the same code.
+
+_ANSWER_INDEX = {None: 0, NON_TOXIC: 1, TOXIC: 2}          # answer axis: unparseable, non_toxic, toxic
+
+
+@dataclass(frozen=True)
+class ScoreCounts:
+    """Memes per distinct score and true class, scores ascending: all that AUROC and ROC need."""
+    scores: np.ndarray      # float64, distinct, ascending (no NaN)
+    neg: np.ndarray         # int64: non-toxic memes with that score
+    pos: np.ndarray         # int64: toxic memes with that score
+
+    def __post_init__(self) -> None:
+        if not (self.scores.shape == self.neg.shape == self.pos.shape and self.scores.ndim == 1):
+            raise ValueError("ScoreCounts: scores, neg and pos must be 1-d arrays of one length")
+        if self.scores.size > 1 and not np.all(np.diff(self.scores) > 0):
+            raise ValueError("ScoreCounts: scores must be distinct and ascending")
+
+    @classmethod
+    def from_rows(cls, y: np.ndarray, s: np.ndarray) -> ScoreCounts:
+        """From aligned 0/1 labels and finite scores."""
+        values, group = np.unique(s, return_inverse=True)
+        k = values.size
+        return cls(values.astype(float), np.bincount(group[y == 0], minlength=k).astype(np.int64),
+                   np.bincount(group[y == 1], minlength=k).astype(np.int64))
+
+    @property
+    def n_pos(self) -> int:
+        return int(self.pos.sum())
+
+    @property
+    def n_neg(self) -> int:
+        return int(self.neg.sum())
+
+    @property
+    def n(self) -> int:
+        return self.n_pos + self.n_neg
+
+
+def answer_table(rows: Iterable[Sequence]) -> np.ndarray:
+    """Memes per (true label, answer, [answer B, ...]) from ``(truth, answer, [answer B,] memes)`` rows.
+
+    E.g. the rows of ``SELECT truth, answer, count(*) ... GROUP BY ALL``. Returns an int64 array
+    indexed [truth][answer]...: truth 0 = non_toxic, 1 = toxic; answer 0 = unparseable (None/NaN),
+    1 = non_toxic, 2 = toxic. Rows without a true label are dropped; any other value is an error.
+    """
+    rows = [tuple(r) for r in rows]
+    width = {len(r) for r in rows}
+    if len(width) > 1 or (width and min(width) < 3):
+        raise ValueError("answer_table: rows must be (truth, answer, ..., count) of one width")
+    n_answers = (width.pop() - 2) if width else 1
+    table = np.zeros((2,) + (3,) * n_answers, dtype=np.int64)
+    for r in rows:
+        truth, answers, count = r[0], r[1:-1], int(r[-1])
+        if _missing(truth):
+            continue
+        if truth not in _CODES:
+            raise ValueError(f"true label {truth!r}: expected {TOXIC!r}, {NON_TOXIC!r} or None")
+        idx = [_CODES[truth]]
+        for a in answers:
+            a = None if _missing(a) else a
+            if a not in _ANSWER_INDEX:
+                raise ValueError(f"answer {a!r}: expected {TOXIC!r}, {NON_TOXIC!r} or None")
+            idx.append(_ANSWER_INDEX[a])
+        table[tuple(idx)] += count
+    return table
+
+
+def _table_from_codes(t: np.ndarray, *answers: np.ndarray) -> np.ndarray:
+    """answer_table from aligned code arrays (truth 0/1; answers -1/0/1)."""
+    table = np.zeros((2,) + (3,) * len(answers), dtype=np.int64)
+    np.add.at(table, (t,) + tuple(a + 1 for a in answers), 1)
+    return table
 
 
 # ----------------------------------------------------------------------------- classification
@@ -286,22 +380,36 @@ def classification_metrics(
 
     ``scores`` (higher = more toxic, e.g. P(toxic)) gives AUROC over the memes that have a score;
     None/NaN scores are skipped. ``fast`` picks AUROC's interval method (see the module docstring).
+    Counts the rows and calls classification_from_counts.
     """
     _check_lengths(y_true=y_true, y_pred=y_pred, scores=scores)
     t_all = _label_codes(y_true, "y_true", allow_missing=True)
     keep = t_all >= 0
     t = t_all[keep]
     p = _label_codes(y_pred, "y_pred", allow_missing=True)[keep]
-    n = int(t.size)
-    parsed = p >= 0
+    score_counts = None
+    if scores is not None:
+        s = _score_array(scores)[keep]
+        has = ~np.isnan(s)
+        score_counts = ScoreCounts.from_rows(t[has], s[has])
+    return classification_from_counts(_table_from_codes(t, p), score_counts, seed=seed, n_boot=n_boot, fast=fast)
 
-    if parsed.any():
-        # labels 0..k-1 in order keep sklearn on its fast integer path
-        (tn, fp), (fn, tp) = confusion_matrix(t[parsed], p[parsed], labels=[0, 1]).tolist()
-    else:
-        tp = fn = fp = tn = 0
-    u_tox = int(np.sum(~parsed & (t == 1)))
-    u_non = int(np.sum(~parsed & (t == 0)))
+
+def classification_from_counts(
+    table: np.ndarray,
+    score_counts: ScoreCounts | None = None,
+    *,
+    seed: int = 0,
+    n_boot: int = DEFAULT_N_BOOT,
+    fast: bool | None = None,
+) -> ClassificationReport:
+    """classification_metrics from counts: ``table`` = answer_table(...) of one prediction set
+    (shape (2, 3)), ``score_counts`` = its memes per (score, true label) or None without scores."""
+    table = np.asarray(table, dtype=np.int64)
+    if table.shape != (2, 3):
+        raise ValueError(f"answer table of one prediction set has shape (2, 3), not {table.shape}")
+    (u_non, tn, fp), (u_tox, fn, tp) = (map(int, row) for row in table)
+    n = u_non + tn + fp + u_tox + fn + tp
     n_unp = u_tox + u_non
     confusion = dict(tp=tp, fp=fp, fn=fn, tn=tn, unparsed_toxic=u_tox, unparsed_non_toxic=u_non)
 
@@ -309,7 +417,7 @@ def classification_metrics(
 
     # F1 of the toxic class; an unparseable answer reads as "not predicted toxic".
     if n and (tp + fp + fn + u_tox) > 0:
-        f1_value = f1_score(t, np.where(parsed, p, 0), pos_label=1, zero_division=np.nan)
+        f1_value = _f1_from_counts(tp, fp, fn + u_tox)
         cells = np.array([tp, fp, fn + u_tox, tn + u_non])
         c = _multinomial_counts(cells, np.random.default_rng(seq_f1), n_boot)
         f1 = _bootstrap_estimate(f1_value, _f1_from_counts(c[:, 0], c[:, 1], c[:, 2]), n)
@@ -317,11 +425,8 @@ def classification_metrics(
         f1 = Estimate(None, None, None, n, "bootstrap", 0)
 
     auroc = None
-    if scores is not None:
-        s = _score_array(scores)[keep]
-        has = ~np.isnan(s)
-        ys, ss = t[has].astype(np.int64), s[has]
-        auroc = auroc_estimate(ys, ss, rng=np.random.default_rng(seq_auc), n_boot=n_boot, fast=fast)
+    if score_counts is not None:
+        auroc = auroc_estimate(score_counts, rng=np.random.default_rng(seq_auc), n_boot=n_boot, fast=fast)
 
     return ClassificationReport(
         n=n,
@@ -336,50 +441,52 @@ def classification_metrics(
     )
 
 
-def auroc_estimate(y: np.ndarray, s: np.ndarray, *, rng: np.random.Generator, n_boot: int,
-                   fast: bool | None) -> Estimate:
-    """AUROC of 0/1 labels ``y`` against finite scores ``s`` with a bootstrap or DeLong interval."""
-    n = int(y.size)
+def auroc_estimate(sc: ScoreCounts, *, rng: np.random.Generator, n_boot: int, fast: bool | None) -> Estimate:
+    """AUROC of memes counted per (score, true label) with a bootstrap or DeLong interval."""
+    n = sc.n
     use_delong = fast if fast is not None else n * n_boot > AUTO_BOOTSTRAP_CELLS
     method = "delong" if use_delong else "bootstrap"
-    if n == 0 or y.min() == y.max():                         # one class: undefined
+    if sc.n_pos == 0 or sc.n_neg == 0:                       # one class (or none): undefined
         return Estimate(None, None, None, n, method, None if use_delong else 0)
-    value = float(roc_auc_score(y, s))
+    value = float(_auroc_from_counts(sc.neg, sc.pos))
     if use_delong:
-        return _delong_estimate(y, s, value)
-    return _bootstrap_estimate(value, _auroc_bootstrap(y, s, rng, n_boot), n)
+        return _delong_estimate(sc, value)
+    return _bootstrap_estimate(value, _auroc_bootstrap(sc, rng, n_boot), n)
 
 
 def roc_curve_points(y_true: Sequence[str], scores: Sequence[float | None]) -> list[dict]:
-    """ROC curve as [{fpr, tpr, threshold}] (sklearn.metrics.roc_curve, toxic positive).
+    """ROC curve as [{fpr, tpr, threshold}], toxic positive: see roc_points_from_counts.
 
-    Rows without a true label or without a score are skipped; [] when only one class is left.
-    The first point (0, 0) has threshold None (sklearn's +inf: nothing predicted toxic), so the
-    list serialises to strict JSON.
+    Rows without a true label or without a score are skipped.
     """
     _check_lengths(y_true=y_true, scores=scores)
     t = _label_codes(y_true, "y_true", allow_missing=True)
     s = _score_array(scores)
     keep = (t >= 0) & ~np.isnan(s)
-    t, s = t[keep], s[keep]
-    if t.size == 0 or t.min() == t.max():
+    return roc_points_from_counts(ScoreCounts.from_rows(t[keep], s[keep]))
+
+
+def roc_points_from_counts(sc: ScoreCounts, max_points: int | None = None) -> list[dict]:
+    """One point per distinct score, thresholds high to low, as sklearn.metrics.roc_curve with
+    drop_intermediate=False; [] when a class is missing. The first point (0, 0) has threshold
+    None (sklearn's +inf: nothing predicted toxic), so the list serialises to strict JSON.
+
+    ``max_points`` thins a longer curve for drawing: evenly spaced points, always the first and last.
+    """
+    if sc.n_pos == 0 or sc.n_neg == 0:
         return []
-    fpr, tpr, thr = roc_curve(t, s, pos_label=1)
-    return [{"fpr": float(a), "tpr": float(b), "threshold": _f(c)} for a, b, c in zip(fpr, tpr, thr)]
+    fpr = np.concatenate([[0.0], np.cumsum(sc.neg[::-1]) / sc.n_neg])
+    tpr = np.concatenate([[0.0], np.cumsum(sc.pos[::-1]) / sc.n_pos])
+    thr = np.concatenate([[np.nan], sc.scores[::-1]])
+    if max_points is not None and fpr.size > max_points:
+        keep = np.unique(np.round(np.linspace(0, fpr.size - 1, max(2, max_points))).astype(np.int64))
+        fpr, tpr, thr = fpr[keep], tpr[keep], thr[keep]
+    return [{"fpr": a, "tpr": b, "threshold": _f(c)} for a, b, c in zip(fpr.tolist(), tpr.tolist(), thr.tolist())]
 
 
 # ----------------------------------------------------------------------------- agreement
 
 _TABLE_KEYS = ("both_right", "only_a_right", "only_b_right", "both_wrong")
-
-
-def _table(right_a: np.ndarray, right_b: np.ndarray) -> dict:
-    return {
-        "both_right": int(np.sum(right_a & right_b)),
-        "only_a_right": int(np.sum(right_a & ~right_b)),
-        "only_b_right": int(np.sum(~right_a & right_b)),
-        "both_wrong": int(np.sum(~right_a & ~right_b)),
-    }
 
 
 def _min_significant_split(d: int) -> int | None:
@@ -433,33 +540,50 @@ def agreement(
     name_a: str = "A",
     name_b: str = "B",
 ) -> AgreementReport:
-    """Compare two sets of answers on the same memes (rows aligned; None = unparseable = wrong)."""
+    """Compare two sets of answers on the same memes (rows aligned; None = unparseable = wrong).
+
+    Counts the rows and calls agreement_from_counts."""
     _check_lengths(y_true=y_true, pred_a=pred_a, pred_b=pred_b)
     t_all = _label_codes(y_true, "y_true", allow_missing=True)
     keep = t_all >= 0
-    t = t_all[keep]
     a = _label_codes(pred_a, "pred_a", allow_missing=True)[keep]
-    b_ = _label_codes(pred_b, "pred_b", allow_missing=True)[keep]
-    n = int(t.size)
-    right_a, right_b = a == t, b_ == t
+    b = _label_codes(pred_b, "pred_b", allow_missing=True)[keep]
+    return agreement_from_counts(_table_from_codes(t_all[keep], a, b), seed=seed, n_boot=n_boot,
+                                 name_a=name_a, name_b=name_b)
 
-    table = _table(right_a, right_b)
-    by_label = {TOXIC: _table(right_a[t == 1], right_b[t == 1]),
-                NON_TOXIC: _table(right_a[t == 0], right_b[t == 0])}
+
+def agreement_from_counts(
+    table: np.ndarray,
+    *,
+    seed: int = 0,
+    n_boot: int = DEFAULT_N_BOOT,
+    name_a: str = "A",
+    name_b: str = "B",
+) -> AgreementReport:
+    """agreement from ``table`` = answer_table(...) of (truth, answer A, answer B) rows, shape (2, 3, 3)."""
+    table = np.asarray(table, dtype=np.int64)
+    if table.shape != (2, 3, 3):
+        raise ValueError(f"answer table of two prediction sets has shape (2, 3, 3), not {table.shape}")
+    n = int(table.sum())
+    # answer index 1 = non_toxic, 2 = toxic: right where it equals truth + 1
+    right = np.zeros((2, 3), dtype=bool)
+    right[0, 1] = right[1, 2] = True
+    by_label = {}
+    for truth, label in ((1, TOXIC), (0, NON_TOXIC)):
+        t = table[truth]
+        ra, rb = right[truth][:, None], right[truth][None, :]
+        by_label[label] = {"both_right": int(t[ra & rb].sum()), "only_a_right": int(t[ra & ~rb].sum()),
+                           "only_b_right": int(t[~ra & rb].sum()), "both_wrong": int(t[~ra & ~rb].sum())}
+    total = {k: by_label[TOXIC][k] + by_label[NON_TOXIC][k] for k in _TABLE_KEYS}
 
     if n:
-        # answer categories as 0 = unparseable, 1 = non_toxic, 2 = toxic (sklearn's fast path)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UndefinedMetricWarning)
-            kappa_value = cohen_kappa_score(a + 1, b_ + 1, labels=[0, 1, 2])
-        joint = np.zeros((3, 3), dtype=np.int64)
-        np.add.at(joint, (a + 1, b_ + 1), 1)
+        joint = table.sum(axis=0)                     # A's answer x B's answer, unparseable a third answer
         counts = _multinomial_counts(joint.ravel(), np.random.default_rng(seed), n_boot)
-        kappa = _bootstrap_estimate(kappa_value, _kappa_from_tables(counts.reshape(-1, 3, 3)), n)
+        kappa = _bootstrap_estimate(_kappa_from_tables(joint), _kappa_from_tables(counts.reshape(-1, 3, 3)), n)
     else:
         kappa = Estimate(None, None, None, 0, "bootstrap", 0)
 
-    bb, cc = table["only_a_right"], table["only_b_right"]
+    bb, cc = total["only_a_right"], total["only_b_right"]
     p = float(binomtest(bb, bb + cc, 0.5).pvalue) if bb + cc else None
-    return AgreementReport(n=n, table=table, by_label=by_label, kappa=kappa, mcnemar_p=p,
+    return AgreementReport(n=n, table=total, by_label=by_label, kappa=kappa, mcnemar_p=p,
                            reading=_reading(n, bb, cc, p, name_a, name_b))

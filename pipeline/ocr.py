@@ -320,7 +320,7 @@ def reading_order(boxes: list[TextBox]) -> list[list[TextBox]]:
 def _result(boxes: list[TextBox], engine_version: str) -> dict[str, Any]:
     lines = reading_order(boxes)
     ordered = [b for line in lines for b in line]
-    text = "\n".join(" ".join(b.text for b in line) for line in lines)
+    text = "\n".join(" ".join(b.text for b in line) for line in lines).strip()   # stored trimmed: '' = no text
     weights = [len(b.text) for b in ordered]
     mean_conf = (float(np.average([b.conf for b in ordered], weights=weights)) if ordered and sum(weights) else None)
     return dict(engine_version=engine_version, text=text, boxes=[b.as_dict() for b in ordered],

@@ -2,10 +2,12 @@
 
 The flow of `precompute`:
   1. open the store (clear errors about the --db path before anything heavy), take the run lock;
-  2. scan the folder, store new memes with thumbnails, record bad files and label conflicts;
+  2. scan the folder (every file hashed; only bytes not yet stored are decoded), store new memes
+     with thumbnails, record bad files and label conflicts;
   3. for each stage: find the (meme, variant) pairs not yet cached; load the model only if there
      are any; process them in batches, writing each batch (results + failures) in one transaction;
-  4. print a summary and store it in `runs`.
+  4. store the metrics summary the dashboard shows first (pipeline/summary.py), print a summary
+     and store it in `runs`.
 Ctrl-C stops after the current batch; everything written so far stays.
 """
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from pipeline import dataset
+from pipeline import dataset, summary
 from pipeline.config import PROJECT_ROOT
 from pipeline.images import BadImage, encode_jpeg, load_rgb
 from pipeline.stage import MemeInput, Stage, StageLoadError, Variant
@@ -282,7 +284,8 @@ def precompute(memes_dir: Path, db: Path, stage_names: list[str], build_stage: C
     """The whole precompute; returns the process exit code (0 only when nothing failed)."""
     store = Store(db)                       # path problems are reported here, before any model loads
     with store.run_lock(), StopFlag() as stop:
-        scan = dataset.scan(memes_dir)      # ScanError: missing/empty folder, reported by the CLI
+        # ScanError: missing/empty folder, reported by the CLI. Stored memes are hashed, not decoded again.
+        scan = dataset.scan(memes_dir, known=store.known_image_infos())
         store.close_abandoned_runs()
         stages = [build_stage(name) for name in stage_names]
         ocr_variant_id = _ocr_variant_id(stages, build_stage)
@@ -318,12 +321,23 @@ def precompute(memes_dir: Path, db: Path, stage_names: list[str], build_stage: C
         finally:
             counts = {s.stage: s.as_dict() for s in summaries}
             with _sigint_ignored():     # a further Ctrl-C must not cut the run's own record short
+                _write_summary(store, run_id)
                 store.update_run(run_id, status=status, finished_at=now(), counts=counts, error=error)
         print(format_summary(summaries, scan_line))
         print(f"run {run_id}: {status}; results in {db}")
         if smoke:
             print("NOTE: random-weight models were used: this is a smoke run, not results.")
         return {"ok": 0, "interrupted": 130}.get(status, 1)
+
+
+def _write_summary(store: Store, run_id: int) -> None:
+    """Store the metrics the dashboard shows first (pipeline/summary.py). A failure here only costs
+    the dashboard's first visit its shortcut: it is reported, and the run's record still written."""
+    try:
+        summary.write(store, run_id)
+    except Exception as e:                  # noqa: BLE001 - never lose the run record over the summary
+        print(f"note: metrics summary not stored ({type(e).__name__}: {e}); the dashboard computes it",
+              file=sys.stderr)
 
 
 def _safe_variants(stage: Stage) -> list[Variant]:

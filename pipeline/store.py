@@ -22,6 +22,8 @@ from typing import Any, Iterable, Iterator
 import duckdb
 import pyarrow as pa
 
+from pipeline.images import ImageInfo
+
 SCHEMA_VERSION = "1"
 
 SCHEMA = """
@@ -126,6 +128,13 @@ CREATE TABLE IF NOT EXISTS heatmaps (
     is_smoke BOOLEAN DEFAULT FALSE,
     seconds DOUBLE, run_id INTEGER, created_at TIMESTAMP,
     PRIMARY KEY (meme_id, variant_id)
+);
+
+CREATE TABLE IF NOT EXISTS summaries (  -- pipeline/summary.py: metrics per prediction set at the end of run_id
+    include_retired BOOLEAN, variant_id VARCHAR, run_id INTEGER,
+    classification VARCHAR,         -- JSON: pipeline.metrics ClassificationReport.as_dict()
+    roc VARCHAR,                    -- JSON: [{fpr, tpr, threshold}], thinned for drawing
+    PRIMARY KEY (include_retired, variant_id)
 );
 """
 
@@ -328,7 +337,18 @@ class Store:
 
     # ---------------------------------------------------------------- pipeline-specific writes
     def known_meme_ids(self) -> set[str]:
-        return {r[0] for r in self.query("SELECT meme_id FROM memes WHERE thumbnail IS NOT NULL")}
+        """Memes stored complete (with a thumbnail): store_scan leaves them as they are. Tested on
+        thumbnail_mime (set with the thumbnail): `thumbnail IS NOT NULL` would read every blob."""
+        return {r[0] for r in self.query("SELECT meme_id FROM memes WHERE thumbnail_mime IS NOT NULL")}
+
+    def known_image_infos(self) -> dict[str, ImageInfo]:
+        """meme_id -> ImageInfo of the memes stored complete (a thumbnail and every probe column), for
+        dataset.scan(known=...): files with these bytes were probed by an earlier run and are not decoded
+        again. Memes without a thumbnail are left out, so the scan probes them again, as new."""
+        rows = self.query("SELECT meme_id, width, height, format, n_frames FROM memes WHERE thumbnail_mime IS NOT NULL "
+                          "AND width IS NOT NULL AND height IS NOT NULL AND format IS NOT NULL "
+                          "AND n_frames IS NOT NULL")
+        return {meme_id: ImageInfo(width, height, fmt, frames) for meme_id, width, height, fmt, frames in rows}
 
     def save_scan(self, run_id: int, new_memes: list[dict], seen: list[dict], paths: list[dict]) -> int:
         """Store a folder scan in one transaction; returns how many earlier memes were retired.
@@ -364,6 +384,12 @@ class Store:
         with self.transaction() as con:
             self.insert_rows(con, table, rows)
             self.insert_rows(con, "failures", [dict(run_id=run_id, created_at=now(), **f) for f in failures])
+
+    def save_summaries(self, rows: list[dict]) -> None:
+        """Replace the stored summary (pipeline/summary.py) with `rows`, in one transaction."""
+        with self.transaction() as con:
+            con.execute("DELETE FROM summaries")
+            self.insert_rows(con, "summaries", rows)
 
     def ocr_texts(self, meme_ids: list[str], preferred_variant: str | None) -> dict[str, str]:
         """OCR text per meme: the preferred OCR variant's row if present, else the newest OCR row."""

@@ -1,27 +1,39 @@
-"""Shared pieces of the dashboard tests: the app path, its pages, and independent SQL for expectations.
+"""Shared pieces of the dashboard tests: the app path, its pages, independent SQL for expectations,
+an AppTest opener, and a real `streamlit run` server and Chromium page for the browser tests.
 
 The expectations here are written against the schema (pipeline/store.py) directly, not through
 dashboard/queries.py, so a wrong dashboard query cannot agree with itself.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 APP = REPO / "dashboard" / "app.py"
 ARTIFACTS = REPO / "tests" / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
 
-# page file (relative to app.py), URL path, a title the page always shows
+# page file (relative to app.py), URL path, a title the page always shows,
+# a text the page shows only once its data is there (what the browser tests wait for)
 PAGES = [
-    ("views/overview.py", "", "Overview"),
-    ("views/errors.py", "errors", "Errors"),
-    ("views/disagreement.py", "disagreement", "Disagreement"),
-    ("views/heatmaps.py", "heatmaps", "Heatmaps"),
-    ("views/meme.py", "meme", "Meme"),
-    ("views/runs.py", "runs", "Runs"),
+    ("views/overview.py", "", "Overview", "Metrics per model × prompt version"),
+    ("views/errors.py", "errors", "Errors", "False positives"),
+    ("views/disagreement.py", "disagreement", "Disagreement", "Cohen's kappa"),
+    ("views/heatmaps.py", "heatmaps", "Heatmaps", "Overlay opacity (%)"),
+    ("views/meme.py", "meme", "Meme", "Model answers"),
+    ("views/runs.py", "runs", "Runs", "Counts per stage"),
 ]
 
 
@@ -34,6 +46,15 @@ def sql(db: Path, query: str, params: list | None = None) -> list[tuple]:
     con = duckdb.connect(str(db), read_only=True)
     try:
         return con.execute(query, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def write(db: Path, statement: str, params: list | None = None) -> None:
+    """Change a test's own copy of a cache (the dashboard never writes)."""
+    con = duckdb.connect(str(db))
+    try:
+        con.execute(statement, params or [])
     finally:
         con.close()
 
@@ -74,13 +95,136 @@ def outcome_count(db: Path, variant: str, outcome: str, truth: str | None = None
     return n
 
 
+# ------------------------------------------------------------------ AppTest
+def app_opener(monkeypatch):
+    """open(db) -> an AppTest of dashboard/app.py reading `db`, after its first (Overview) run."""
+    from streamlit.testing.v1 import AppTest
+
+    def _open(db: Path) -> AppTest:
+        monkeypatch.setenv("VLMEMES_DB", str(db))
+        at = AppTest.from_file(str(APP), default_timeout=90)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+    return _open
+
+
+def all_text(at) -> str:
+    """Every text an AppTest run shows (markdown, captions, notices, titles, code blocks), one string."""
+    kinds = ("markdown", "text", "caption", "info", "warning", "error", "success", "title", "code")
+    return "\n".join(str(e.value) for kind in kinds for e in getattr(at, kind))
+
+
+def goto(at, page: str, /, **params):
+    """Open `page` with exactly these query params (as a link would), run it, and fail on any exception."""
+    at.query_params.clear()
+    at.query_params.update({k: str(v) for k, v in params.items()})
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, (page, params, [e.value for e in at.exception])
+    return at
+
+
+# ------------------------------------------------------------------ server
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
+@dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen
+    log: Path
+
+
+@contextlib.contextmanager
+def serve(db: Path, log: Path, *extra: str, env: dict | None = None):
+    """`streamlit run dashboard/app.py --server.headless true ... -- --db db` on a free port until the block ends.
+
+    Yields once /_stcore/health answers 200; fails the test with the end of `log` if the server exits or
+    is not up within 60 s. The server writes to the file `log`, not a pipe (an unread pipe can fill up and
+    stall it); VLMEMES_DB is removed from its environment so only --db names the cache.
+    """
+    port = free_port()
+    env = dict(env or os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    env.pop("VLMEMES_DB", None)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
+             "--server.port", str(port), "--server.fileWatcherType", "none", *extra, "--", "--db", str(db)],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    try:
+        yield Server(url, proc, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 # ------------------------------------------------------------------ browser
+@dataclass
+class Browser:
+    """One Chromium page; `requests` collects every URL the browser asked for (external ones are aborted)."""
+    page: object
+    requests: list[str] = field(default_factory=list)
+
+    def external(self) -> list[str]:
+        out = []
+        for u in self.requests:
+            parts = urllib.parse.urlsplit(u)
+            if parts.scheme in ("data", "blob", "about"):
+                continue
+            if parts.hostname not in ("127.0.0.1", "localhost"):
+                out.append(u)
+        return out
+
+
+@contextlib.contextmanager
+def chromium(viewport=(1400, 2000)):
+    """Debian Chromium (skips the test where it is missing) with one page; requests to other hosts are aborted."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed (/usr/bin/chromium)")
+    from playwright.sync_api import sync_playwright
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM),
+                                    args=["--no-sandbox", "--disable-background-networking"])
+        try:
+            context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+            b = Browser(context.new_page())
+            context.on("request", lambda r: b.requests.append(r.url))
+            context.on("websocket", lambda ws: b.requests.append(ws.url))
+
+            def local_only(route):
+                host = urllib.parse.urlsplit(route.request.url).hostname
+                return route.continue_() if host in ("127.0.0.1", "localhost") else route.abort()
+
+            context.route("**/*", local_only)
+            b.page.set_default_timeout(30_000)
+            yield b
+        finally:
+            browser.close()
+
+
 _QUIET = """() => {
     const n = document.getElementsByTagName('*').length, now = performance.now();
     const s = window.__vlmemesQuiet || (window.__vlmemesQuiet = {n: -1, t: now});

@@ -14,11 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard_helpers import APP, PAGES, build_synth, outcome_count, prediction_sets, sql, variant_ids
+from dashboard_helpers import (PAGES, all_text, app_opener, build_synth, goto, outcome_count, prediction_sets,
+                               sql, variant_ids, write)
 
 COMMAND = "python -m pipeline precompute"
 SMOKE = "random-weight smoke run — not results"
@@ -39,23 +39,7 @@ def large_db(tmp_path_factory) -> Path:
 @pytest.fixture
 def app(monkeypatch):
     """open(db) -> an AppTest of dashboard/app.py reading `db`, after its first (Overview) run."""
-    def _open(db: Path) -> AppTest:
-        monkeypatch.setenv("VLMEMES_DB", str(db))
-        at = AppTest.from_file(str(APP), default_timeout=90)
-        at.run()
-        assert not at.exception, [e.value for e in at.exception]
-        return at
-    return _open
-
-
-def goto(at: AppTest, page: str, /, **params) -> AppTest:
-    """Open `page` with exactly these query params (as a link would), run it, and fail on any exception."""
-    at.query_params.clear()
-    at.query_params.update({k: str(v) for k, v in params.items()})
-    at.switch_page(page)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return app_opener(monkeypatch)
 
 
 def rerun(at: AppTest) -> AppTest:
@@ -83,12 +67,6 @@ def codes(at: AppTest) -> list[str]:
     return [c.value for c in at.code]
 
 
-def all_text(at: AppTest) -> str:
-    parts = [e.value for kind in ("markdown", "text", "caption", "info", "warning", "error", "success", "title")
-             for e in getattr(at, kind)]
-    return "\n".join(str(p) for p in parts)
-
-
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -99,22 +77,13 @@ def copy(db: Path, tmp_path: Path, name: str = "copy.duckdb") -> Path:
     return dst
 
 
-def write(db: Path, statement: str, params: list | None = None) -> None:
-    """Change a test's own copy of a cache (the dashboard never writes)."""
-    con = duckdb.connect(str(db))
-    try:
-        con.execute(statement, params or [])
-    finally:
-        con.close()
-
-
 # ======================================================================== every page, filled cache
 def test_every_page_renders_its_content_and_never_writes(dashboard_db, app):
     before = sha(dashboard_db)
     at = app(dashboard_db)
     n_memes = sql(dashboard_db, "SELECT count(*) FROM memes WHERE NOT retired")[0][0]
     sets = prediction_sets(dashboard_db)
-    for page, _, title in PAGES:
+    for page, _, title, _ in PAGES:
         params = {}
         if page.endswith("meme.py"):
             params["meme"] = sql(dashboard_db, "SELECT meme_id FROM memes ORDER BY meme_id LIMIT 1")[0][0]
@@ -165,7 +134,7 @@ def test_unusable_caches_say_what_is_missing_on_every_page(kind, empty_db, tmp_p
     if kind == "garbage":
         db.write_bytes(b"this is not a database\n" * 100)
     at = app(db)
-    for page, _, title in PAGES:
+    for page, _, title, _ in PAGES:
         goto(at, page, meme="ab" * 32) if page.endswith("meme.py") else goto(at, page)
         assert at.title[0].value == title
         text = all_text(at)

@@ -6,27 +6,11 @@ Screenshots go to tests/artifacts/ (git-ignored).
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from dashboard_helpers import APP, ARTIFACTS, REPO, free_port, outcome_count, prediction_sets, sql, wait_idle
-
-CHROMIUM = Path("/usr/bin/chromium")
-# URL path (with query), heading, text that only shows once the page's data is there
-PAGES = [
-    ("", "Overview", "Metrics per model × prompt version"),
-    ("errors", "Errors", "False positives"),
-    ("disagreement", "Disagreement", "Cohen's kappa"),
-    ("heatmaps", "Heatmaps", "Overlay opacity (%)"),
-    ("meme?meme={meme_id}", "Meme", "Model answers"),
-    ("runs", "Runs", "Counts per stage"),
-]
+from dashboard_helpers import ARTIFACTS, PAGES, chromium, outcome_count, prediction_sets, serve, sql, wait_idle
 
 
 @pytest.fixture(scope="module")
@@ -37,51 +21,14 @@ def dashboard_db(smoke_db) -> Path:
 
 @pytest.fixture(scope="module")
 def server(dashboard_db):
-    port = free_port()
-    env = dict(os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
-    env.pop("VLMEMES_DB", None)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log_path = ARTIFACTS / "browser_server.log"
-    log = open(log_path, "w")          # a file, not a pipe: an unread pipe can fill up and stall the server
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true", "--server.port", str(port),
-         "--server.fileWatcherType", "none", "--", "--db", str(dashboard_db)],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"streamlit did not start:\n{log_path.read_text()}")
-        time.sleep(0.3)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with serve(dashboard_db, ARTIFACTS / "browser_server.log") as s:
+        yield s.url
 
 
 @pytest.fixture(scope="module")
 def browser_page(server):
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed (/usr/bin/chromium)")
-    from playwright.sync_api import sync_playwright
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM),
-                                    args=["--no-sandbox", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1400, "height": 2000})
-        page.set_default_timeout(30_000)
-        yield page
-        browser.close()
+    with chromium() as b:
+        yield b.page
 
 
 def open_page(page, server: str, path: str, heading: str, text: str) -> None:
@@ -92,10 +39,12 @@ def open_page(page, server: str, path: str, heading: str, text: str) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0, f"exception on /{path}"
 
 
-@pytest.mark.parametrize("path,heading,text", PAGES, ids=[h for _, h, _ in PAGES])
+@pytest.mark.parametrize("path,heading,text", [p[1:] for p in PAGES], ids=[p[2] for p in PAGES])
 def test_page_loads_with_its_content(path, heading, text, dashboard_db, server, browser_page):
     meme_id = sql(dashboard_db, "SELECT meme_id FROM memes ORDER BY meme_id LIMIT 1")[0][0]
-    open_page(browser_page, server, path.format(meme_id=meme_id), heading, text)
+    if heading == "Meme":
+        path = f"{path}?meme={meme_id}"
+    open_page(browser_page, server, path, heading, text)
     if heading == "Meme":
         assert browser_page.get_by_text(meme_id).count() >= 1
     if heading in ("Errors", "Heatmaps"):

@@ -1,7 +1,7 @@
 """The dashboard and a running precompute on the same DuckDB file, as real processes.
 
 `streamlit run dashboard/app.py` serves a copy of smoke_db while a real
-`python -m pipeline precompute --stages ocr --ocr-engine tesseract` adds 20 new synthetic memes to
+`python -m pipeline precompute --stages ocr --ocr-engine tesseract` adds 16 new synthetic memes to
 the same file, and Chromium loads the dashboard's pages one after another the whole time:
 
 * every page load shows its page, never an exception box or lock wording (a "being written …
@@ -25,8 +25,8 @@ import duckdb
 import pytest
 
 from bad_inputs import child_env, precompute_argv
-from dashboard_helpers import ARTIFACTS, REPO, sql
-from test_dashboard_safety import chromium, open_page, metric_values, problems, serve, wait_idle
+from dashboard_helpers import ARTIFACTS, REPO, chromium, serve, sql, wait_idle
+from test_dashboard_safety import metric_values, open_page, problems
 
 N_NEW = 16
 PRECOMPUTE_BOUND_S = 150          # generous: ~10-30 s of Tesseract on 2 loaded cores, plus start-up
@@ -58,7 +58,7 @@ sys.exit(main(sys.argv[1:]))
 
 @pytest.fixture(scope="module")
 def setup(smoke_db, synthetic_memes, tmp_path_factory):
-    """A copy of the cache, and a memes folder = the cache's 12 memes + 20 new ones."""
+    """A copy of the cache, and a memes folder = the cache's 12 memes + 16 new ones."""
     from pipeline.devtools.synthetic_memes import write_meme_folder
     tmp = tmp_path_factory.mktemp("concurrency")
     db = tmp / "live.duckdb"

@@ -15,121 +15,31 @@ explanations, a prompt-version name, the OCR engine's name and a run's error mes
 * `?db=...` cannot pick another file; the original-image feature never follows a stored rel_path
   (or a symlink) out of runs.memes_root, even when the bytes there would match.
 
-The server / browser helpers at the top are shared with test_dashboard_concurrency.py and
-test_share_copy.py.
+The server and browser (`serve`, `chromium`) come from dashboard_helpers.py; the page helpers at the
+top are shared with test_dashboard_concurrency.py and test_share_copy.py.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
-import time
 import urllib.parse
-import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from dashboard_helpers import APP, ARTIFACTS, REPO, free_port, prediction_sets, sql, variant_ids, wait_idle
+from dashboard_helpers import (ARTIFACTS, PAGES, REPO, Browser, all_text, app_opener, chromium, goto, prediction_sets,
+                               serve, sql, variant_ids, wait_idle, write)
 
-CHROMIUM = Path("/usr/bin/chromium")
-TABLES = ("meta", "runs", "failures", "memes", "meme_paths", "variants", "ocr", "predictions", "heatmaps")
+TABLES = ("meta", "runs", "failures", "memes", "meme_paths", "variants", "ocr", "predictions", "heatmaps",
+          "summaries")
 LOCK_WORDS = ("Could not set lock", "Conflicting lock", "IO Error", "Traceback")
 
 
 # ======================================================================== shared helpers
-@dataclass
-class Server:
-    url: str
-    proc: subprocess.Popen
-    log: Path
-
-
-@contextlib.contextmanager
-def serve(db: Path, log: Path, *extra: str, env: dict | None = None):
-    """`streamlit run dashboard/app.py ... -- --db db` on a free port until the block ends."""
-    port = free_port()
-    env = dict(env or os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
-    env.pop("VLMEMES_DB", None)
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
-             "--server.port", str(port), "--server.fileWatcherType", "none", *extra, "--", "--db", str(db)],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
-    try:
-        yield Server(url, proc, log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@dataclass
-class Browser:
-    """One Chromium page; `requests` collects every URL the browser asked for (external ones are aborted)."""
-    page: object
-    requests: list[str] = field(default_factory=list)
-
-    def external(self) -> list[str]:
-        out = []
-        for u in self.requests:
-            parts = urllib.parse.urlsplit(u)
-            if parts.scheme in ("data", "blob", "about"):
-                continue
-            if parts.hostname not in ("127.0.0.1", "localhost"):
-                out.append(u)
-        return out
-
-
-@contextlib.contextmanager
-def chromium(viewport=(1400, 2000)):
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed (/usr/bin/chromium)")
-    from playwright.sync_api import sync_playwright
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM),
-                                    args=["--no-sandbox", "--disable-background-networking"])
-        try:
-            context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
-            b = Browser(context.new_page())
-            context.on("request", lambda r: b.requests.append(r.url))
-            context.on("websocket", lambda ws: b.requests.append(ws.url))
-
-            def local_only(route):
-                host = urllib.parse.urlsplit(route.request.url).hostname
-                return route.continue_() if host in ("127.0.0.1", "localhost") else route.abort()
-
-            context.route("**/*", local_only)
-            b.page.set_default_timeout(30_000)
-            yield b
-        finally:
-            browser.close()
-
-
 def problems(page) -> list[str]:
     """Exception boxes and lock / traceback wording visible on the page."""
     found = [f"exception box: {t[:300]}" for t in page.locator('[data-testid="stException"]').all_inner_texts()]
@@ -164,14 +74,6 @@ def metric_values(page) -> dict[str, str]:
 def file_fingerprint(db: Path) -> tuple[str, dict[str, int]]:
     counts = {t: sql(db, f"SELECT count(*) FROM {t}")[0][0] for t in TABLES}
     return hashlib.sha256(db.read_bytes()).hexdigest(), counts
-
-
-def write(db: Path, statement: str, params: list | None = None) -> None:
-    con = duckdb.connect(str(db))
-    try:
-        con.execute(statement, params or [])
-    finally:
-        con.close()
 
 
 # ======================================================================== hostile cache
@@ -348,38 +250,14 @@ def shown_outcomes(metrics: dict[str, str]) -> dict[str, int]:
 
 @pytest.fixture
 def app(monkeypatch):
-    from streamlit.testing.v1 import AppTest
-
-    def _open(db: Path) -> AppTest:
-        monkeypatch.setenv("VLMEMES_DB", str(db))
-        at = AppTest.from_file(str(APP), default_timeout=90)
-        at.run()
-        assert not at.exception, [e.value for e in at.exception]
-        return at
-    return _open
-
-
-def goto(at, page: str, /, **params):
-    at.query_params.clear()
-    at.query_params.update(params)
-    at.switch_page(page)
-    at.run()
-    assert not at.exception, (page, params, [e.value for e in at.exception])
-    return at
-
-
-def all_text(at) -> str:
-    kinds = ("markdown", "text", "caption", "info", "warning", "error", "success", "title", "code")
-    return "\n".join(str(e.value) for kind in kinds for e in getattr(at, kind))
+    return app_opener(monkeypatch)
 
 
 @pytest.mark.parametrize("name", list(ODD_VALUES))
 def test_odd_values_in_every_parameter_of_every_page_change_only_the_filter(name, hostile, app):
     value = ODD_VALUES[name]
     at = app(hostile.db)
-    titles = {"views/overview.py": "Overview", "views/errors.py": "Errors", "views/disagreement.py": "Disagreement",
-              "views/heatmaps.py": "Heatmaps", "views/meme.py": "Meme", "views/runs.py": "Runs"}
-    for page, title in titles.items():
+    for page, _, title, _ in PAGES:
         goto(at, page, **{p: value for p in PARAMS})
         assert at.title[0].value == title
         assert str(hostile.db) in [c.value for c in at.sidebar.code], "?db= must not change the cache"

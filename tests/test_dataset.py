@@ -114,6 +114,76 @@ def test_changed_file_retires_old_meme_and_keeps_its_rows(folder, tmp_path):
     assert store.query("SELECT count(*) FROM ocr WHERE meme_id = ?", [old_id])[0][0] == 1
 
 
+@pytest.fixture
+def decoded(monkeypatch):
+    """Record the meme id (SHA-256 of the bytes) of every image Pillow really decodes from here on.
+
+    Every decode in the pipeline (scan probe, thumbnail, stage input) opens an in-memory copy of the
+    file's bytes and runs ImageFile.load with a non-empty tile list; `unknown` counts decodes whose
+    bytes could not be identified (so a change in how images are opened cannot pass unnoticed)."""
+    from PIL import ImageFile
+    seen = {"ids": [], "unknown": 0}
+    real_load = ImageFile.ImageFile.load
+
+    def load(self):
+        if self.tile:                       # pixels still to decode (not an already loaded image)
+            if isinstance(self.fp, io.BytesIO):
+                seen["ids"].append(hashlib.sha256(self.fp.getvalue()).hexdigest())
+            else:
+                seen["unknown"] += 1
+        return real_load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    return seen
+
+
+def test_rerun_decodes_only_new_files(folder, tmp_path, decoded):
+    """A rerun hashes every file but decodes only bytes the store does not hold yet; new and bad files
+    are still probed and recorded exactly as on a first run."""
+    from bad_inputs import truncated_png
+    db = tmp_path / "cache.duckdb"
+    argv = ["precompute", "--memes", str(folder), "--db", str(db), "--stages", "ocr", "--ocr-engine", "tesseract"]
+    assert main(argv) == 1
+    store = Store(db)
+    first = {r[0]: r[1:] for r in store.query("SELECT meme_id, width, height, format, n_frames, thumbnail FROM memes")}
+    assert len(first) == 3 and len(set(decoded["ids"]) & set(first)) == 3, "the recorder sees the first run's decodes"
+
+    new, broken = folder / "Нейтрально" / "новый.png", folder / "Негативно" / "broken.png"
+    new.write_bytes(_png((7, 7, 7), size=(80, 60)))
+    broken.write_bytes(truncated_png())          # a valid header: only decoding finds the damage
+    new_id, broken_id = (hashlib.sha256(p.read_bytes()).hexdigest() for p in (new, broken))
+    decoded["ids"].clear()
+    assert main(argv) == 1
+    assert not set(decoded["ids"]) & set(first), "a meme stored by the first run must not be decoded again"
+    assert new_id in decoded["ids"] and broken_id in decoded["ids"] and decoded["unknown"] == 0
+    assert decoded["ids"].count(broken_id) == 1, "a bad file is decoded once, in the scan"
+
+    rows = {r[0]: r[1:] for r in store.query("SELECT meme_id, width, height, format, n_frames, thumbnail FROM memes")}
+    assert {k: rows[k] for k in first} == first, "stored memes keep their row"
+    assert rows[new_id][:4] == (80, 60, "PNG", 1) and rows[new_id][4] is not None, "the new meme is probed, with a thumbnail"
+    assert broken_id not in rows
+    failures = {r[0]: (r[1], r[2]) for r in store.query(
+        "SELECT path, error_type, message FROM failures WHERE stage = 'scan' AND run_id = 2")}
+    assert failures["Негативно/broken.png"][0] == "BadImage" and "not a readable image" in failures["Негативно/broken.png"][1]
+    assert set(failures) == {"Негативно/broken.png", "Нейтрально/notes.jpg", "Мусор/", "Негативно/злой мем 😡.png"}
+    assert failures["Негативно/злой мем 😡.png"][0] == "LabelConflict", "a stored meme's label conflict is still found"
+    assert store.query("SELECT count(*) FROM meme_paths")[0][0] == 6
+
+    # The scan itself: the same result with and without `known`, only fewer decodes.
+    known = store.known_image_infos()
+    assert set(known) == set(first) | {new_id}
+    full, quick = dataset.scan(folder), dataset.scan(folder, known=known)
+    assert {k: (m.paths, m.info, m.n_bytes) for k, m in quick.memes.items()} == \
+        {k: (m.paths, m.info, m.n_bytes) for k, m in full.memes.items()}
+    assert quick.failures == full.failures and quick.files_seen == full.files_seen == 8
+    assert (full.probed, quick.probed) == (6, 2), "4 distinct images + 2 bad files; with `known` only the bad ones"
+
+    # A meme stored without a thumbnail (its thumbnail failed) is not known: the next scan probes it again.
+    with store.transaction() as con:
+        con.execute("UPDATE memes SET thumbnail = NULL, thumbnail_mime = NULL WHERE meme_id = ?", [new_id])
+    assert new_id not in store.known_image_infos()
+
+
 def test_annotations_command(folder, tmp_path, capsys):
     out = tmp_path / "annotations.csv"
     code = main(["annotations", "--memes", str(folder), "--out", str(out)])

@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from dashboard_helpers import sql
 from pipeline import export
 from pipeline.cli import main
 
@@ -96,14 +97,6 @@ def parse(html: str) -> DomBuilder:
 
 
 # ============================================================================ fixtures
-def _q(db: Path, sql: str, params: list | None = None) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
-
-
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -148,7 +141,7 @@ def hostile_report(hostile_db) -> dict:
 
 
 def _prediction_sets(db: Path) -> list[tuple[str, str, str, bool]]:
-    return _q(db, "SELECT variant_id, model_id, name, is_smoke FROM variants WHERE stage IN ('clip', 'vlm') "
+    return sql(db, "SELECT variant_id, model_id, name, is_smoke FROM variants WHERE stage IN ('clip', 'vlm') "
                   "ORDER BY list_position(['ocr', 'clip', 'vlm', 'cam'], stage), model_id, name")
 
 
@@ -161,7 +154,7 @@ def test_report_has_every_section_and_the_numbers_of_the_cache(hostile_report):
     for sid in ("summary", "sets", "agreement", "errors", "disagreements", "about", "content-warning",
                 "smoke-banner", "exclusions", "metrics-chart"):
         assert dom.by_id(sid) is not None, sid
-    n_eligible, n_retired, n_unlabelled = _q(
+    n_eligible, n_retired, n_unlabelled = sql(
         db, f"SELECT count(*) FILTER ({ELIGIBLE.replace('m.', '')}), count(*) FILTER (retired), "
             "count(*) FILTER (label IS NULL AND NOT retired) FROM memes")[0]
     assert (n_retired, n_unlabelled) == (1, 1)
@@ -174,7 +167,7 @@ def test_report_has_every_section_and_the_numbers_of_the_cache(hostile_report):
     for vid, _model, _name, _smoke in sets:
         section = dom.by_id(f"set-{vid}")
         assert section is not None and dom.by_id(f"errors-{vid}") is not None
-        (n, right, tp, fp, fn, tn, u_tox, u_non), = _q(db, f"""
+        (n, right, tp, fp, fn, tn, u_tox, u_non), = sql(db, f"""
             SELECT count(*), count(*) FILTER (p.label = m.label),
                    count(*) FILTER (m.label = 'toxic' AND p.label = 'toxic'), count(*) FILTER (m.label = 'non_toxic' AND p.label = 'toxic'),
                    count(*) FILTER (m.label = 'toxic' AND p.label = 'non_toxic'), count(*) FILTER (m.label = 'non_toxic' AND p.label = 'non_toxic'),
@@ -206,7 +199,7 @@ def test_error_gallery_is_the_most_confident_errors_from_sql(hostile_report):
     gallery = [g for g in dom.find_all("div", cls="gallery") if g.attrs.get("data-set") == vid
                and g.attrs["data-kind"] == "fp"][0]
     shown = [c.attrs["data-meme-id"] for c in gallery.find_all("article", cls="card")]
-    expected = [m for (m,) in _q(db, f"SELECT p.meme_id FROM predictions p JOIN memes m USING (meme_id) "
+    expected = [m for (m,) in sql(db, f"SELECT p.meme_id FROM predictions p JOIN memes m USING (meme_id) "
                                      f"WHERE p.variant_id = ? AND {ELIGIBLE} AND m.label = 'non_toxic' AND "
                                      f"p.label = 'toxic' ORDER BY p.score DESC NULLS LAST", [vid])]
     assert shown[0] == hostile_report["hostile"]
@@ -218,11 +211,11 @@ def test_error_gallery_is_the_most_confident_errors_from_sql(hostile_report):
 
 def test_every_image_is_embedded_as_a_data_uri_matching_the_cache(hostile_report):
     db, dom = hostile_report["db"], hostile_report["dom"].root
-    cams = [v for (v,) in _q(db, "SELECT variant_id FROM variants WHERE stage = 'cam'")]
+    cams = [v for (v,) in sql(db, "SELECT variant_id FROM variants WHERE stage = 'cam'")]
     assert cams, "the smoke cache has no CAM heatmaps"
     cards = dom.find_all("article", cls="card")
     assert cards
-    expected = {m: (n, label) for m, n, label in _q(db, """
+    expected = {m: (n, label) for m, n, label in sql(db, """
         SELECT meme_id, (thumbnail IS NOT NULL)::INT + (SELECT count(*) FROM heatmaps h WHERE h.meme_id = m.meme_id
                AND overlay IS NOT NULL), label FROM memes m""")}
     total = 0
@@ -377,7 +370,7 @@ def test_no_images_leaves_every_image_out(smoke_db, tmp_path):
 
 def test_models_filter_keeps_matching_prediction_sets(smoke_db, tmp_path, capsys):
     sets = _prediction_sets(smoke_db)
-    vlm_names = [name for vid, model, name, _ in sets if _q(smoke_db, "SELECT stage FROM variants WHERE variant_id = ?", [vid])[0][0] == "vlm"]
+    vlm_names = [name for vid, model, name, _ in sets if sql(smoke_db, "SELECT stage FROM variants WHERE variant_id = ?", [vid])[0][0] == "vlm"]
     needle = vlm_names[0]
     kept = {vid for vid, model, name, _ in sets if needle in model or needle in name}
     out = export.export_html(smoke_db, tmp_path / "f.html", models=[needle])
@@ -409,7 +402,7 @@ def test_parquet_export_round_trips_every_table(smoke_db, tmp_path, capsys):
     out = tmp_path / "pq"
     assert main(["export", "--db", str(smoke_db), "--parquet", str(out)]) == 0
     assert _sha(smoke_db) == before
-    tables = [t for (t,) in _q(smoke_db, "SELECT table_name FROM duckdb_tables() ORDER BY 1")]
+    tables = [t for (t,) in sql(smoke_db, "SELECT table_name FROM duckdb_tables() ORDER BY 1")]
     assert {"memes", "predictions", "heatmaps", "ocr", "variants", "runs", "failures", "meme_paths"} <= set(tables)
     assert sorted(p.stem for p in out.glob("*.parquet")) == tables
     printed = capsys.readouterr().out

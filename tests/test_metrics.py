@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.metrics import cohen_kappa_score, f1_score, roc_auc_score
+from sklearn.metrics import cohen_kappa_score, f1_score, roc_auc_score, roc_curve
 
 from pipeline import metrics
 from pipeline.metrics import (Estimate, agreement, classification_metrics, proportion_estimate,
@@ -171,16 +171,93 @@ def test_roc_curve_points_hand_ranked():
 
 
 def test_auroc_bootstrap_statistic_matches_sklearn_on_each_resample():
+    # Each resample draws memes by index from the layout of the counts (non-toxic memes first, in
+    # score order, then toxic ones); its AUROC must be sklearn's roc_auc_score on those memes.
     rng = np.random.default_rng(3)
     y = (rng.random(40) < 0.5).astype(np.int64)
     s = np.round(rng.random(40), 1)                          # many ties
-    stats = metrics._auroc_bootstrap(y, s, np.random.default_rng(5), 25)
+    sc = metrics.ScoreCounts.from_rows(y, s)
+    stats = metrics._auroc_bootstrap(sc, np.random.default_rng(5), 25)
+    labels = np.repeat([0, 1], [sc.n_neg, sc.n_pos])
+    points = np.concatenate([np.repeat(sc.scores, sc.neg), np.repeat(sc.scores, sc.pos)])
+    assert sorted(points) == sorted(s) and labels.sum() == y.sum()
     idx = np.random.default_rng(5).integers(0, 40, size=(25, 40))   # the same resamples
     for stat, i in zip(stats, idx):
-        if y[i].min() == y[i].max():
+        if labels[i].min() == labels[i].max():
             assert math.isnan(stat)
         else:
-            assert stat == pytest.approx(roc_auc_score(y[i], s[i]))
+            assert stat == pytest.approx(roc_auc_score(labels[i], points[i]))
+
+
+def test_auroc_bootstrap_matches_resampling_memes_by_index():
+    # Resampling the (score, label) cells must behave like resampling memes by index.
+    rng = np.random.default_rng(12)
+    n = 80
+    y = (rng.random(n) < 0.4).astype(np.int64)
+    s = np.round(y * 0.15 + rng.random(n), 2)
+    r = classification_metrics([T if v else N for v in y], [T] * n, list(s), n_boot=4000)
+    idx = rng.integers(0, n, size=(4000, n))
+    yi, si = y[idx], s[idx]                                  # Mann-Whitney of every index resample
+    wins = (si[:, :, None] > si[:, None, :]) + 0.5 * (si[:, :, None] == si[:, None, :])
+    pairs = yi[:, :, None] * (1 - yi[:, None, :])            # (toxic, non-toxic) pairs
+    with np.errstate(invalid="ignore"):
+        ref = (wins * pairs).sum(axis=(1, 2)) / pairs.sum(axis=(1, 2))
+    ref = ref[np.isfinite(ref)]
+    assert ref[0] == pytest.approx(roc_auc_score(yi[0], si[0]))
+    lo, hi = np.quantile(ref, [0.025, 0.975])
+    assert r.auroc.method == "bootstrap"
+    assert r.auroc.low == pytest.approx(lo, abs=0.02) and r.auroc.high == pytest.approx(hi, abs=0.02)
+
+
+def test_counts_and_rows_give_the_same_reports():
+    # SQL hands the dashboard counts; the export hands rows: both must end in identical reports.
+    rng = np.random.default_rng(21)
+    n = 300
+    y = [T if v else N for v in rng.random(n) < 0.45]
+    y[3] = None                                              # a label conflict: no true label
+    a = list(rng.choice(np.array([T, N, None], dtype=object), n, p=[0.4, 0.5, 0.1]))
+    b = list(rng.choice(np.array([T, N, None], dtype=object), n, p=[0.5, 0.4, 0.1]))
+    s = list(np.round(rng.random(n), 2))
+    s[5] = None
+    rows = classification_metrics(y, a, s).as_dict()
+    from collections import Counter
+    table = metrics.answer_table((t, p, k) for (t, p), k in Counter(zip(y, a)).items())
+    keep = [i for i in range(n) if y[i] is not None and s[i] is not None]
+    sc = metrics.ScoreCounts.from_rows(np.array([y[i] == T for i in keep], dtype=np.int64),
+                                       np.array([s[i] for i in keep]))
+    assert metrics.classification_from_counts(table, sc).as_dict() == rows
+    assert rows["confusion"]["tp"] + rows["confusion"]["fn"] + rows["confusion"]["unparsed_toxic"] == \
+        sum(1 for v in y if v == T)
+    pair = metrics.answer_table((t, p, q, k) for (t, p, q), k in Counter(zip(y, a, b)).items())
+    assert metrics.agreement_from_counts(pair).as_dict() == agreement(y, a, b).as_dict()
+    assert metrics.roc_points_from_counts(sc) == roc_curve_points(y, s)
+    with pytest.raises(ValueError, match="answer"):
+        metrics.answer_table([(T, "Toxic", 3)])
+    with pytest.raises(ValueError, match="true label"):
+        metrics.answer_table([("maybe", T, 3)])
+
+
+def test_point_values_match_sklearn():
+    rng = np.random.default_rng(8)
+    for _ in range(10):
+        n = int(rng.integers(5, 60))
+        y = rng.integers(0, 2, n)
+        p = rng.integers(-1, 2, n)                            # -1: unparseable
+        q = rng.integers(-1, 2, n)
+        s = np.round(rng.random(n), 1)
+        lab = {1: T, 0: N, -1: None}
+        r = classification_metrics([lab[v] for v in y], [lab[v] for v in p], list(s))
+        assert r.f1.value == pytest.approx(f1_score(y, np.where(p == 1, 1, 0), zero_division=np.nan), nan_ok=True)
+        if 0 < y.sum() < n:
+            assert r.auroc.value == pytest.approx(roc_auc_score(y, s))
+            pts = roc_curve_points([lab[v] for v in y], list(s))
+            fpr, tpr, thr = roc_curve(y, s, drop_intermediate=False)
+            assert [(d["fpr"], d["tpr"]) for d in pts] == pytest.approx(list(zip(fpr, tpr)))
+        k = agreement([lab[v] for v in y], [lab[v] for v in p], [lab[v] for v in q]).kappa.value
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = cohen_kappa_score(p, q, labels=[-1, 0, 1])
+        assert k == pytest.approx(ref, nan_ok=True) if not math.isnan(ref) else k is None
 
 
 def test_auroc_auto_method_switch():
@@ -188,7 +265,7 @@ def test_auroc_auto_method_switch():
     y = [T if v else N for v in rng.random(1200) < 0.5]
     s = list(rng.random(1200))
     pred = [T] * 1200
-    # 1200 * 2000 = 2.4e6 > AUTO_BOOTSTRAP_CELLS (2e6): DeLong; 1200 * 400 = 4.8e5: bootstrap
+    # 1200 * 2000 = 2.4e6 > AUTO_BOOTSTRAP_CELLS (1e6): DeLong; 1200 * 400 = 4.8e5: bootstrap
     assert classification_metrics(y, pred, s).auroc.method == "delong"
     boot = classification_metrics(y, pred, s, n_boot=400).auroc
     assert boot.method == "bootstrap" and boot.n_boot == 400
@@ -399,3 +476,16 @@ def test_speed_51_memes_and_100k_memes():
     assert r.auroc.method == "delong"                        # chosen automatically at this size
     assert r.f1.n_boot == 2000 and r.f1.high - r.f1.low < 0.02
     assert big < 3.0, f"100k memes took {big:.3f}s"          # ~0.3-0.4 s measured on 2 cores
+
+
+def test_roc_thinning_keeps_the_ends_and_at_most_max_points():
+    rng = np.random.default_rng(4)
+    y = (rng.random(5000) < 0.5).astype(np.int64)
+    sc = metrics.ScoreCounts.from_rows(y, rng.random(5000))
+    full = metrics.roc_points_from_counts(sc)
+    thin = metrics.roc_points_from_counts(sc, max_points=400)
+    assert len(full) == 5001 and len(thin) == 400
+    assert thin[0] == full[0] == {"fpr": 0.0, "tpr": 0.0, "threshold": None} and thin[-1] == full[-1]
+    assert all(p in full for p in thin[::37])                  # points of the curve, not new ones
+    assert [p["fpr"] for p in thin] == sorted(p["fpr"] for p in thin)
+    assert metrics.roc_points_from_counts(sc, max_points=10_000) == full

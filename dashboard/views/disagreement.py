@@ -8,13 +8,11 @@ from dashboard import analysis, charts, components as c, db, queries as q
 
 CELLS = {"both_right": "Both right", "only_a_right": "Only A right", "only_b_right": "Only B right",
          "both_wrong": "Both wrong"}
-TRUTH = {"any": "any", "toxic": "toxic", "non_toxic": "non-toxic"}
+TRUTH = c.TRUTH_FILTER
 
-st.title("Disagreement")
-st.caption("Two prediction sets on the memes both answered: the right/wrong table, Cohen's kappa between "
-           "their answers and the exact McNemar test. An unparseable answer counts as wrong.")
-retired = c.include_retired()
-c.require("predictions", "predictions", stages="clip,vlm")
+retired = c.page("Disagreement", "Two prediction sets on the memes both answered: the right/wrong table, Cohen's "
+                 "kappa between their answers and the exact McNemar test. An unparseable answer counts as wrong.",
+                 "predictions", "predictions", "clip,vlm")
 sets = c.variant_rows(q.PREDICTION_STAGES)
 if len(sets) < 2:
     st.info("Comparing needs two prediction sets (two models, or two prompt versions of one). "
@@ -66,11 +64,9 @@ else:
     st.caption("No meme has scores from both sets.")
 
 st.subheader("Memes per cell")
-cell_counts = db.fetch(q.pair_cell_counts, a["variant_id"], b["variant_id"], retired)
 g1, g2, g3 = st.columns([4, 1, 1])
 truth = c.url_select("True label", list(TRUTH), "truth", format_func=TRUTH.get, container=g2)
-shown = cell_counts if truth == "any" else cell_counts[cell_counts["truth"] == truth]
-per_cell = shown.groupby("cell")["memes"].sum().to_dict()
+per_cell = rep["table"] if truth == "any" else rep["by_label"][truth]
 cell = c.url_select("Cell", list(CELLS), "cell", default="only_a_right", radio=True, container=g1,
                     format_func=lambda k: f"{CELLS[k]} ({int(per_cell.get(k, 0)):,})")
 size = c.page_size_picker(container=g3)

@@ -6,20 +6,13 @@ import streamlit as st
 from dashboard import components as c, db, queries as q
 
 GROUPS = {"fp": "False positives", "fn": "False negatives", "unparsed": "Unparseable answers"}
-TRUTH = {"any": "any", "toxic": "toxic", "non_toxic": "non-toxic"}
+TRUTH = c.TRUTH_FILTER
 HAS_TEXT = {"any": "any", "yes": "with OCR text", "no": "without OCR text"}
 
-st.title("Errors")
-st.caption("Where a prediction set is wrong, most confident mistakes first. An unparseable answer "
-           "(the VLM named no class) is its own group.")
-retired = c.include_retired()
-c.require("predictions", "predictions", stages="clip,vlm")
-sets = c.variant_rows(q.PREDICTION_STAGES)
+retired = c.page("Errors", "Where a prediction set is wrong, most confident mistakes first. An unparseable "
+                 "answer (the VLM named no class) is its own group.", "predictions", "predictions", "clip,vlm")
+sets = c.registered(q.PREDICTION_STAGES, "predictions", "prediction set", "clip,vlm")
 ocr_rows = c.variant_rows("ocr")
-if not sets:
-    st.info("The predictions in this cache belong to no registered prediction set (`variants`). Recompute with:")
-    st.code(c.fill_command("clip,vlm"), language="bash")
-    st.stop()
 
 f1, f2, f3 = st.columns([3, 1, 1])
 chosen = c.pick_variant("Prediction set", sets, "set", container=f1)

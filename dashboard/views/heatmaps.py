@@ -6,20 +6,13 @@ import streamlit as st
 from dashboard import components as c, db, imaging, queries as q
 
 VIEWS = {"overlay": "Overlay", "original": "Original", "side": "Side by side"}
-TRUTH = {"any": "any", "toxic": "toxic", "non_toxic": "non-toxic"}
+TRUTH = c.TRUTH_FILTER
 PRED = {"any": "any", "toxic": "toxic", "non_toxic": "non-toxic", "unparsed": "unparseable"}
 CORRECT = {"any": "any", "right": "right", "wrong": "wrong"}
 
-st.title("Heatmaps")
-st.caption("Where the image model looked (class activation maps). Filters by true label, answer and "
-           "correctness use the prediction set chosen below.")
-retired = c.include_retired()
-c.require("heatmaps", "heatmaps", stages="cam")
-cams = c.variant_rows("cam")
-if not cams:
-    st.info("The heatmaps in this cache belong to no registered method (`variants`). Recompute with:")
-    st.code(c.fill_command("cam"), language="bash")
-    st.stop()
+retired = c.page("Heatmaps", "Where the image model looked (class activation maps). Filters by true label, answer "
+                 "and correctness use the prediction set chosen below.", "heatmaps", "heatmaps", "cam")
+cams = c.registered("cam", "heatmaps", "method", "cam")
 sets = c.variant_rows(q.PREDICTION_STAGES)
 ocr_rows = c.variant_rows("ocr")
 

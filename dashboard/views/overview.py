@@ -6,11 +6,8 @@ import streamlit as st
 
 from dashboard import analysis, charts, components as c, db, queries as q
 
-st.title("Overview")
-st.caption("What the cache holds, and how every prediction set (model × prompt version) scores "
-           "against the folder labels.")
-retired = c.include_retired()
-c.require("memes", "memes", stages=None)
+retired = c.page("Overview", "What the cache holds, and how every prediction set (model × prompt version) scores "
+                 "against the folder labels.", "memes", "memes")
 
 # ------------------------------------------------------------------------------------ memes
 ov = db.fetch(q.meme_overview, retired)
@@ -98,9 +95,12 @@ st.dataframe(table, hide_index=True, column_config={
     "f1": st.column_config.TextColumn("F1"), "auroc": st.column_config.TextColumn("AUROC"),
     "unparseable_rate": st.column_config.TextColumn("unparseable rate"),
 })
+stored_run = analysis.metrics(retired)[1]
 st.caption("Value [95% interval] n=denominator. Accuracy, precision, recall and the unparseable rate use "
            "Wilson intervals; F1 a bootstrap; AUROC a bootstrap (small n) or DeLong (large n). Unparseable "
-           "answers count as wrong and as missed toxic memes (pipeline.metrics).")
+           "answers count as wrong and as missed toxic memes (pipeline.metrics). "
+           + (f"Stored by run {stored_run} at its end (nothing has changed since)." if stored_run is not None
+              else "Computed now: the cache changed after the last finished run stored its metrics."))
 
 with st.expander("All numbers (long form)"):
     long = pd.DataFrame([

@@ -8,10 +8,8 @@ import streamlit as st
 
 from dashboard import components as c, db, queries as q
 
-st.title("Runs")
-st.caption("Every `python -m pipeline precompute`: what it was asked, with which versions on which device, "
-           "what it computed, and what failed.")
-c.require("runs", "runs")
+c.page("Runs", "Every `python -m pipeline precompute`: what it was asked, with which versions on which device, "
+       "what it computed, and what failed.", "runs", "runs")
 runs = db.fetch(q.runs)
 c.smoke_banner(r["is_smoke"] for r in runs)
 

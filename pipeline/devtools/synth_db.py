@@ -38,6 +38,7 @@ from PIL import Image
 from pipeline.config import MODEL_MAX_SIDE, NON_TOXIC, TOXIC
 from pipeline.devtools.synthetic_memes import (NEUTRAL_CAPTIONS, TOXIC_CAPTIONS, draw_meme, expected_text,
                                                photo_background)
+from pipeline import summary
 from pipeline.store import Store, short_hash
 
 THUMB_SIDE = 128                   # smaller than the pipeline's 384 px: keeps 100k-meme files small
@@ -376,6 +377,7 @@ def synth_db(path: str | Path, n: int, seed: int = 0, overwrite: bool = False) -
         _insert(store, table, rows)
     with store.transaction() as con:
         con.execute("INSERT OR REPLACE INTO meta VALUES ('synthetic', ?)", [json.dumps({"n": n, "seed": seed})])
+    summary.write(store, max(r["run_id"] for r in plan.runs()))     # as a precompute does at its end
     return path
 
 

@@ -1,0 +1,166 @@
+"""The dashboard's metrics come from counts made in SQL (pipeline/summary.py, dashboard/queries.py): they must equal
+pipeline.metrics run on the meme-level rows, on a real DuckDB file with label conflicts, retired
+memes, unparseable answers and answers without a score."""
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from dashboard import queries as q
+from pipeline import metrics, summary
+from pipeline.devtools.synth_db import synth_db
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    db = synth_db(tmp_path_factory.mktemp("analysis") / "s.duckdb", 800, seed=3)
+    con = duckdb.connect(str(db))
+    # answers without a score (an engine that gives none) and an unparseable answer with a score
+    con.execute("""UPDATE predictions SET score = NULL
+                   WHERE meme_id IN (SELECT meme_id FROM memes ORDER BY meme_id LIMIT 40)""")
+    con.execute("""UPDATE predictions SET label = NULL
+                   WHERE meme_id IN (SELECT meme_id FROM memes ORDER BY meme_id DESC LIMIT 7)""")
+    con.close()
+    con = duckdb.connect(str(db), read_only=True)
+    yield con
+    con.close()
+
+
+def _rows(con, variant_id: str, include_retired: bool):
+    """Meme-level rows, every meme (no true label or retired included), for the row-level functions."""
+    return con.execute("""
+        SELECT m.label, p.label, p.score, m.retired FROM predictions p JOIN memes m USING (meme_id)
+        WHERE p.variant_id = ? ORDER BY p.meme_id""", [variant_id]).fetchall()
+
+
+@pytest.mark.parametrize("include_retired", [False, True])
+def test_classification_from_sql_counts_equals_row_metrics(synth, include_retired):
+    counts = summary.prediction_counts(synth, include_retired)
+    sets = [r[0] for r in synth.execute("SELECT DISTINCT variant_id FROM predictions ORDER BY 1").fetchall()]
+    assert sorted(counts) == sets
+    n_conflicts, n_retired = synth.execute(
+        "SELECT count(*) FILTER (label IS NULL), count(*) FILTER (retired) FROM memes").fetchall()[0]
+    assert n_conflicts > 0 and n_retired > 0                  # the cases the SQL must leave out
+    for v in sets:
+        rows = [r for r in _rows(synth, v, include_retired) if include_retired or not r[3]]
+        expected = metrics.classification_metrics([r[0] for r in rows], [r[1] for r in rows],
+                                                  [r[2] for r in rows]).as_dict()
+        sc = metrics.ScoreCounts(*counts[v]["scores"])
+        got = metrics.classification_from_counts(counts[v]["answers"], sc).as_dict()
+        assert got == expected
+        assert (counts[v]["answers"] == metrics.answer_table(
+            (r[0], r[1], 1) for r in rows if r[0] is not None)).all()
+        assert got["n"] == sum(r[0] is not None for r in rows)
+        assert got["auroc"]["n"] == sum(r[0] is not None and r[2] is not None for r in rows)
+        assert metrics.roc_points_from_counts(sc) == \
+            metrics.roc_curve_points([r[0] for r in rows], [r[2] for r in rows])
+    assert any(counts[v]["answers"][:, 0].sum() > 0 for v in sets), "no unparseable answer tested"
+
+
+def test_pair_counts_equal_row_agreement(synth):
+    sets = [r[0] for r in synth.execute("SELECT DISTINCT variant_id FROM predictions ORDER BY 1").fetchall()]
+    a, b = sets[0], sets[-1]
+    rows = synth.execute("""
+        SELECT m.label, pa.label, pb.label FROM predictions pa JOIN predictions pb USING (meme_id)
+        JOIN memes m USING (meme_id) WHERE pa.variant_id = ? AND pb.variant_id = ? AND NOT m.retired""",
+                         [a, b]).fetchall()
+    expected = metrics.agreement(*zip(*rows)).as_dict()
+    got = metrics.agreement_from_counts(metrics.answer_table(q.pair_answer_counts(synth, a, b, False))).as_dict()
+    assert got == expected and got["n"] > 700
+
+
+def test_a_set_without_scores_and_a_foreign_label(tmp_path):
+    db = tmp_path / "noscore.duckdb"
+    synth_db(db, 50, seed=1)
+    con = duckdb.connect(str(db))
+    v, other = (r[0] for r in con.execute("SELECT DISTINCT variant_id FROM predictions ORDER BY 1 LIMIT 2").fetchall())
+    con.execute("UPDATE predictions SET score = NULL WHERE variant_id = ?", [v])
+    counts = summary.prediction_counts(con, False)
+    assert counts[v]["scores"] is None and counts[v]["answers"].sum() > 0
+    assert counts[other]["scores"] is not None
+    con.execute("UPDATE predictions SET label = 'maybe' WHERE variant_id = ? AND meme_id = "
+                "(SELECT min(meme_id) FROM memes WHERE label IS NOT NULL AND NOT retired)", [other])
+    with pytest.raises(ValueError, match="label other than"):
+        summary.prediction_counts(con, False)
+    con.close()
+
+
+# ======================================================================== stored summary (pipeline/summary.py)
+def test_precompute_stores_the_metrics_the_dashboard_would_compute(smoke_db):
+    """The real pipeline (tiny models) ends each run by storing every set's metrics, both settings."""
+    con = duckdb.connect(str(smoke_db), read_only=True)
+    try:
+        latest = con.execute("SELECT max(run_id) FROM runs").fetchall()[0][0]
+        sets = {r[0] for r in con.execute("SELECT DISTINCT variant_id FROM predictions").fetchall()}
+        assert len(sets) >= 2
+        for retired in (False, True):
+            stored = q.stored_metrics(con, retired)
+            assert stored is not None and stored["run_id"] == latest
+            assert set(stored["sets"]) == sets
+            assert stored["sets"] == summary.metrics_summary(con, retired)   # as the dashboard computes it
+    finally:
+        con.close()
+
+
+def test_stored_metrics_are_used_only_while_current(tmp_path):
+    from pipeline.store import Store
+    db = synth_db(tmp_path / "s.duckdb", 300, seed=2)
+    with duckdb.connect(str(db), read_only=True) as con:
+        stored = q.stored_metrics(con, False)
+        assert stored["run_id"] == 4 and stored["sets"] == q.live_metrics(con, False)
+        assert q.stored_metrics(con, True)["sets"] == q.live_metrics(con, True)
+        assert q.stored_metrics(con, True)["sets"] != stored["sets"]      # retired memes change the counts
+    store = Store(db)
+    run = store.start_run("precompute", {}, "/memes", {}, "cpu", None)   # a newer run: still going, or killed
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert q.stored_metrics(con, False) is None
+    store.update_run(run, status="ok")                                  # it ended without storing a summary
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert q.stored_metrics(con, False) is None
+    summary.write(store, run)
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert q.stored_metrics(con, False)["run_id"] == run
+
+
+def test_a_cache_without_the_summaries_table_computes_live(tmp_path):
+    db = synth_db(tmp_path / "old.duckdb", 50, seed=4)
+    with duckdb.connect(str(db)) as con:
+        con.execute("DROP TABLE summaries")                              # a cache from before the table
+        assert q.stored_metrics(con, False) is None
+        assert len(q.live_metrics(con, False)) == 4
+
+
+def test_a_failing_summary_never_costs_the_run_its_record(tmp_path, synthetic_memes, monkeypatch, capsys):
+    from pipeline import runner
+    from pipeline.cli import main
+
+    def broken(store, run_id):
+        raise RuntimeError("disk full (simulated)")
+    db = tmp_path / "c.duckdb"
+    argv = ["precompute", "--memes", str(synthetic_memes), "--db", str(db), "--stages", "ocr", "--ocr-engine", "tesseract"]
+    assert main(argv) == 0                            # OCR only: no prediction set, an empty summary
+    assert "summary" not in capsys.readouterr().err
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM summaries").fetchall() == [(0,)]
+        assert q.stored_metrics(con, False) is None and q.live_metrics(con, False) == {}
+    monkeypatch.setattr(runner.summary, "write", broken)
+    assert main(argv) == 0
+    assert "metrics summary not stored (RuntimeError: disk full (simulated))" in capsys.readouterr().err
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT status FROM runs ORDER BY run_id").fetchall() == [("ok",), ("ok",)]
+        assert q.stored_metrics(con, False) is None
+
+
+def test_overview_shows_stored_or_live_metrics_and_the_same_numbers(tmp_path, monkeypatch):
+    """The page says where its metrics come from; the table is identical either way."""
+    from dashboard_helpers import all_text, app_opener
+    from pipeline.store import Store
+    db = synth_db(tmp_path / "s.duckdb", 200, seed=6)
+    at = app_opener(monkeypatch)(db)
+    stored_table = next(d.value for d in at.dataframe if "accuracy" in d.value.columns)
+    assert "Stored by run 4 at its end" in all_text(at)
+    Store(db).start_run("precompute", {}, "/memes", {}, "cpu", None)    # a newer run: stored ones not current
+    at = app_opener(monkeypatch)(db)
+    assert "Computed now" in all_text(at) and "Stored by run" not in all_text(at)
+    live_table = next(d.value for d in at.dataframe if "accuracy" in d.value.columns)
+    assert live_table.equals(stored_table) and len(live_table) == 4
