@@ -20,11 +20,14 @@ CELL_COLORS = alt.Scale(domain=["both_right", "only_a_right", "only_b_right", "b
                         range=["#2ca02c", "#1f77b4", "#ff7f0e", "#d62728"])
 
 
+COUNT_AXIS = alt.Axis(tickMinStep=1, format="d")     # counts of memes: whole-number ticks only
+
+
 def label_bars(counts: dict) -> alt.Chart:
     df = pd.DataFrame({"label": ["toxic", "non_toxic", "no label (conflict)"],
                        "memes": [counts.get("toxic", 0), counts.get("non_toxic", 0), counts.get("no_label", 0)]})
     return (alt.Chart(df).mark_bar()
-            .encode(x=alt.X("memes:Q", title="memes"), y=alt.Y("label:N", sort=None, title=None),
+            .encode(x=alt.X("memes:Q", title="memes", axis=COUNT_AXIS), y=alt.Y("label:N", sort=None, title=None),
                     color=alt.Color("label:N", scale=LABEL_COLORS, legend=None), tooltip=["label", "memes"])
             .properties(height=alt.Step(28)))
 
@@ -34,7 +37,7 @@ def size_histogram(df: pd.DataFrame, cap: int) -> alt.Chart:
     order = sorted(df["bucket"].unique(), key=lambda s: int(s.split("–")[0].rstrip("+")))
     return (alt.Chart(df).mark_bar()
             .encode(x=alt.X("bucket:N", sort=order, title="longer side (px)"),
-                    y=alt.Y("memes:Q", stack=True, title="memes"),
+                    y=alt.Y("memes:Q", stack=True, title="memes", axis=COUNT_AXIS),
                     color=alt.Color("label:N", scale=LABEL_COLORS, title="label"),
                     tooltip=["bucket", "label", "memes"])
             )
@@ -44,7 +47,7 @@ def text_length_histogram(df: pd.DataFrame, cap: int) -> alt.Chart:
     df = df.assign(bucket=df["chars"].map(lambda v: f"{v}+" if v >= cap else f"{v}–{v + 19}"))
     order = [b for _, b in sorted(zip(df["chars"], df["bucket"]))]
     return (alt.Chart(df).mark_bar(color="#7f7f7f")
-            .encode(x=alt.X("bucket:N", sort=order, title="characters of OCR text"), y=alt.Y("memes:Q"),
+            .encode(x=alt.X("bucket:N", sort=order, title="characters of OCR text"), y=alt.Y("memes:Q", axis=COUNT_AXIS),
                     tooltip=["bucket", "memes"])
             )
 
