@@ -11,7 +11,10 @@ Per meme and prompt version (`pipeline.vlm_prompts`) the stage stores:
                first tokens coincide, the common tokens are appended and the first differing token
                compared), renormalised over the two. For explain-first prompts the prefix is the model's
                own reasoning (its answer up to its class line) followed by `\nКласс:`, so the score is
-               read where the model states its class, after its reasoning.
+               read where the model states its class, after its reasoning. When the answer itself
+               starts with exactly those tokens (a label-first answer `Класс: ...`), the generation
+               already computed that distribution: it is read off the generation's own step and the
+               extra forward pass (a second prefill of image + prompt) is skipped.
   logits       {"toxic": log p, "non_toxic": log p} (full-vocabulary log-softmax of those two tokens);
                score == softmax of the two.
 
@@ -398,8 +401,14 @@ class VlmStage(Stage):
         return inputs.to(self.device)
 
     def generate(self, inputs) -> str:
+        """The greedy answer (see _generate)."""
+        return self._generate(inputs)[0]
+
+    def _generate(self, inputs) -> tuple[str, list[int], list[tuple[float, float]]]:
+        """The greedy answer, its token ids, and at every step the log-probabilities of the two label
+        tokens (full-vocabulary log-softmax of the logits that step was chosen from)."""
         import torch
-        from transformers import GenerationConfig
+        from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
         gc = self.model.generation_config
         # Every knob set explicitly: transformers fills unset ones from the checkpoint's generation_config
         # (Qwen2.5-VL ships temperature 0.1, top_k 1, repetition_penalty 1.05); plain greedy is wanted.
@@ -408,16 +417,43 @@ class VlmStage(Stage):
         config = GenerationConfig(**{**neutral, "max_new_tokens": self.max_new_tokens, "do_sample": False,
                                      "num_beams": 1, "eos_token_id": gc.eos_token_id,
                                      "pad_token_id": gc.pad_token_id, "bos_token_id": gc.bos_token_id})
+        label_ids = [self._label_ids[1], self._label_ids[2]]
+        steps: list[tuple[float, float]] = []
+
+        class LabelLogprobs(LogitsProcessor):       # reads the scores, changes nothing
+            def __call__(self, input_ids, scores):
+                pair = torch.log_softmax(scores[0].float(), dim=-1)[label_ids]
+                steps.append((pair[0].item(), pair[1].item()))
+                return scores
+
         with torch.inference_mode():
-            out = self.model.generate(**inputs, generation_config=config)
-        new_tokens = out[:, inputs["input_ids"].shape[1]:]
-        return self.processor.batch_decode(new_tokens, skip_special_tokens=True)[0].strip()
+            out = self.model.generate(**inputs, generation_config=config,
+                                      logits_processor=LogitsProcessorList([LabelLogprobs()]))
+        new_tokens = out[0, inputs["input_ids"].shape[1]:].tolist()
+        text = self.processor.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+        return text, new_tokens, steps
+
+    def _scoring_ids(self, prefix: str) -> list[int]:
+        """The assistant tokens the score is read after: `prefix` and the label words' common tokens."""
+        return self.processor.tokenizer.encode(prefix, add_special_tokens=False) + self._label_ids[0]
+
+    def logprobs_from_generation(self, new_tokens: list[int], steps: list[tuple[float, float]],
+                                 prefix: str) -> dict[str, float] | None:
+        """The score's two log-probabilities read off the generation itself, when the model generated
+        exactly the scoring tokens (e.g. a label-first answer starting `Класс:`): greedy decoding then
+        computed the very next-token distribution the separate forward pass would (same prefix, via
+        the KV cache). None when it did not: the caller runs label_logprobs."""
+        extra = self._scoring_ids(prefix)
+        k = len(extra)
+        if len(steps) <= k or new_tokens[:k] != extra:
+            return None
+        return {TOXIC: steps[k][0], NON_TOXIC: steps[k][1]}
 
     def label_logprobs(self, inputs, prefix: str) -> dict[str, float]:
         """log p(toxic token), log p(non_toxic token) after the prompt + assistant `prefix` (one forward)."""
         import torch
-        common, toxic_id, neutral_id = self._label_ids
-        extra = self.processor.tokenizer.encode(prefix, add_special_tokens=False) + common
+        _, toxic_id, neutral_id = self._label_ids
+        extra = self._scoring_ids(prefix)
         n = inputs["input_ids"].shape[1]
         extended = {}
         for key, value in inputs.items():
@@ -446,8 +482,9 @@ class VlmStage(Stage):
         prompt = get_prompt(variant.name)
         prompt_text = prompt.render(meme.ocr_text)
         inputs = self.encode(meme.image, prompt_text)
-        raw = self.generate(inputs)
-        logits = self.label_logprobs(inputs, assistant_prefix(variant.name, raw))
+        raw, new_tokens, steps = self._generate(inputs)
+        prefix = assistant_prefix(variant.name, raw)
+        logits = self.logprobs_from_generation(new_tokens, steps, prefix) or self.label_logprobs(inputs, prefix)
         parsed = parse_answer(raw)
         return dict(label=parsed.label, explanation=parsed.explanation, raw_answer=raw, prompt=prompt_text,
                     score=self.score_from_logits(logits), logits=logits)

@@ -160,7 +160,7 @@ def test_process_rows_match_independent_computation(stage, memes, version):
 
 def test_explain_first_score_is_read_after_the_models_reasoning(stage, memes, monkeypatch):
     answer = "Объяснение: подпись унижает человека.\n**Класс:** токсичный"
-    monkeypatch.setattr(stage, "generate", lambda inputs: answer)
+    monkeypatch.setattr(stage, "_generate", lambda inputs: (answer, [], []))   # tokens unknown: forward pass
     by_name = {v.name: v for v in stage.variants()}
     meme = memes[1]
     label_first = stage.process([meme], by_name["label-first-v1"])[0]
@@ -173,6 +173,39 @@ def test_explain_first_score_is_read_after_the_models_reasoning(stage, memes, mo
     ref_lf = _reference_logprobs(stage, meme.image, label_first["prompt"], "Класс:")
     assert label_first["logits"]["toxic"] == pytest.approx(ref_lf["toxic"], abs=1e-4)
     assert explain_first["logits"] != label_first["logits"]
+
+
+def test_score_is_read_off_the_generation_when_it_wrote_the_scoring_tokens(stage, memes, monkeypatch):
+    """An answer that starts with exactly the scoring tokens (a label-first `Класс: ...`) needs no second
+    forward pass: the generation's own step has the same distribution. This random model never writes
+    `Класс:`, so the scoring prefix is made what it did write, with no common label tokens."""
+    import pipeline.vlm as vlm
+    variant = next(v for v in stage.variants() if v.name == "label-first-v1")
+    meme = memes[0]
+    raw, new_tokens, steps = stage._generate(stage.encode(meme.image, get_prompt(variant.name).render()))
+    assert len(steps) == len(new_tokens) and raw
+    tok = stage.processor.tokenizer
+    k = next(k for k in range(len(new_tokens) - 1, 0, -1)       # a prefix that re-encodes to the same tokens
+             if tok.encode(tok.decode(new_tokens[:k]), add_special_tokens=False) == new_tokens[:k])
+    prefix = tok.decode(new_tokens[:k])
+    monkeypatch.setattr(vlm, "assistant_prefix", lambda version, answer: prefix)
+    monkeypatch.setattr(stage, "_label_ids", ([], *stage._label_ids[1:]))
+
+    def no_forward(*args, **kwargs):
+        raise AssertionError("a second forward pass ran although the generation had the score")
+    monkeypatch.setattr(stage, "label_logprobs", no_forward)
+    row = stage.process([meme], variant)[0]
+    assert isinstance(row, dict), row
+    inputs = _inputs(stage, meme.image, _chat(stage.processor, row["prompt"]) + prefix)
+    assert inputs["input_ids"][0, -k:].tolist() == new_tokens[:k]     # the reference scores the same tokens
+    with torch.no_grad():
+        logp = torch.log_softmax(stage.model(**inputs).logits[0, -1].float(), dim=-1)
+    _, toxic_id, neutral_id = stage._label_ids
+    assert row["logits"]["toxic"] == pytest.approx(logp[toxic_id].item(), abs=1e-4)
+    assert row["logits"]["non_toxic"] == pytest.approx(logp[neutral_id].item(), abs=1e-4)
+    # one token different and the generation no longer matches: the forward pass is needed
+    assert stage.logprobs_from_generation([new_tokens[0] + 1] + new_tokens[1:], steps, prefix) is None
+    assert stage.logprobs_from_generation(new_tokens[:k], steps[:k], prefix) is None     # ended before the step
 
 
 def test_ocr_prompt_version_carries_the_ocr_text(tiny_qwen, memes):
