@@ -6,6 +6,7 @@ The flow of `precompute`:
      with thumbnails, record bad files and label conflicts;
   3. for each stage: find the (meme, variant) pairs not yet cached; load the model only if there
      are any; process them in batches, writing each batch (results + failures) in one transaction;
+     then let the stage go, so its model is freed before the next stage loads one;
   4. store the metrics summary the dashboard shows first (pipeline/summary.py), print a summary
      and store it in `runs`.
 Ctrl-C stops after the current batch; everything written so far stays.
@@ -13,6 +14,7 @@ Ctrl-C stops after the current batch; everything written so far stays.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import platform
 import signal
@@ -306,10 +308,9 @@ def precompute(memes_dir: Path, db: Path, stage_names: list[str], build_stage: C
             for f in scan_failures:
                 print(f"  [scan] {f['path']}: {f['error_type']}: {f['message']}", file=sys.stderr)
             memes = meme_inputs(scan, limit)
-            for stage in stages:
-                if stop.stop:
-                    break
-                summaries.append(run_stage(store, stage, memes, run_id, force, stop))
+            while stages and not stop.stop:
+                summaries.append(run_stage(store, stages.pop(0), memes, run_id, force, stop))
+                release_memory()        # that stage (and its model) is no longer referenced
             failed = bool(scan_failures) or any(s.failed for s in summaries)
             status = "interrupted" if stop.stop else ("failed" if failed else "ok")
         except KeyboardInterrupt:
@@ -328,6 +329,15 @@ def precompute(memes_dir: Path, db: Path, stage_names: list[str], build_stage: C
         if smoke:
             print("NOTE: random-weight models were used: this is a smoke run, not results.")
         return {"ok": 0, "interrupted": 130}.get(status, 1)
+
+
+def release_memory() -> None:
+    """Free what a finished stage held before the next one loads its model: Python objects now
+    unreferenced, and PyTorch's cached GPU blocks (only if torch was imported and a GPU is there)."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _write_summary(store: Store, run_id: int) -> None:

@@ -136,3 +136,30 @@ def test_cached_rerun_loads_no_model_library(smoke_db, synthetic_memes, tiny_mod
     assert out.returncode == 0, out.stderr[-2000:]
     assert "HEAVY []" in out.stdout, out.stdout
     assert out.stdout.count("nothing to compute") == 4
+
+
+def test_each_stage_and_its_model_are_freed_before_the_next_stage(tmp_path, synthetic_memes, tiny_models, monkeypatch):
+    """A full run must not hold every model at once (CPU: Qwen 7.5 GB + two CLIPs): a finished stage
+    is let go, its model with it, before the next one loads."""
+    import torch
+    import weakref
+    from pipeline import runner
+    finished = []                                   # (stage name, weakref to the stage, weakref to its model)
+    real_run_stage = runner.run_stage
+
+    def spy(store, stage, *args):
+        for name, stage_ref, model_ref in finished:
+            assert stage_ref() is None, f"the {name} stage is still referenced when {stage.name} starts"
+            assert model_ref is None or model_ref() is None, f"the {name} model is still alive at {stage.name}"
+        summary = real_run_stage(store, stage, *args)
+        model = stage.model if isinstance(getattr(stage, "model", None), torch.nn.Module) else None
+        finished.append((stage.name, weakref.ref(stage), model and weakref.ref(model)))
+        return summary
+    monkeypatch.setattr(runner, "run_stage", spy)
+    code = main(["precompute", "--memes", str(synthetic_memes), "--db", str(tmp_path / "c.duckdb"),
+                 "--stages", "clip,vlm,cam", "--limit", "2", "--clip-model", str(tiny_models["clip"]),
+                 "--vlm-model", str(tiny_models["qwen"]), "--max-new-tokens", "4", "--max-pixels", str(112 * 112),
+                 "--precision", "fp32", "--device", "cpu"])
+    assert code == 0
+    assert [name for name, _, _ in finished] == ["clip", "vlm", "cam"]
+    assert finished[1][2] is not None, "the VLM's model was loaded (the check above saw a real model)"
