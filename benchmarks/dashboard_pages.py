@@ -14,8 +14,8 @@ finishes; then it switches to the measured cache and times:
   warm  the median of --repeat further visits (memoised aggregates; galleries re-read),
   fresh the median of visits that change a filter each time (Errors: a new search word; Heatmaps,
         Runs: a new gallery page), i.e. the uncached gallery query itself.
-"overview (live metrics)" is Overview's first visit when the metrics a finished precompute stored
-(pipeline/summary.py) are not current, so it counts every answer itself.
+"overview (live metrics)" is Overview's first visit when the metrics a precompute stored
+(pipeline/summary.py) are not current (answers or labels changed since), so it counts every answer itself.
 "new process" is the very first page run of the process (on the warm-up cache): what the first
 visitor after `streamlit run` waits for, imports included.
 Targets: <= 0.5 s per page at 100k, <= 600 MB resident.
@@ -126,7 +126,7 @@ def measure(db: Path, warmup_db: Path, repeat: int) -> dict:
             key = "fpage" if page == "runs" else "page"
             fresh = statistics.median(_goto(at, page, {key: str(2 + i), "n": "12"}) for i in range(repeat))
         rows[page] = {"cold": cold, "warm": warm, "fresh": fresh, "sql": n_sql}
-    # the same first visit when the stored metrics are not current (a run after them, or killed):
+    # the same first visit when the stored metrics are not current (answers or labels changed since):
     # every memo dropped, and stored_metrics answering "not current", so the page counts live
     from dashboard import charts, db as dbmod, queries
     dbmod._cached.clear()

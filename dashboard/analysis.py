@@ -1,6 +1,6 @@
 """Statistics for the pages: pipeline.metrics over counts made in SQL, memoised per file state.
 
-Per prediction set (Overview) the metrics a finished precompute stored are used while they are
+Per prediction set (Overview) the metrics a precompute stored are used while they are
 current, else the same numbers are computed now (pipeline/summary.py). The agreement of two sets
 (Disagreement) is computed from SQL counts on demand. Results are plain dicts (as_dict()).
 """

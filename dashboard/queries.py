@@ -173,21 +173,20 @@ def text_length_histogram(con, ocr_variant: str, include_retired: bool, bucket: 
 
 @query
 def stored_metrics(con, include_retired: bool) -> dict | None:
-    """The metrics the newest run stored at its end (pipeline/summary.py) as {"run_id", "sets":
-    {variant_id: {"classification", "roc"}}}, or None when they may not describe the data as it is:
-    an older cache without the table, nothing stored, or a newer run (still going or killed)."""
+    """The metrics a precompute stored (pipeline/summary.py) as {"run_id", "sets": {variant_id:
+    {"classification", "roc"}}}, or None when they may not describe the data as it is: an older cache
+    without them, none stored, or answers / labels changed since (summary.fingerprint differs)."""
     if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = 'summaries'"
                        ).fetchall()[0][0]:
         return None
+    if summary.stored_fingerprint(con) != summary.fingerprint(con):
+        return None
     rows = con.execute("""
-        WITH latest AS (SELECT run_id, status FROM runs ORDER BY run_id DESC LIMIT 1)
-        SELECT s.variant_id, s.classification, s.roc, s.run_id
-        FROM summaries s JOIN latest USING (run_id)
-        WHERE s.include_retired = $retired AND list_contains($final, latest.status)
-    """, {"retired": include_retired, "final": list(summary.FINAL_STATUSES)}).fetchall()
+        SELECT variant_id, classification, roc, run_id FROM summaries WHERE include_retired = $retired
+    """, {"retired": include_retired}).fetchall()
     if not rows:
         return None
-    return {"run_id": rows[0][3],
+    return {"run_id": max(r[3] for r in rows),
             "sets": {v: {"classification": json.loads(c), "roc": json.loads(r)} for v, c, r, _ in rows}}
 
 

@@ -130,7 +130,7 @@ CREATE TABLE IF NOT EXISTS heatmaps (
     PRIMARY KEY (meme_id, variant_id)
 );
 
-CREATE TABLE IF NOT EXISTS summaries (  -- pipeline/summary.py: metrics per prediction set at the end of run_id
+CREATE TABLE IF NOT EXISTS summaries (  -- pipeline/summary.py: metrics per prediction set, computed by run_id
     include_retired BOOLEAN, variant_id VARCHAR, run_id INTEGER,
     classification VARCHAR,         -- JSON: pipeline.metrics ClassificationReport.as_dict()
     roc VARCHAR,                    -- JSON: [{fpr, tpr, threshold}], thinned for drawing
@@ -385,11 +385,13 @@ class Store:
             self.insert_rows(con, table, rows)
             self.insert_rows(con, "failures", [dict(run_id=run_id, created_at=now(), **f) for f in failures])
 
-    def save_summaries(self, rows: list[dict]) -> None:
-        """Replace the stored summary (pipeline/summary.py) with `rows`, in one transaction."""
+    def save_summaries(self, rows: list[dict], fingerprint: str) -> None:
+        """Replace the stored summary (pipeline/summary.py) with `rows` and the fingerprint of the data
+        they describe (meta key summary_fingerprint), in one transaction."""
         with self.transaction() as con:
             con.execute("DELETE FROM summaries")
             self.insert_rows(con, "summaries", rows)
+            con.execute("INSERT OR REPLACE INTO meta VALUES ('summary_fingerprint', ?)", [fingerprint])
 
     def ocr_texts(self, meme_ids: list[str], preferred_variant: str | None) -> dict[str, str]:
         """OCR text per meme: the preferred OCR variant's row if present, else the newest OCR row."""

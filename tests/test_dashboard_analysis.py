@@ -105,21 +105,35 @@ def test_precompute_stores_the_metrics_the_dashboard_would_compute(smoke_db):
 def test_stored_metrics_are_used_only_while_current(tmp_path):
     from pipeline.store import Store
     db = synth_db(tmp_path / "s.duckdb", 300, seed=2)
+    store = Store(db)
     with duckdb.connect(str(db), read_only=True) as con:
         stored = q.stored_metrics(con, False)
         assert stored["run_id"] == 4 and stored["sets"] == q.live_metrics(con, False)
         assert q.stored_metrics(con, True)["sets"] == q.live_metrics(con, True)
         assert q.stored_metrics(con, True)["sets"] != stored["sets"]      # retired memes change the counts
-    store = Store(db)
-    run = store.start_run("precompute", {}, "/memes", {}, "cpu", None)   # a newer run: still going, or killed
+    # a later run that changes nothing the metrics depend on: nothing recomputed, still current
+    run = store.start_run("precompute", {}, "/memes", {}, "cpu", None)
+    assert summary.write(store, run) == 0
     with duckdb.connect(str(db), read_only=True) as con:
-        assert q.stored_metrics(con, False) is None
-    store.update_run(run, status="ok")                                  # it ended without storing a summary
-    with duckdb.connect(str(db), read_only=True) as con:
-        assert q.stored_metrics(con, False) is None
-    summary.write(store, run)
-    with duckdb.connect(str(db), read_only=True) as con:
-        assert q.stored_metrics(con, False)["run_id"] == run
+        assert q.stored_metrics(con, False)["run_id"] == 4
+    # each kind of change the metrics depend on makes them stale; the live numbers then differ
+    changes = ["UPDATE memes SET retired = NOT retired WHERE meme_id = (SELECT min(meme_id) FROM memes WHERE label IS NOT NULL)",
+               "UPDATE memes SET label = NULL, label_conflict = TRUE WHERE meme_id = (SELECT max(meme_id) FROM memes WHERE label IS NOT NULL)",
+               "UPDATE predictions SET score = 1 - score WHERE meme_id = (SELECT min(meme_id) FROM predictions)",
+               "UPDATE predictions SET label = NULL WHERE meme_id = (SELECT max(meme_id) FROM predictions WHERE label IS NOT NULL)",
+               "DELETE FROM predictions WHERE meme_id = (SELECT min(meme_id) FROM predictions)"]
+    for sql in changes:
+        with store.transaction() as con:
+            before = summary.fingerprint(con)
+            con.execute(sql)
+            assert summary.fingerprint(con) != before, sql
+        with duckdb.connect(str(db), read_only=True) as con:
+            assert q.stored_metrics(con, False) is None, sql
+            assert q.stored_metrics(con, True) is None, sql
+        assert summary.write(store, run) == 8                          # 4 sets x 2 settings, recomputed
+        with duckdb.connect(str(db), read_only=True) as con:
+            again = q.stored_metrics(con, True)
+            assert again["run_id"] == run and again["sets"] == q.live_metrics(con, True)
 
 
 def test_a_cache_without_the_summaries_table_computes_live(tmp_path):
@@ -133,6 +147,7 @@ def test_a_cache_without_the_summaries_table_computes_live(tmp_path):
 def test_a_failing_summary_never_costs_the_run_its_record(tmp_path, synthetic_memes, monkeypatch, capsys):
     from pipeline import runner
     from pipeline.cli import main
+    from pipeline.store import Store
 
     def broken(store, run_id):
         raise RuntimeError("disk full (simulated)")
@@ -142,7 +157,11 @@ def test_a_failing_summary_never_costs_the_run_its_record(tmp_path, synthetic_me
     assert "summary" not in capsys.readouterr().err
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM summaries").fetchall() == [(0,)]
+        assert summary.stored_fingerprint(con) == summary.fingerprint(con)
         assert q.stored_metrics(con, False) is None and q.live_metrics(con, False) == {}
+        con.close()
+    with Store(db).transaction() as con:               # so that the next run has something to recompute
+        con.execute("DELETE FROM meta WHERE key = 'summary_fingerprint'")
     monkeypatch.setattr(runner.summary, "write", broken)
     assert main(argv) == 0
     assert "metrics summary not stored (RuntimeError: disk full (simulated))" in capsys.readouterr().err
@@ -158,8 +177,9 @@ def test_overview_shows_stored_or_live_metrics_and_the_same_numbers(tmp_path, mo
     db = synth_db(tmp_path / "s.duckdb", 200, seed=6)
     at = app_opener(monkeypatch)(db)
     stored_table = next(d.value for d in at.dataframe if "accuracy" in d.value.columns)
-    assert "Stored by run 4 at its end" in all_text(at)
-    Store(db).start_run("precompute", {}, "/memes", {}, "cpu", None)    # a newer run: stored ones not current
+    assert "Stored by run 4; the answers and labels are unchanged since" in all_text(at)
+    with Store(db).transaction() as con:                # as if the data had changed after the summary
+        con.execute("UPDATE meta SET value = 'stale' WHERE key = 'summary_fingerprint'")
     at = app_opener(monkeypatch)(db)
     assert "Computed now" in all_text(at) and "Stored by run" not in all_text(at)
     live_table = next(d.value for d in at.dataframe if "accuracy" in d.value.columns)

@@ -121,7 +121,8 @@ def test_unloadable_model_fails_its_stage_while_others_finish(tmp_path, syntheti
 
 
 def test_cached_rerun_loads_no_model_library(smoke_db, synthetic_memes, tiny_models, copy_db):
-    """A rerun over an unchanged folder must not even import torch (the cache answers everything)."""
+    """A rerun over an unchanged folder must not even import torch (the cache answers everything), nor
+    recompute the stored metrics (scipy: their fingerprint is unchanged)."""
     import subprocess
     import sys
     db = copy_db(smoke_db)
@@ -130,7 +131,8 @@ def test_cached_rerun_loads_no_model_library(smoke_db, synthetic_memes, tiny_mod
             "--ocr-engine", "tesseract", "--max-new-tokens", "24", "--max-pixels", str(112 * 112),
             "--precision", "fp32", "--device", "cpu"]
     probe = ("import sys; from pipeline.cli import main; code = main(sys.argv[1:]); "
-             "print('HEAVY', sorted(m for m in ('torch', 'transformers', 'pytorch_grad_cam', 'cv2') if m in sys.modules)); "
+             "print('HEAVY', sorted(m for m in ('torch', 'transformers', 'pytorch_grad_cam', 'cv2', 'scipy') "
+             "if m in sys.modules)); "
              "sys.exit(code)")
     out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]

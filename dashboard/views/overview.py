@@ -99,8 +99,8 @@ stored_run = analysis.metrics(retired)[1]
 st.caption("Value [95% interval] n=denominator. Accuracy, precision, recall and the unparseable rate use "
            "Wilson intervals; F1 a bootstrap; AUROC a bootstrap (small n) or DeLong (large n). Unparseable "
            "answers count as wrong and as missed toxic memes (pipeline.metrics). "
-           + (f"Stored by run {stored_run} at its end (nothing has changed since)." if stored_run is not None
-              else "Computed now: the cache changed after the last finished run stored its metrics."))
+           + (f"Stored by run {stored_run}; the answers and labels are unchanged since." if stored_run is not None
+              else "Computed now: the answers or labels changed after a precompute last stored the metrics."))
 
 with st.expander("All numbers (long form)"):
     long = pd.DataFrame([
