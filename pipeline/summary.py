@@ -12,6 +12,7 @@ The metrics depend only on memes (id, label, retired) and predictions (id, set, 
 the stored rows count as current while the fingerprint stored with them (meta key
 `summary_fingerprint`) equals the cache's (queries.stored_metrics); otherwise the dashboard computes
 the same numbers live with metrics_summary. A fully cached rerun therefore computes nothing here.
+(DuckDB's hash() may change with a DuckDB upgrade: the stored rows then merely count as stale.)
 The SQL that counts lives here, not in dashboard/queries.py, because the precompute and the
 dashboard must count the same way.
 """
