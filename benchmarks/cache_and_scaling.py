@@ -314,7 +314,7 @@ def section_scan(a) -> None:
     first_scan = time.perf_counter() - t0
     run_id = store.start_run("precompute", {}, str(first.root), {}, "cpu", None)
     t0 = time.perf_counter()
-    n_new, problems = runner.store_scan(store, first, run_id)
+    n_new, problems = runner.store_scan(store, first, run_id, store.known_image_infos())
     stored = time.perf_counter() - t0
     if n_new != n or problems:
         sys.exit(f"the first scan stored {n_new} of {n} memes, problems: {problems[:3]}")

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -125,9 +126,10 @@ def describe_device(device: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ scan
-def store_scan(store: Store, scan: dataset.ScanResult, run_id: int) -> tuple[int, list[dict]]:
-    """Write the scan; returns (number of new memes, failures incl. thumbnails that could not be made)."""
-    known = store.known_meme_ids()
+def store_scan(store: Store, scan: dataset.ScanResult, run_id: int, known: Collection[str]) -> tuple[int, list[dict]]:
+    """Write the scan; returns (number of new memes, failures incl. thumbnails that could not be made).
+    `known`: the memes stored complete (Store.known_image_infos(), the mapping the scan was given):
+    their rows are left as they are, only their paths and labels refreshed."""
     failures = list(scan.failures) + dataset.conflict_failures(scan)
     new_rows, seen_rows, paths = [], [], []
     for m in tqdm(scan.sorted_memes(), desc="scan", unit="meme", leave=False):
@@ -287,7 +289,8 @@ def precompute(memes_dir: Path, db: Path, stage_names: list[str], build_stage: C
     store = Store(db)                       # path problems are reported here, before any model loads
     with store.run_lock(), StopFlag() as stop:
         # ScanError: missing/empty folder, reported by the CLI. Stored memes are hashed, not decoded again.
-        scan = dataset.scan(memes_dir, known=store.known_image_infos())
+        known = store.known_image_infos()
+        scan = dataset.scan(memes_dir, known=known)
         store.close_abandoned_runs()
         stages = [build_stage(name) for name in stage_names]
         ocr_variant_id = _ocr_variant_id(stages, build_stage)
@@ -300,7 +303,7 @@ def precompute(memes_dir: Path, db: Path, stage_names: list[str], build_stage: C
         status, error = "failed", None
         summaries: list[StageSummary] = []
         try:
-            n_new, scan_failures = store_scan(store, scan, run_id)
+            n_new, scan_failures = store_scan(store, scan, run_id, known)
             store.record_failures(run_id, scan_failures)
             scan_line = (f"scan: {len(scan.memes)} memes ({n_new} new) from {scan.files_seen} files, "
                          f"{len(scan.conflicts)} label conflicts, {len(scan_failures)} problems")

@@ -336,15 +336,12 @@ class Store:
         return {r[0] for r in self.query(f"SELECT meme_id FROM {table} WHERE variant_id = ?", [variant_id])}
 
     # ---------------------------------------------------------------- pipeline-specific writes
-    def known_meme_ids(self) -> set[str]:
-        """Memes stored complete (with a thumbnail): store_scan leaves them as they are. Tested on
-        thumbnail_mime (set with the thumbnail): `thumbnail IS NOT NULL` would read every blob."""
-        return {r[0] for r in self.query("SELECT meme_id FROM memes WHERE thumbnail_mime IS NOT NULL")}
-
     def known_image_infos(self) -> dict[str, ImageInfo]:
         """meme_id -> ImageInfo of the memes stored complete (a thumbnail and every probe column), for
-        dataset.scan(known=...): files with these bytes were probed by an earlier run and are not decoded
-        again. Memes without a thumbnail are left out, so the scan probes them again, as new."""
+        dataset.scan(known=...) and runner.store_scan: files with these bytes were probed by an earlier
+        run and are neither decoded nor stored again. Memes without a thumbnail are left out, so they are
+        handled as new. Tested on thumbnail_mime (set with the thumbnail): `thumbnail IS NOT NULL`
+        would read every blob."""
         rows = self.query("SELECT meme_id, width, height, format, n_frames FROM memes WHERE thumbnail_mime IS NOT NULL "
                           "AND width IS NOT NULL AND height IS NOT NULL AND format IS NOT NULL "
                           "AND n_frames IS NOT NULL")
