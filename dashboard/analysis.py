@@ -6,36 +6,23 @@ current, else the same numbers are computed now (pipeline/summary.py). The agree
 """
 from __future__ import annotations
 
-import numpy as np
 import streamlit as st
 
 from dashboard import db, queries as q
 from pipeline import summary
-from pipeline.metrics import agreement_from_counts, answer_table, classification_from_counts
+from pipeline.metrics import agreement_from_counts, answer_table
 
 ROC_MAX_POINTS = summary.ROC_MAX_POINTS
 
 
 def metrics(include_retired: bool) -> tuple[dict[str, dict], int | None]:
-    """Every prediction set's {"classification", "roc"}, and the run that stored them (None: computed
+    """{variant_id: {"classification": ClassificationReport.as_dict(), "roc": points thinned to
+    ROC_MAX_POINTS}} for every set with predictions, and the run that stored them (None: computed
     now, because the stored ones are not current; see pipeline/summary.py)."""
     stored = db.fetch(q.stored_metrics, include_retired)
     if stored is not None:
         return stored["sets"], stored["run_id"]
     return db.fetch(q.live_metrics, include_retired), None
-
-
-def classification(variant_id: str, include_retired: bool) -> dict:
-    """pipeline.metrics.ClassificationReport.as_dict() of one prediction set (all zeros/None if it
-    has no answer on a meme with a true label)."""
-    entry = metrics(include_retired)[0].get(variant_id)
-    return entry["classification"] if entry else classification_from_counts(np.zeros((2, 3), dtype=np.int64)).as_dict()
-
-
-def roc(variant_id: str, include_retired: bool) -> list[dict]:
-    """ROC points (fpr, tpr, threshold), thinned to at most ROC_MAX_POINTS; [] without scores."""
-    entry = metrics(include_retired)[0].get(variant_id)
-    return entry["roc"] if entry else []
 
 
 @st.cache_data(max_entries=32, show_spinner="Comparing…")

@@ -75,7 +75,8 @@ if not sets:
     st.stop()
 c.smoke_banner(s["is_smoke"] for s in sets)
 
-reports = {s["variant_id"]: analysis.classification(s["variant_id"], retired) for s in sets}
+per_set, stored_run = analysis.metrics(retired)          # every set with predictions is in per_set
+reports = {s["variant_id"]: per_set[s["variant_id"]]["classification"] for s in sets}
 METRICS = ("accuracy", "precision", "recall", "f1", "auroc", "unparseable_rate")
 
 
@@ -95,7 +96,6 @@ st.dataframe(table, hide_index=True, column_config={
     "f1": st.column_config.TextColumn("F1"), "auroc": st.column_config.TextColumn("AUROC"),
     "unparseable_rate": st.column_config.TextColumn("unparseable rate"),
 })
-stored_run = analysis.metrics(retired)[1]
 st.caption("Value [95% interval] n=denominator. Accuracy, precision, recall and the unparseable rate use "
            "Wilson intervals; F1 a bootstrap; AUROC a bootstrap (small n) or DeLong (large n). Unparseable "
            "answers count as wrong and as missed toxic memes (pipeline.metrics). "
@@ -116,7 +116,7 @@ charts.show("confusion_matrices", [(f"{s['stage'].upper()} {s['model_id']} · {s
 st.subheader("ROC curves")
 curves = []
 for s in sets:
-    points = analysis.roc(s["variant_id"], retired)
+    points = per_set[s["variant_id"]]["roc"]
     label = f"{s['stage'].upper()} {s['model_id']} · {s['name']}"
     curves += [{"set": label, **p} for p in points]
 if curves:
