@@ -518,7 +518,9 @@ class ForwardClock:
 
 
 def _vlm_cell(stage, meme, variant) -> dict:
-    """process_one's steps (VlmStage.encode -> generate -> label_logprobs -> parse_answer), timed one by one."""
+    """process_one's steps (VlmStage.encode -> generate -> label_logprobs -> parse_answer), timed one by one.
+    process_one skips label_logprobs when the answer starts with the scoring tokens (`Класс:`); random
+    weights never write them, so here it always runs, and `score` is what that skip saves."""
     from pipeline.vlm import assistant_prefix, parse_answer
     from pipeline.vlm_prompts import get_prompt
     prompt_text = get_prompt(variant.name).render(meme.ocr_text)

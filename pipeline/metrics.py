@@ -289,7 +289,7 @@ def _delong_estimate(sc: ScoreCounts, value: float) -> Estimate:
 
 # ----------------------------------------------------------------------------- aggregated inputs
 # Every statistic here depends only on counts: memes per (true label, answer) cell, and for AUROC /
-# ROC memes per (score, true label). SQL can count them (dashboard/queries.py) so that no meme-level
+# ROC memes per (score, true label). SQL can count them (pipeline/summary.py) so that no meme-level
 # rows leave the database; the row-level functions below count them with numpy and call the same code.
 
 _ANSWER_INDEX = {None: 0, NON_TOXIC: 1, TOXIC: 2}          # answer axis: unparseable, non_toxic, toxic

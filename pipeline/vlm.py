@@ -422,8 +422,7 @@ class VlmStage(Stage):
 
         class LabelLogprobs(LogitsProcessor):       # reads the scores, changes nothing
             def __call__(self, input_ids, scores):
-                pair = torch.log_softmax(scores[0].float(), dim=-1)[label_ids]
-                steps.append((pair[0].item(), pair[1].item()))
+                steps.append(tuple(torch.log_softmax(scores[0].float(), dim=-1)[label_ids].tolist()))   # one sync
                 return scores
 
         with torch.inference_mode():
