@@ -24,17 +24,21 @@ import numpy as np
 
 ROC_MAX_POINTS = 200            # points kept per ROC curve for drawing; AUROC uses every meme
 FINGERPRINT_KEY = "summary_fingerprint"         # meta key: the fingerprint the stored summary describes
+# Bumped whenever pipeline.metrics computes any stored number differently (an interval method, a
+# field of as_dict()): it is part of the fingerprint, so summaries stored by older code count as stale.
+METRICS_VERSION = "2"
 
 
 def fingerprint(con) -> str:
-    """Counts and hash sums of memes (id, label, retired) and predictions (id, set, answer, score):
-    equal fingerprints mean equal metrics (a collision of 64-bit hash sums is negligible)."""
+    """The metrics code's version, and counts and hash sums of memes (id, label, retired) and
+    predictions (id, set, answer, score): equal fingerprints mean equal metrics (a collision of
+    64-bit hash sums is negligible)."""
     row = con.execute("""
         SELECT (SELECT count(*) FROM memes), (SELECT coalesce(sum(hash(meme_id, label, retired)), 0) FROM memes),
                (SELECT count(*) FROM predictions),
                (SELECT coalesce(sum(hash(meme_id, variant_id, label, score)), 0) FROM predictions)
     """).fetchall()[0]
-    return ":".join(str(v) for v in row)
+    return ":".join([f"m{METRICS_VERSION}", *(str(v) for v in row)])
 
 
 def stored_fingerprint(con) -> str | None:

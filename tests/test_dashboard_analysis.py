@@ -136,6 +136,16 @@ def test_stored_metrics_are_used_only_while_current(tmp_path):
             assert again["run_id"] == run and again["sets"] == q.live_metrics(con, True)
 
 
+def test_metrics_stored_by_older_metrics_code_are_stale(tmp_path, monkeypatch):
+    """A summary stored before pipeline.metrics changed a method must not be shown as current."""
+    db = synth_db(tmp_path / "s.duckdb", 60, seed=3)
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert q.stored_metrics(con, False) is not None
+        monkeypatch.setattr(summary, "METRICS_VERSION", "0")          # as if the code were newer than the summary
+        assert q.stored_metrics(con, False) is None
+        assert summary.fingerprint(con).startswith("m0:")
+
+
 def test_a_cache_without_the_summaries_table_computes_live(tmp_path):
     db = synth_db(tmp_path / "old.duckdb", 50, seed=4)
     with duckdb.connect(str(db)) as con:
