@@ -29,43 +29,57 @@ Unparseable answers (a prediction of None/NaN: the model said something that is 
     * Cohen's kappa (agreement) treats "unparseable" as a third category of answer;
     * the agreement table counts an unparseable answer as wrong.
 
-Intervals (all 95%)
+Intervals (all 95%; chosen by simulation at 26 toxic + 25 non-toxic memes, see
+benchmarks/coverage.py and docs/metrics.md, where every candidate's coverage is tabled)
     * Proportions (accuracy, precision, recall, unparseable rate): Wilson score interval,
       ``scipy.stats.binomtest(k, n).proportion_ci(method="wilson")``; method "wilson".
-    * F1, AUROC and kappa: percentile bootstrap over memes (``n_boot`` resamples, default 2000) from
-      ``numpy.random.default_rng(seed)``: the same inputs and seed give identical numbers.
-      F1 and kappa depend only on the counts in the confusion / joint-answer table, and resampling
-      n memes with replacement is exactly a multinomial draw of those cell counts (probabilities =
-      observed cell shares), so they are drawn that way: cost O(n_boot * cells), whatever n is.
-      AUROC depends on the ranking, but only through the memes per (score, true label) cell: the
-      memes are laid out from those counts and resampled by index (the same distribution as a
-      multinomial draw of the cells, ~3x faster at these sizes); each resample's AUROC is the
-      Mann-Whitney statistic with ties counted one half.
-      A resample where the statistic is undefined (a single class for AUROC; no true and no
-      predicted toxic for F1; both answer columns constant and equal for kappa) is dropped;
-      ``Estimate.n_boot`` reports how many resamples gave the interval. If fewer than half of
-      them are usable the interval is left None.
+    * F1 (toxic class): J = tp / (tp + fp + fn_all) is a binomial proportion given its denominator,
+      and F1 = 2J / (1 + J); the Wilson interval of J mapped through that: "wilson_jaccard".
+    * AUROC: the Hanley-McNeil score interval (theta with (A - theta)^2 <= z^2 V_HM(theta), V_HM
+      with Newcombe's N* = (m + k) / 2), joined with DeLong's interval on the logit scale where that
+      reaches further: "hm_delong". O(k) on k distinct scores, any n.
+    * Cohen's kappa: the Wilson interval of the observed agreement p_o, mapped by
+      kappa = (p_o - p_e) / (1 - p_e) with p_e from the observed answer shares: "wilson_agreement".
+    * ``fast=False`` gives a stratified BCa bootstrap instead for F1, AUROC and kappa (method "bca";
+      ``n_boot`` resamples from ``numpy.random.default_rng(seed)``; toxic and non-toxic memes are
+      resampled within their class, kappa's joint table as one multinomial; the jackknife is done
+      on the counts). It is the same interval as ``scipy.stats.bootstrap(method="BCa")`` with the two
+      classes as two samples (tested) and costs O(n_boot * k): fine at n ~ 50, slow at 100k.
+      ``fast=None`` / ``True`` (default) use the methods above, which draw nothing (``seed`` unused).
+    * ``Estimate.method_detail`` names the method in words, with the number of resamples for a
+      resampling method ("stratified BCa bootstrap, 2000 resamples"); ``n_boot`` is that number
+      (None for the analytic methods).
     * Point values are the textbook formulas on the counts (F1 = 2tp / (2tp + fp + fn), AUROC =
-      Mann-Whitney U / (n_pos n_neg), Cohen's kappa from the joint table); the tests check them,
-      and every bootstrap statistic, against scikit-learn (f1_score, roc_auc_score,
-      cohen_kappa_score, roc_curve).
+      Mann-Whitney U / (n_pos n_neg), Cohen's kappa from the joint table); the tests check them
+      against scikit-learn (f1_score, roc_auc_score, cohen_kappa_score, roc_curve).
 
-Large n (the dashboard must render in well under a second at 100,000 memes)
-    Only the AUROC bootstrap grows with n (O(n_boot * n)). ``fast=None`` (default) bootstraps it
-    while n_scored * n_boot <= AUTO_BOOTSTRAP_CELLS (500 memes at 2000 resamples, ~15 ms on 2
-    cores) and otherwise uses DeLong's asymptotic interval (O(k) on the counts of k distinct
-    scores; method "delong"), which from a few hundred memes on is as good as the bootstrap (the
-    tests compare the two at 1200 memes). ``fast=True`` forces DeLong,
-    ``fast=False`` forces the bootstrap (seconds at 100k memes). From counts everything else is
-    O(cells): a few milliseconds at any n. The row-level functions add the counting (numpy sort of
-    the scores, ~10-20 ms per 100k memes). roc_points_from_counts returns one point per distinct
-    score, or at most ``max_points`` of them for drawing.
+Degenerate cases: never a zero-width interval at a boundary
+    An interval is either a real one (low < high) from a method that is valid there, or low =
+    high = None with ``Estimate.note`` saying why ("not estimable at this n: all scores tied (one
+    distinct score)", "undefined: no toxic memes with a score", ...). Perfect separation (AUROC 1 at
+    10 + 10 memes) gives [0.80, 1]; F1 = 1 gives [2L / (1 + L), 1] with L Wilson's lower limit;
+    identical answers (kappa 1) give [(L - p_e) / (1 - p_e), 1]; all scores tied is not estimable;
+    a BCa bootstrap that collapses (all resamples equal) is reported as not estimable, never as
+    [x, x]. ``as_dict()`` stays JSON-ready (no NaN).
+
+Speed (the dashboard calls classification_from_counts per prediction set on every page view)
+    Everything is O(cells) from counts: about 2 ms per set at 51 and 1,000 memes and 2-5 ms at
+    100,000 memes (k = 1,000 to 100,000 distinct scores), measured on 2 shared cores. The
+    row-level functions add the counting (numpy sort of the scores, ~10-20 ms per 100k memes).
+    roc_points_from_counts returns one point per distinct score, or at most ``max_points`` of them.
 
 Agreement (prompt/model A vs B on the same memes)
     The 2x2 table of right/wrong, its split by true label, Cohen's kappa between A's and B's
-    answers (bootstrap interval), and the exact two-sided McNemar test on the discordant cells
-    (b = only A right, c = only B right): ``scipy.stats.binomtest(b, b + c, 0.5).pvalue``, None
-    when b + c = 0. ``reading`` says in words what that p-value does and does not show.
+    answers, and the exact two-sided McNemar test on the discordant cells (b = only A right,
+    c = only B right): ``scipy.stats.binomtest(b, b + c, 0.5).pvalue``, None when b + c = 0.
+    ``reading`` says in words what that p-value does and does not show.
+
+Paired comparisons (paired_comparison, paired_comparison_from_counts -> PairedComparison)
+    Accuracy A - B with Newcombe's (1998) method-10 interval for paired proportions and the exact
+    McNemar p; AUROC A - B over the memes scored by both sets (``n_auroc``; a meme without a score
+    in either set is dropped) with the paired DeLong (1988) interval and two-sided p. ``holm()``
+    adjusts a list of p-values (Holm-Bonferroni step-down); holm_adjust_comparisons() adds
+    ``*_p_holm`` and the named ``adjustment`` to each comparison when several pairs are shown.
 """
 from __future__ import annotations
 
@@ -74,27 +88,55 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from scipy.special import ndtr, ndtri
 from scipy.stats import binom, binomtest
 
 from pipeline.config import NON_TOXIC, TOXIC
 
 CONFIDENCE = 0.95
-Z = 1.959963984540054          # norm.ppf(0.975), for the DeLong interval
-DEFAULT_N_BOOT = 2000
-AUTO_BOOTSTRAP_CELLS = 1_000_000   # fast=None: bootstrap AUROC while n_scored * n_boot <= this
-_CHUNK_CELLS = 4_000_000           # memory bound of one AUROC bootstrap chunk (int64 indices)
-_MIN_USABLE_SHARE = 0.5            # interval needs at least this share of usable resamples
+Z = 1.959963984540054          # norm.ppf(0.975)
+DEFAULT_N_BOOT = 2000              # resamples of the BCa bootstrap (fast=False)
+AUTO_BOOTSTRAP_CELLS = 1_000_000   # kept for callers; no default uses a bootstrap any more
+_CHUNK_CELLS = 4_000_000           # memory bound of one unstratified bootstrap chunk (benchmark only)
+
+
+METHOD_NAMES = {                  # Estimate.method -> words for a reader (Estimate.method_detail)
+    "wilson": "Wilson score",
+    "wilson_jaccard": "Wilson on tp/(tp+fp+fn), mapped to F1",
+    "delong_logit": "DeLong, logit scale",
+    "hm_score": "Hanley-McNeil score",
+    "hm_delong": "Hanley-McNeil score joined with DeLong logit",
+    "wilson_agreement": "Wilson on the observed agreement, mapped to kappa",
+    "bca": "stratified BCa bootstrap",
+    "delong_paired": "paired DeLong",
+    "newcombe10": "Newcombe paired score (method 10)",
+    "bootstrap": "percentile bootstrap",
+    "delong": "DeLong",
+}
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """A point value with its 95% interval; None where undefined."""
+    """A point value with its 95% interval; None where undefined or not estimable."""
     value: float | None     # None when undefined (e.g. precision with no predicted positives)
-    low: float | None       # 95% interval
+    low: float | None       # 95% interval; None (both) when it cannot be estimated, see note
     high: float | None
     n: int                  # the denominator / sample size the value rests on
-    method: str             # "wilson" | "bootstrap" | "delong"
-    n_boot: int | None = None   # bootstrap only: resamples that gave a defined value (were used)
+    method: str             # key of METHOD_NAMES, e.g. "wilson", "delong_logit", "bca"
+    n_boot: int | None = None   # resampling methods only: resamples drawn (and used); else None
+    note: str | None = None     # why there is no interval (or no value), e.g. "not estimable at
+                                # this n: all scores tied"; None when the interval is there
+    method_detail: str = ""     # words for the method, with the resamples: "stratified BCa
+                                # bootstrap, 2000 resamples"; filled in from method and n_boot
+
+    def __post_init__(self) -> None:
+        if not self.method_detail:
+            text = METHOD_NAMES.get(self.method, self.method)
+            if self.n_boot is not None:
+                text += f", {self.n_boot} resamples"
+            object.__setattr__(self, "method_detail", text)
+        if self.note is None and self.low is None and self.value is not None:
+            object.__setattr__(self, "note", "not estimable at this n")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -204,21 +246,9 @@ def proportion_estimate(k: int, n: int) -> Estimate:
     """k/n with its Wilson 95% interval; all None when n == 0."""
     k, n = int(k), int(n)
     if n == 0:
-        return Estimate(None, None, None, 0, "wilson")
+        return Estimate(None, None, None, 0, "wilson", note="undefined: no memes")
     ci = binomtest(k, n).proportion_ci(confidence_level=CONFIDENCE, method="wilson")
     return Estimate(k / n, _f(ci.low), _f(ci.high), n, "wilson")
-
-
-def _bootstrap_estimate(value, stats: np.ndarray, n: int) -> Estimate:
-    """Percentile interval from the finite resample statistics."""
-    value = _f(value)
-    finite = stats[np.isfinite(stats)]
-    used = int(finite.size)
-    if value is None or used == 0 or used < _MIN_USABLE_SHARE * stats.size:
-        return Estimate(value, None, None, n, "bootstrap", used)
-    alpha = (1 - CONFIDENCE) / 2
-    low, high = np.quantile(finite, [alpha, 1 - alpha])
-    return Estimate(value, _f(low), _f(high), n, "bootstrap", used)
 
 
 def _multinomial_counts(cells: np.ndarray, rng: np.random.Generator, n_boot: int) -> np.ndarray:
@@ -274,17 +304,196 @@ def _auroc_bootstrap(sc: ScoreCounts, rng: np.random.Generator, n_boot: int) -> 
     return out
 
 
-def _delong_estimate(sc: ScoreCounts, value: float) -> Estimate:
-    """DeLong's asymptotic 95% interval for AUROC (normal approximation, clipped to [0, 1])."""
+# ----------------------------------------------------------------------------- interval methods
+# Each method returns (low, high) or None where it cannot give an interval; the callers turn None
+# into an Estimate with note = "not estimable ...". All are vectorised where the benchmark needs it.
+
+def _wilson_limits(k, n):
+    """Wilson score limits for k of n (arrays allowed; n > 0)."""
+    k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
+    p = k / n
+    z2 = Z * Z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = Z * np.sqrt(np.maximum(p * (1 - p) / n + z2 / (4 * n * n), 0.0)) / (1 + z2 / n)
+    low = np.where(k <= 0, 0.0, np.clip(centre - half, 0.0, 1.0))
+    high = np.where(k >= n, 1.0, np.clip(centre + half, 0.0, 1.0))
+    return low, high
+
+
+def _f1_jaccard_wilson(tp, m):
+    """F1 interval: Wilson on J = tp / m (m = tp + fp + fn + unparsed toxic), mapped by F1 = 2J / (1 + J).
+
+    Given m, tp is binomial(m, J) when memes are drawn at random (the cells are multinomial), so
+    this is the Wilson interval of a proportion carried through a monotone map: it stays inside
+    [0, 1] and is not degenerate at F1 = 1 or 0.
+    """
+    lo, hi = _wilson_limits(tp, m)
+    return 2 * lo / (1 + lo), 2 * hi / (1 + hi)
+
+
+def _hm_variance(theta, m, k):
+    """Hanley-McNeil variance function of the Mann-Whitney AUROC at theta, with m - 1 and k - 1
+    (toxic / non-toxic memes less one) both replaced by N* - 1, N* = (m + k) / 2 (Newcombe 2006)."""
+    n_star = (m + k) / 2.0
+    return theta * (1 - theta) / (m * k) * (1 + (n_star - 1) * ((1 - theta) / (2 - theta) + theta / (1 + theta)))
+
+
+def _hm_score_limits(value, m, k, iters: int = 60):
+    """Score-type AUROC interval: the theta in [0, 1] with (value - theta)^2 <= Z^2 V_HM(theta),
+    found by bisection on each side of the estimate (arrays allowed). At value = 1 the upper limit
+    is 1 and the lower one a real bound (V_HM(1) = 0 is only reached at theta = 1)."""
+    value = np.asarray(value, dtype=float)
+    m, k = np.asarray(m, dtype=float), np.asarray(k, dtype=float)
+
+    def inside(theta):
+        return (value - theta) ** 2 <= Z * Z * _hm_variance(theta, m, k)
+
+    out = []
+    for far in (np.zeros_like(value), np.ones_like(value)):     # lower limit, then upper
+        a, b = far.copy(), value.copy()                          # outside (or the end), inside
+        a_in = inside(a)
+        for _ in range(iters):
+            mid = (a + b) / 2
+            ins = inside(mid)
+            a, b = np.where(ins, a, mid), np.where(ins, mid, b)
+        out.append(np.where(a_in, far, b))
+    return out[0], out[1]
+
+
+def _delong_components(sc: ScoreCounts):
+    """Per score group: V10 (share of non-toxic memes below a toxic meme there, ties 1/2) and V01
+    (share of toxic memes above a non-toxic meme there)."""
     m, k = sc.n_pos, sc.n_neg
-    if m < 2 or k < 2:
-        return Estimate(_f(value), None, None, sc.n, "delong")
-    v10 = (np.cumsum(sc.neg) - 0.5 * sc.neg) / k              # per toxic meme of a group: share of non-toxic below
-    v01 = (m - np.cumsum(sc.pos) + 0.5 * sc.pos) / m          # per non-toxic meme: share of toxic above
-    var10 = (sc.pos * (v10 - value) ** 2).sum() / (m - 1)     # the groups' means are the AUROC itself
+    v10 = (np.cumsum(sc.neg) - 0.5 * sc.neg) / k
+    v01 = (m - np.cumsum(sc.pos) + 0.5 * sc.pos) / m
+    return v10, v01
+
+
+def _delong_se(sc: ScoreCounts, value: float) -> float:
+    """DeLong's standard error of the Mann-Whitney AUROC, from the counts (needs m, k >= 2)."""
+    m, k = sc.n_pos, sc.n_neg
+    v10, v01 = _delong_components(sc)
+    var10 = (sc.pos * (v10 - value) ** 2).sum() / (m - 1)
     var01 = (sc.neg * (v01 - value) ** 2).sum() / (k - 1)
-    se = math.sqrt(var10 / m + var01 / k)
-    return Estimate(_f(value), max(0.0, value - Z * se), min(1.0, value + Z * se), sc.n, "delong")
+    return math.sqrt(max(var10 / m + var01 / k, 0.0))
+
+
+def _logit_limits(value, se):
+    """Wald limits on the logit scale, value in (0, 1), se on the original scale (delta method)."""
+    value, se = np.asarray(value, dtype=float), np.asarray(se, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lg = np.log(value / (1 - value))
+        h = Z * se / (value * (1 - value))
+        return 1 / (1 + np.exp(-(lg - h))), 1 / (1 + np.exp(-(lg + h)))
+
+
+def _bca_limits(value: float, boot: np.ndarray, jack: np.ndarray, jack_w: np.ndarray):
+    """BCa limits (Efron 1987) from resample statistics and leave-one-out values.
+
+    ``jack`` holds the statistic with one meme of a kind left out and ``jack_w`` how many memes
+    are of that kind (the jackknife from counts). Returns None where BCa cannot be formed: all
+    resamples on one side of the estimate, or a constant jackknife (e.g. perfect separation).
+    """
+    boot = boot[np.isfinite(boot)]
+    if boot.size == 0:
+        return None
+    prop = (np.count_nonzero(boot < value) + 0.5 * np.count_nonzero(boot == value)) / boot.size
+    keep = (jack_w > 0) & np.isfinite(jack)
+    jack, w = jack[keep], jack_w[keep].astype(float)
+    if not 0 < prop < 1 or w.sum() < 2:
+        return None
+    d = (w * jack).sum() / w.sum() - jack
+    s2 = (w * d * d).sum()
+    if s2 <= 1e-300:
+        return None
+    a = (w * d ** 3).sum() / (6 * s2 ** 1.5)
+    z0 = ndtri(prop)
+    zq = np.array([-Z, Z])
+    q = ndtr(z0 + (z0 + zq) / (1 - a * (z0 + zq)))
+    low, high = np.quantile(boot, q)
+    if not high > low:
+        return None
+    return float(low), float(high)
+
+
+def _fce_kappa_se(joint: np.ndarray) -> float | None:
+    """Fleiss, Cohen & Everitt (1969) large-sample standard error of Cohen's kappa (k x k table)."""
+    n = joint.sum()
+    p = joint / n
+    r, c = p.sum(axis=1), p.sum(axis=0)
+    p_o, p_e = np.trace(p), float(r @ c)
+    if p_e >= 1 - 1e-12:
+        return None
+    kap = (p_o - p_e) / (1 - p_e)
+    diag = np.diag(p)
+    t1 = (diag * (1 - (r + c) * (1 - kap)) ** 2).sum()
+    off = p * (c[:, None] + r[None, :]) ** 2
+    t2 = (1 - kap) ** 2 * (off.sum() - np.trace(off))
+    t3 = (kap - p_e * (1 - kap)) ** 2
+    var = (t1 + t2 - t3) / (n * (1 - p_e) ** 2)
+    return math.sqrt(var) if var > 0 else 0.0
+
+
+def _auroc_boot_stratified(sc: ScoreCounts, rng: np.random.Generator, n_boot: int) -> np.ndarray:
+    """AUROC of n_boot stratified resamples: the toxic and the non-toxic memes are each resampled
+    with replacement within their class (a multinomial draw over the score groups), so every
+    resample keeps both classes and their sizes."""
+    m, k = sc.n_pos, sc.n_neg
+    pos = rng.multinomial(m, sc.pos / m, size=n_boot)
+    neg = rng.multinomial(k, sc.neg / k, size=n_boot)
+    return _auroc_from_counts(neg, pos)
+
+
+def _auroc_jackknife(sc: ScoreCounts):
+    """Leave-one-out AUROC per kind of meme (a toxic or a non-toxic meme of each score group) and
+    how many memes are of that kind: the BCa acceleration from counts."""
+    m, k = sc.n_pos, sc.n_neg
+    twice_u = (sc.pos * (2 * np.cumsum(sc.neg) - sc.neg)).sum()
+    below = 2 * np.cumsum(sc.neg) - sc.neg                 # 2 x (non-toxic below + half the tied ones)
+    above = 2 * (m - np.cumsum(sc.pos)) + sc.pos           # 2 x (toxic above + half the tied ones)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        drop_pos = (twice_u - below) / (2.0 * (m - 1) * k)
+        drop_neg = (twice_u - above) / (2.0 * m * (k - 1))
+    return np.concatenate([drop_pos, drop_neg]), np.concatenate([sc.pos, sc.neg])
+
+
+def _f1_boot_stratified(tp, fn, fp, tn, rng: np.random.Generator, n_boot: int) -> np.ndarray:
+    """F1 of n_boot resamples stratified by the true label (fn includes unparsed toxic memes)."""
+    m, k = tp + fn, fp + tn
+    tp_b = rng.binomial(m, tp / m, size=n_boot) if m else np.zeros(n_boot, np.int64)
+    fp_b = rng.binomial(k, fp / k, size=n_boot) if k else np.zeros(n_boot, np.int64)
+    return _f1_from_counts(tp_b, fp_b, m - tp_b)
+
+
+def _f1_jackknife(tp, fp, fn, tn):
+    """Leave-one-out F1 per confusion cell (tp, fp, fn, tn) and the memes in each."""
+    jack = np.array([_f1_from_counts(tp - 1, fp, fn), _f1_from_counts(tp, fp - 1, fn),
+                     _f1_from_counts(tp, fp, fn - 1), _f1_from_counts(tp, fp, fn)], dtype=float)
+    return jack, np.array([tp, fp, fn, tn])
+
+
+def _kappa_jackknife(joint: np.ndarray):
+    """Leave-one-out kappa per cell of the joint answer table and the memes in each."""
+    cells = joint.ravel()
+    tables = np.repeat(joint[None], cells.size, axis=0).reshape(cells.size, -1)
+    tables[np.arange(cells.size), np.arange(cells.size)] -= 1
+    tables = np.maximum(tables, 0).reshape((cells.size,) + joint.shape)
+    return _kappa_from_tables(tables), cells
+
+
+def _kappa_wilson_limits(joint: np.ndarray):
+    """Kappa interval from the Wilson interval of the observed agreement p_o (memes on the diagonal
+    of the joint answer table, out of n), mapped by kappa = (p_o - p_e) / (1 - p_e) with the chance
+    agreement p_e taken from the observed answer shares. (None, None) where kappa is undefined."""
+    n = joint.sum()
+    if n == 0:
+        return None, None
+    r, c = joint.sum(axis=1) / n, joint.sum(axis=0) / n
+    p_e = float(r @ c)
+    if p_e >= 1 - 1e-12:
+        return None, None
+    lo, hi = _wilson_limits(np.trace(joint), n)
+    return max(-1.0, (float(lo) - p_e) / (1 - p_e)), min(1.0, (float(hi) - p_e) / (1 - p_e))
 
 
 # ----------------------------------------------------------------------------- aggregated inputs
@@ -414,15 +623,8 @@ def classification_from_counts(
     confusion = dict(tp=tp, fp=fp, fn=fn, tn=tn, unparsed_toxic=u_tox, unparsed_non_toxic=u_non)
 
     seq_f1, seq_auc = np.random.SeedSequence(seed).spawn(2)
-
-    # F1 of the toxic class; an unparseable answer reads as "not predicted toxic".
-    if n and (tp + fp + fn + u_tox) > 0:
-        f1_value = _f1_from_counts(tp, fp, fn + u_tox)
-        cells = np.array([tp, fp, fn + u_tox, tn + u_non])
-        c = _multinomial_counts(cells, np.random.default_rng(seq_f1), n_boot)
-        f1 = _bootstrap_estimate(f1_value, _f1_from_counts(c[:, 0], c[:, 1], c[:, 2]), n)
-    else:
-        f1 = Estimate(None, None, None, n, "bootstrap", 0)
+    f1 = f1_estimate(tp, fp, fn + u_tox, tn + u_non, rng=np.random.default_rng(seq_f1), n_boot=n_boot,
+                     fast=fast)
 
     auroc = None
     if score_counts is not None:
@@ -441,17 +643,119 @@ def classification_from_counts(
     )
 
 
-def auroc_estimate(sc: ScoreCounts, *, rng: np.random.Generator, n_boot: int, fast: bool | None) -> Estimate:
-    """AUROC of memes counted per (score, true label) with a bootstrap or DeLong interval."""
+def f1_estimate(tp: int, fp: int, fn_all: int, tn_all: int, *, rng: np.random.Generator | None = None,
+                n_boot: int = DEFAULT_N_BOOT, fast: bool | None = None) -> Estimate:
+    """Toxic-class F1 = 2 tp / (2 tp + fp + fn_all) with its 95% interval.
+
+    ``fn_all`` counts every toxic meme not said toxic (parsed misses and unparseable answers),
+    ``tn_all`` every non-toxic meme not said toxic. Default: Wilson interval of J = tp / (tp + fp +
+    fn_all) mapped by F1 = 2J / (1 + J) (method "wilson_jaccard"); ``fast=False``: stratified BCa
+    with ``n_boot`` resamples (method "bca").
+    """
+    tp, fp, fn_all, tn_all = int(tp), int(fp), int(fn_all), int(tn_all)
+    n = tp + fp + fn_all + tn_all
+    m = tp + fp + fn_all
+    use_bca = fast is False
+    method, nb = ("bca", n_boot) if use_bca else ("wilson_jaccard", None)
+    if m == 0:
+        note = ("undefined: no memes" if n == 0 else
+                "undefined: no toxic memes and none said toxic")
+        return Estimate(None, None, None, n, method, nb, note=note)
+    value = 2 * tp / (2 * tp + fp + fn_all)
+    if not use_bca:
+        lo, hi = _f1_jaccard_wilson(tp, m)
+        return Estimate(value, _f(lo), _f(hi), n, method)
+    rng = rng if rng is not None else np.random.default_rng(0)
+    boot = _f1_boot_stratified(tp, fn_all, fp, tn_all, rng, n_boot)
+    jack, w = _f1_jackknife(tp, fp, fn_all, tn_all)
+    lim = _bca_limits(value, boot, jack, w)
+    if lim is None:
+        return Estimate(value, None, None, n, method, nb,
+                        note="not estimable by BCa at this n: the resamples do not vary around the estimate")
+    return Estimate(value, lim[0], lim[1], n, method, nb)
+
+
+def _auroc_analytic(sc: ScoreCounts, value: float) -> Estimate:
+    """The default AUROC interval (method "hm_delong"): the Hanley-McNeil score interval, widened
+    to DeLong's logit-scale interval where that one reaches further (the union of the two).
+
+    The score interval is what keeps coverage at n ~ 50 near AUROC 1 and stays a real interval at
+    perfect separation ([0.8, 1] at 10 + 10 memes); DeLong's variance is nonparametric and guards
+    against score shapes the Hanley-McNeil variance does not fit, which matters at large n.
+    DeLong is skipped where its variance is 0 (AUROC 0 or 1) or a class has a single meme.
+    All scores tied: not estimable.
+    """
+    n, m, k = sc.n, sc.n_pos, sc.n_neg
+    if sc.scores.size < 2:
+        return Estimate(value, None, None, n, "hm_delong",
+                        note="not estimable at this n: all scores tied (one distinct score)")
+    lo, hi = (float(x) for x in _hm_score_limits(value, m, k))
+    se = _delong_se(sc, value) if m >= 2 and k >= 2 else 0.0
+    if se > 0 and 0 < value < 1:
+        dlo, dhi = _logit_limits(value, se)
+        lo, hi = min(lo, float(dlo)), max(hi, float(dhi))
+    return Estimate(value, _f(lo), _f(hi), n, "hm_delong")
+
+
+def auroc_estimate(sc: ScoreCounts, *, rng: np.random.Generator | None = None, n_boot: int = DEFAULT_N_BOOT,
+                   fast: bool | None = None) -> Estimate:
+    """AUROC of memes counted per (score, true label) with its 95% interval.
+
+    Default (``fast`` None or True): Hanley-McNeil score interval joined with DeLong's logit
+    interval (see _auroc_analytic); O(k) on k distinct scores at any n. ``fast=False``:
+    stratified BCa bootstrap with ``n_boot`` resamples (O(n_boot * k); slow at large k).
+    """
     n = sc.n
-    use_delong = fast if fast is not None else n * n_boot > AUTO_BOOTSTRAP_CELLS
-    method = "delong" if use_delong else "bootstrap"
+    use_bca = fast is False
+    method, nb = ("bca", n_boot) if use_bca else ("hm_delong", None)
     if sc.n_pos == 0 or sc.n_neg == 0:                       # one class (or none): undefined
-        return Estimate(None, None, None, n, method, None if use_delong else 0)
+        note = ("undefined: no memes with a score" if n == 0 else
+                f"undefined: no {'toxic' if sc.n_pos == 0 else 'non-toxic'} memes with a score")
+        return Estimate(None, None, None, n, method, nb, note=note)
     value = float(_auroc_from_counts(sc.neg, sc.pos))
-    if use_delong:
-        return _delong_estimate(sc, value)
-    return _bootstrap_estimate(value, _auroc_bootstrap(sc, rng, n_boot), n)
+    if not use_bca:
+        return _auroc_analytic(sc, value)
+    if sc.scores.size < 2:
+        return Estimate(value, None, None, n, method, nb,
+                        note="not estimable at this n: all scores tied (one distinct score)")
+    rng = rng if rng is not None else np.random.default_rng(0)
+    jack, w = _auroc_jackknife(sc)
+    lim = _bca_limits(value, _auroc_boot_stratified(sc, rng, n_boot), jack, w)
+    if lim is None:
+        return Estimate(value, None, None, n, method, nb,
+                        note="not estimable by BCa at this n: the resamples do not vary around the "
+                             "estimate (e.g. perfect separation)")
+    return Estimate(value, lim[0], lim[1], n, method, nb)
+
+
+def kappa_estimate(joint: np.ndarray, *, rng: np.random.Generator | None = None, n_boot: int = DEFAULT_N_BOOT,
+                   fast: bool | None = None) -> Estimate:
+    """Cohen's kappa of a k x k joint answer table (A's answer x B's answer) with its 95% interval.
+
+    Default: Wilson interval of the observed agreement mapped to kappa with the observed chance
+    agreement (method "wilson_agreement"); ``fast=False``: BCa bootstrap (method "bca").
+    """
+    joint = np.asarray(joint, dtype=np.int64)
+    n = int(joint.sum())
+    use_bca = fast is False
+    method, nb = ("bca", n_boot) if use_bca else ("wilson_agreement", None)
+    value = _f(_kappa_from_tables(joint)) if n else None
+    if value is None:
+        note = ("undefined: no memes" if n == 0 else
+                "undefined: both answer sets give one and the same answer to every meme (chance agreement 1)")
+        return Estimate(None, None, None, n, method, nb, note=note)
+    if not use_bca:
+        lo, hi = _kappa_wilson_limits(joint)
+        return Estimate(value, min(lo, value), max(hi, value), n, method)   # no rounding past the value
+    rng = rng if rng is not None else np.random.default_rng(0)
+    boot = _kappa_from_tables(rng.multinomial(n, joint.ravel() / n, size=n_boot).reshape((-1,) + joint.shape))
+    jack, w = _kappa_jackknife(joint)
+    lim = _bca_limits(value, boot, jack, w.ravel())
+    if lim is None:
+        return Estimate(value, None, None, n, method, nb,
+                        note="not estimable by BCa at this n: the resamples do not vary around the "
+                             "estimate (e.g. identical answers)")
+    return Estimate(value, lim[0], lim[1], n, method, nb)
 
 
 def roc_curve_points(y_true: Sequence[str], scores: Sequence[float | None]) -> list[dict]:
@@ -539,6 +843,7 @@ def agreement(
     n_boot: int = DEFAULT_N_BOOT,
     name_a: str = "A",
     name_b: str = "B",
+    fast: bool | None = None,
 ) -> AgreementReport:
     """Compare two sets of answers on the same memes (rows aligned; None = unparseable = wrong).
 
@@ -549,7 +854,7 @@ def agreement(
     a = _label_codes(pred_a, "pred_a", allow_missing=True)[keep]
     b = _label_codes(pred_b, "pred_b", allow_missing=True)[keep]
     return agreement_from_counts(_table_from_codes(t_all[keep], a, b), seed=seed, n_boot=n_boot,
-                                 name_a=name_a, name_b=name_b)
+                                 name_a=name_a, name_b=name_b, fast=fast)
 
 
 def agreement_from_counts(
@@ -559,6 +864,7 @@ def agreement_from_counts(
     n_boot: int = DEFAULT_N_BOOT,
     name_a: str = "A",
     name_b: str = "B",
+    fast: bool | None = None,
 ) -> AgreementReport:
     """agreement from ``table`` = answer_table(...) of (truth, answer A, answer B) rows, shape (2, 3, 3)."""
     table = np.asarray(table, dtype=np.int64)
@@ -576,14 +882,239 @@ def agreement_from_counts(
                            "only_b_right": int(t[~ra & rb].sum()), "both_wrong": int(t[~ra & ~rb].sum())}
     total = {k: by_label[TOXIC][k] + by_label[NON_TOXIC][k] for k in _TABLE_KEYS}
 
-    if n:
-        joint = table.sum(axis=0)                     # A's answer x B's answer, unparseable a third answer
-        counts = _multinomial_counts(joint.ravel(), np.random.default_rng(seed), n_boot)
-        kappa = _bootstrap_estimate(_kappa_from_tables(joint), _kappa_from_tables(counts.reshape(-1, 3, 3)), n)
-    else:
-        kappa = Estimate(None, None, None, 0, "bootstrap", 0)
+    kappa = kappa_estimate(table.sum(axis=0), rng=np.random.default_rng(seed), n_boot=n_boot, fast=fast)
 
     bb, cc = total["only_a_right"], total["only_b_right"]
     p = float(binomtest(bb, bb + cc, 0.5).pvalue) if bb + cc else None
     return AgreementReport(n=n, table=total, by_label=by_label, kappa=kappa, mcnemar_p=p,
                            reading=_reading(n, bb, cc, p, name_a, name_b))
+
+
+# ----------------------------------------------------------------------------- paired comparisons
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Prediction set A against B on the same memes: differences A - B with 95% intervals."""
+    n: int                          # memes with a true label (both answer sets aligned to them)
+    n_auroc: int                    # memes with a score in both sets: what the AUROC difference uses
+    accuracy_a: Estimate
+    accuracy_b: Estimate
+    accuracy_diff: Estimate         # accuracy A - B, Newcombe's paired score interval (method 10)
+    mcnemar_p: float | None         # exact two-sided McNemar on the discordant memes; None without any
+    auroc_a: Estimate | None        # on the n_auroc memes; None when no scores were given
+    auroc_b: Estimate | None
+    auroc_diff: Estimate | None     # AUROC A - B, paired DeLong (Wald on the difference)
+    auroc_p: float | None           # paired DeLong two-sided p for AUROC A = AUROC B
+    name_a: str = "A"
+    name_b: str = "B"
+
+    def as_dict(self) -> dict:
+        def e(x):
+            return None if x is None else x.as_dict()
+        return {"n": self.n, "n_auroc": self.n_auroc, "name_a": self.name_a, "name_b": self.name_b,
+                "accuracy_a": e(self.accuracy_a), "accuracy_b": e(self.accuracy_b),
+                "accuracy_diff": e(self.accuracy_diff), "mcnemar_p": self.mcnemar_p,
+                "auroc_a": e(self.auroc_a), "auroc_b": e(self.auroc_b), "auroc_diff": e(self.auroc_diff),
+                "auroc_p": self.auroc_p}
+
+
+def holm(pvalues: Sequence[float | None]) -> list[float | None]:
+    """Holm-Bonferroni step-down adjusted p-values, in the input order.
+
+    The m p-values that are not None are sorted ascending, p_(i) becomes max over j <= i of
+    min(1, (m - j + 1) p_(j)) (so the adjusted values are monotone in the raw ones and capped at 1);
+    None passes through and does not count towards m. Rejecting where the adjusted p < alpha
+    controls the family-wise error rate at alpha for any dependence between the tests.
+    """
+    vals = [(i, float(p)) for i, p in enumerate(pvalues) if p is not None and not _missing(p)]
+    out: list[float | None] = [None] * len(pvalues)
+    m = len(vals)
+    running = 0.0
+    for rank, (i, p) in enumerate(sorted(vals, key=lambda t: t[1])):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = running
+    return out
+
+
+HOLM = "Holm-Bonferroni (step-down) over the pairs shown"
+
+
+def holm_adjust_comparisons(comparisons: Sequence[PairedComparison]) -> list[dict]:
+    """as_dict() of each comparison plus ``mcnemar_p_holm`` and ``auroc_p_holm``: each p-value
+    adjusted by holm() over all comparisons shown (one family per test), and ``adjustment``
+    naming it. Use whenever more than one pair is shown."""
+    mc = holm([c.mcnemar_p for c in comparisons])
+    au = holm([c.auroc_p for c in comparisons])
+    out = []
+    for c, p1, p2 in zip(comparisons, mc, au):
+        d = c.as_dict()
+        d.update(mcnemar_p_holm=p1, auroc_p_holm=p2,
+                 adjustment=f"{HOLM} ({len(comparisons)} pairs; McNemar and AUROC each a family)")
+        out.append(d)
+    return out
+
+
+def _newcombe10(both_right: int, only_a: int, only_b: int, both_wrong: int) -> tuple[float, float] | None:
+    """Newcombe (1998) method 10: interval for the paired difference of proportions
+    (a + b) / n - (a + c) / n from the Wilson limits of both, with the phi correlation."""
+    a, b, c, d = both_right, only_a, only_b, both_wrong
+    n = a + b + c + d
+    if n == 0:
+        return None
+    p1, p2 = (a + b) / n, (a + c) / n
+    l1, u1 = (float(x) for x in _wilson_limits(a + b, n))
+    l2, u2 = (float(x) for x in _wilson_limits(a + c, n))
+    denom = (a + b) * (c + d) * (a + c) * (b + d)
+    phi = (a * d - b * c) / math.sqrt(denom) if denom > 0 else 0.0
+    diff = p1 - p2
+    dl = math.sqrt(max((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2, 0.0))
+    du = math.sqrt(max((u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2, 0.0))
+    return max(-1.0, diff - dl), min(1.0, diff + du)
+
+
+def _group_components(y: np.ndarray, s: np.ndarray, w: np.ndarray):
+    """DeLong components per row of (label, score, memes) rows: V10 for toxic rows, V01 for non-toxic."""
+    values, inv = np.unique(s, return_inverse=True)
+    kk = values.size
+    neg = np.bincount(inv[y == 0], weights=w[y == 0], minlength=kk)
+    pos = np.bincount(inv[y == 1], weights=w[y == 1], minlength=kk)
+    m, k = pos.sum(), neg.sum()
+    v10 = ((np.cumsum(neg) - 0.5 * neg) / k)[inv]
+    v01 = ((m - np.cumsum(pos) + 0.5 * pos) / m)[inv]
+    auc = float((pos * (np.cumsum(neg) - 0.5 * neg)).sum() / (m * k))
+    return v10, v01, auc, ScoreCounts(values.astype(float), neg.astype(np.int64), pos.astype(np.int64))
+
+
+def paired_auroc_from_rows(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray,
+                           memes: np.ndarray | None = None) -> tuple[Estimate, Estimate, Estimate, float | None]:
+    """(AUROC A, AUROC B, A - B, p) on memes with both scores: ``y`` 0/1, finite scores, ``memes``
+    how many memes each row stands for (rows of a GROUP BY truth, score_a, score_b; default 1).
+
+    DeLong, DeLong & Clarke-Pearson (1988): per-meme components V10 / V01 of both AUROCs, their
+    2 x 2 covariance within each class, var(A - B) = (S10_aa + S10_bb - 2 S10_ab) / m +
+    (S01_aa + S01_bb - 2 S01_ab) / k; Wald interval and two-sided normal p on the difference.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    sa, sb = np.asarray(score_a, dtype=float), np.asarray(score_b, dtype=float)
+    w = np.ones(y.size) if memes is None else np.asarray(memes, dtype=float)
+    n = int(w.sum())
+    m, k = float(w[y == 1].sum()), float(w[y == 0].sum())
+    if m == 0 or k == 0:
+        note = "undefined: both classes are needed among the memes scored by both sets"
+        e = Estimate(None, None, None, n, "hm_delong", note=note)
+        return e, e, Estimate(None, None, None, n, "delong_paired", note=note), None
+    a10, a01, auc_a, sc_a = _group_components(y, sa, w)
+    b10, b01, auc_b, sc_b = _group_components(y, sb, w)
+    est_a, est_b = auroc_estimate(sc_a), auroc_estimate(sc_b)
+    diff = auc_a - auc_b
+    if m < 2 or k < 2:
+        return est_a, est_b, Estimate(diff, None, None, n, "delong_paired",
+                                      note="not estimable at this n: fewer than 2 memes in a class"), None
+    pos, neg = y == 1, y == 0
+
+    def cov(u, v, sel, mean_u, mean_v, count):
+        return float((w[sel] * (u[sel] - mean_u) * (v[sel] - mean_v)).sum() / (count - 1))
+
+    var = ((cov(a10, a10, pos, auc_a, auc_a, m) + cov(b10, b10, pos, auc_b, auc_b, m)
+            - 2 * cov(a10, b10, pos, auc_a, auc_b, m)) / m
+           + (cov(a01, a01, neg, auc_a, auc_a, k) + cov(b01, b01, neg, auc_b, auc_b, k)
+              - 2 * cov(a01, b01, neg, auc_a, auc_b, k)) / k)
+    se = math.sqrt(max(var, 0.0))
+    if not se > 1e-12:
+        return est_a, est_b, Estimate(diff, None, None, n, "delong_paired",
+                                      note="not estimable at this n: the paired DeLong variance is 0 "
+                                           "(e.g. both sets rank the memes alike, or both separate "
+                                           "the classes perfectly)"), None
+    p = float(2 * ndtr(-abs(diff) / se))
+    return est_a, est_b, Estimate(diff, max(-1.0, diff - Z * se), min(1.0, diff + Z * se), n,
+                                  "delong_paired"), p
+
+
+def paired_comparison_from_counts(table: np.ndarray, score_rows: Iterable[Sequence] | None = None, *,
+                                  name_a: str = "A", name_b: str = "B") -> PairedComparison:
+    """paired_comparison from counts: ``table`` = answer_table of (truth, answer A, answer B,
+    memes) rows, shape (2, 3, 3); ``score_rows`` = (truth, score A, score B, memes) rows for the
+    memes scored by both sets (e.g. a GROUP BY ALL), or None without scores. Rows whose truth is
+    missing or whose either score is missing / not finite are dropped. ``score_rows`` may also be
+    a tuple of four numpy arrays (truth 0/1, score A, score B, memes), already clean."""
+    table = np.asarray(table, dtype=np.int64)
+    if table.shape != (2, 3, 3):
+        raise ValueError(f"answer table of two prediction sets has shape (2, 3, 3), not {table.shape}")
+    n = int(table.sum())
+    right = np.zeros((2, 3), dtype=bool)
+    right[0, 1] = right[1, 2] = True
+    cells = {"both_right": 0, "only_a_right": 0, "only_b_right": 0, "both_wrong": 0}
+    for truth in (0, 1):
+        ra, rb = right[truth][:, None], right[truth][None, :]
+        t = table[truth]
+        cells["both_right"] += int(t[ra & rb].sum())
+        cells["only_a_right"] += int(t[ra & ~rb].sum())
+        cells["only_b_right"] += int(t[~ra & rb].sum())
+        cells["both_wrong"] += int(t[~ra & ~rb].sum())
+    a, b, c, d = cells["both_right"], cells["only_a_right"], cells["only_b_right"], cells["both_wrong"]
+    acc_a, acc_b = proportion_estimate(a + b, n), proportion_estimate(a + c, n)
+    lim = _newcombe10(a, b, c, d)
+    if lim is None:
+        acc_diff = Estimate(None, None, None, 0, "newcombe10", note="undefined: no memes")
+    else:
+        acc_diff = Estimate((b - c) / n, lim[0], lim[1], n, "newcombe10")
+    mc_p = float(binomtest(b, b + c, 0.5).pvalue) if b + c else None
+
+    auroc_a = auroc_b = auroc_diff = None
+    auroc_p = None
+    n_auroc = 0
+    if isinstance(score_rows, tuple) and len(score_rows) == 4 and isinstance(score_rows[0], np.ndarray):
+        ys, sa, sb, ws = score_rows                          # (codes, scores A, scores B, memes) arrays
+        n_auroc = int(ws.sum())
+        auroc_a, auroc_b, auroc_diff, auroc_p = paired_auroc_from_rows(ys, sa, sb, ws)
+    elif score_rows is not None:
+        rows = [tuple(r) for r in score_rows]
+        ys, sa, sb, ws = [], [], [], []
+        for truth, x, z, cnt in rows:
+            if _missing(truth) or _missing(x) or _missing(z):
+                continue
+            x, z = float(x), float(z)
+            if not (math.isfinite(x) and math.isfinite(z)):
+                continue
+            if truth not in _CODES:
+                raise ValueError(f"true label {truth!r}: expected {TOXIC!r}, {NON_TOXIC!r} or None")
+            ys.append(_CODES[truth])
+            sa.append(x)
+            sb.append(z)
+            ws.append(int(cnt))
+        n_auroc = int(sum(ws))
+        auroc_a, auroc_b, auroc_diff, auroc_p = paired_auroc_from_rows(
+            np.array(ys, dtype=np.int64), np.array(sa), np.array(sb), np.array(ws, dtype=float))
+    return PairedComparison(n=n, n_auroc=n_auroc, accuracy_a=acc_a, accuracy_b=acc_b, accuracy_diff=acc_diff,
+                            mcnemar_p=mc_p, auroc_a=auroc_a, auroc_b=auroc_b, auroc_diff=auroc_diff,
+                            auroc_p=auroc_p, name_a=name_a, name_b=name_b)
+
+
+def paired_comparison(
+    y_true: Sequence[str],
+    scores_a: Sequence[float | None] | None,
+    scores_b: Sequence[float | None] | None,
+    pred_a: Sequence[str | None],
+    pred_b: Sequence[str | None],
+    *,
+    name_a: str = "A",
+    name_b: str = "B",
+) -> PairedComparison:
+    """Compare prediction sets A and B on the same memes (rows aligned): accuracy A - B (Newcombe
+    method 10 interval, exact McNemar p) and, when both score lists are given, AUROC A - B (paired
+    DeLong interval and p) over the memes that have a score in both sets (``n_auroc``).
+
+    A row without a true label is dropped; an unparseable answer (None) is wrong."""
+    _check_lengths(y_true=y_true, pred_a=pred_a, pred_b=pred_b, scores_a=scores_a, scores_b=scores_b)
+    t_all = _label_codes(y_true, "y_true", allow_missing=True)
+    keep = t_all >= 0
+    t = t_all[keep]
+    a = _label_codes(pred_a, "pred_a", allow_missing=True)[keep]
+    b = _label_codes(pred_b, "pred_b", allow_missing=True)[keep]
+    table = _table_from_codes(t, a, b)
+    rows = None
+    if scores_a is not None and scores_b is not None:
+        sa, sb = _score_array(scores_a)[keep], _score_array(scores_b)[keep]
+        has = np.isfinite(sa) & np.isfinite(sb)
+        rows = (t[has].astype(np.int64), sa[has], sb[has], np.ones(int(has.sum())))
+    return paired_comparison_from_counts(table, rows, name_a=name_a, name_b=name_b)

@@ -33,6 +33,11 @@ def confusion_example():
     return y_true, y_pred
 
 
+def _auc_stat(x, y, axis=-1):
+    """Mann-Whitney AUROC (ties 1/2) of toxic scores x against non-toxic scores y, batched."""
+    return np.mean((x[..., :, None] > y[..., None, :]) + 0.5 * (x[..., :, None] == y[..., None, :]), axis=(-2, -1))
+
+
 def assert_json_clean(d: dict) -> None:
     json.dumps(d, allow_nan=False)          # raises on NaN / infinity / numpy types
 
@@ -52,7 +57,7 @@ def test_wilson_interval_matches_formula():
     assert proportion_estimate(0, 5).low == pytest.approx(0.0, abs=1e-12)
     assert proportion_estimate(0, 5).high == pytest.approx(wilson(0, 5)[1], abs=1e-9)
     assert proportion_estimate(5, 5).high == pytest.approx(1.0, abs=1e-12)
-    assert proportion_estimate(0, 0) == Estimate(None, None, None, 0, "wilson")
+    assert proportion_estimate(0, 0) == Estimate(None, None, None, 0, "wilson", note="undefined: no memes")
 
 
 def test_confusion_example_figures():
@@ -72,8 +77,13 @@ def test_confusion_example_figures():
     assert (r.recall.low, r.recall.high) == pytest.approx(wilson(8, 12))
     assert r.unparseable_rate.value == 0.0 and r.unparseable_rate.n == 20
     assert r.auroc is None                                   # no scores given
-    assert r.f1.method == "bootstrap" and r.f1.n_boot == 2000
-    assert 0.4 < r.f1.low < 16 / 22 < r.f1.high < 1.0
+    # F1 interval: Wilson on J = tp / (tp + fp + fn) = 8 / 14 -> [0.325906, 0.786192], mapped by
+    # F1 = 2J / (1 + J): [0.651813 / 1.325906, 1.572384 / 1.786192] = [0.491598, 0.880300]
+    assert (r.f1.method, r.f1.n_boot, r.f1.note) == ("wilson_jaccard", None, None)
+    lo, hi = wilson(8, 14)
+    assert (lo, hi) == pytest.approx((0.325906, 0.786192), abs=1e-6)
+    assert (r.f1.low, r.f1.high) == pytest.approx((2 * lo / (1 + lo), 2 * hi / (1 + hi)))
+    assert (r.f1.low, r.f1.high) == pytest.approx((0.491598, 0.880300), abs=1e-6)
     d = r.as_dict()
     assert_json_clean(d)
     assert d["accuracy"]["value"] == pytest.approx(0.7) and d["auroc"] is None
@@ -128,24 +138,47 @@ def test_auroc_hand_ranked():
     # AUROC = (3 + 3 + 1.5) / (3 * 3) = 7.5 / 9 = 0.8333
     assert r.auroc.value == pytest.approx(7.5 / 9)
     assert r.auroc.n == 6                                    # the score-less meme is skipped
-    assert r.auroc.method == "bootstrap"                     # small n: bootstrap by default
-    # with 3 + 3 memes some resamples have one class only: they are dropped and counted
-    assert 1000 <= r.auroc.n_boot < 2000
+    assert r.auroc.method == "hm_delong" and r.auroc.n_boot is None   # no resampling by default
     assert 0.0 <= r.auroc.low < r.auroc.value <= r.auroc.high <= 1.0
 
 
 def test_auroc_delong_by_hand():
     y_true, scores = ranked_example()
-    r = classification_metrics(y_true, [T] * 7, scores, fast=True)
+    sc = metrics.ScoreCounts.from_rows(np.array([1, 0, 1, 1, 0, 0]), np.array([0.9, 0.7, 0.8, 0.6, 0.6, 0.1]))
     # DeLong: per toxic meme, share of non-toxic below (ties 1/2): V10 = [1, 1, 0.5]
     #         per non-toxic meme, share of toxic above (ties 1/2): V01 = [2/3, 5/6, 1]
     # var(V10) = (1/36 + 1/36 + 4/36) / 2 = 1/12 ; var(V01) = (1/36 + 0 + 1/36) / 2 = 1/36
     # se = sqrt(1/12 / 3 + 1/36 / 3) = sqrt(1/27) = 0.19245 ; 0.8333 - 1.96 * 0.19245 = 0.45614
+    # (the old Wald interval, 0.8333 +- 1.96 se, was [0.45614, 1.2105] clipped to 1.)
+    # On the logit scale: logit(5/6) = ln 5 = 1.609438, se_logit = se / (A (1 - A)) = 0.19245 / (5/36)
+    # = 1.385641, half width 1.96 * 1.385641 = 2.715806 -> expit(-1.106368) = 0.248549,
+    # expit(4.325244) = 0.986942
     se = math.sqrt(1 / 27)
-    assert r.auroc.method == "delong" and r.auroc.n_boot is None
-    assert r.auroc.value == pytest.approx(7.5 / 9)
-    assert r.auroc.low == pytest.approx(7.5 / 9 - Z * se) == pytest.approx(0.45614, abs=1e-5)
-    assert r.auroc.high == 1.0                               # 1.2105 clipped to 1
+    assert metrics._delong_se(sc, 7.5 / 9) == pytest.approx(se)
+    lg, h = math.log(5), Z * se / (5 / 36)
+    lo, hi = metrics._logit_limits(7.5 / 9, se)
+    assert lo == pytest.approx(1 / (1 + math.exp(-(lg - h)))) == pytest.approx(0.248549, abs=1e-6)
+    assert hi == pytest.approx(1 / (1 + math.exp(-(lg + h)))) == pytest.approx(0.986942, abs=1e-6)
+    # the reported interval is the union of that and the Hanley-McNeil score interval
+    r = classification_metrics(y_true, [T] * 7, scores).auroc
+    hm_lo, hm_hi = metrics._hm_score_limits(7.5 / 9, 3, 3)
+    assert (r.method, r.n_boot, r.note) == ("hm_delong", None, None)
+    assert r.low == pytest.approx(min(lo, hm_lo)) and r.high == pytest.approx(max(hi, hm_hi))
+    assert classification_metrics(y_true, [T] * 7, scores, fast=True).auroc == r
+
+
+def test_hm_score_limits_solve_the_score_equation():
+    # the limits are the theta where (A - theta)^2 = z^2 V_HM(theta); V_HM with N* = (m + k) / 2:
+    # V(theta) = theta (1 - theta) / (m k) * (1 + (N* - 1) ((1 - theta) / (2 - theta) + theta / (1 + theta)))
+    for value, m, k in ((0.8, 26, 25), (1.0, 10, 10), (0.55, 5, 40), (0.0, 3, 3)):
+        lo, hi = (float(x) for x in metrics._hm_score_limits(value, m, k))
+        def f(t):
+            ns = (m + k) / 2
+            v = t * (1 - t) / (m * k) * (1 + (ns - 1) * ((1 - t) / (2 - t) + t / (1 + t)))
+            return (value - t) ** 2 - Z**2 * v
+        assert lo < hi and 0 <= lo <= value <= hi <= 1
+        for t in (lo, hi):
+            assert t in (0.0, 1.0) or abs(f(t)) < 1e-9
 
 
 def test_roc_curve_points_hand_ranked():
@@ -189,24 +222,22 @@ def test_auroc_bootstrap_statistic_matches_sklearn_on_each_resample():
             assert stat == pytest.approx(roc_auc_score(labels[i], points[i]))
 
 
-def test_auroc_bootstrap_matches_resampling_memes_by_index():
-    # Resampling the (score, label) cells must behave like resampling memes by index.
+def test_stratified_auroc_resamples_match_resampling_memes_by_index_within_class():
+    # The BCa bootstrap draws each class's score-group counts from a multinomial; that must behave
+    # like resampling the toxic and the non-toxic memes by index, each within its class.
     rng = np.random.default_rng(12)
     n = 80
     y = (rng.random(n) < 0.4).astype(np.int64)
     s = np.round(y * 0.15 + rng.random(n), 2)
-    r = classification_metrics([T if v else N for v in y], [T] * n, list(s), n_boot=4000)
-    idx = rng.integers(0, n, size=(4000, n))
-    yi, si = y[idx], s[idx]                                  # Mann-Whitney of every index resample
-    wins = (si[:, :, None] > si[:, None, :]) + 0.5 * (si[:, :, None] == si[:, None, :])
-    pairs = yi[:, :, None] * (1 - yi[:, None, :])            # (toxic, non-toxic) pairs
-    with np.errstate(invalid="ignore"):
-        ref = (wins * pairs).sum(axis=(1, 2)) / pairs.sum(axis=(1, 2))
-    ref = ref[np.isfinite(ref)]
-    assert ref[0] == pytest.approx(roc_auc_score(yi[0], si[0]))
-    lo, hi = np.quantile(ref, [0.025, 0.975])
-    assert r.auroc.method == "bootstrap"
-    assert r.auroc.low == pytest.approx(lo, abs=0.02) and r.auroc.high == pytest.approx(hi, abs=0.02)
+    sc = metrics.ScoreCounts.from_rows(y, s)
+    stats = metrics._auroc_boot_stratified(sc, np.random.default_rng(1), 4000)
+    sp, sn = s[y == 1], s[y == 0]
+    ip = rng.integers(0, sp.size, size=(4000, sp.size))
+    ineg = rng.integers(0, sn.size, size=(4000, sn.size))
+    ref = _auc_stat(sp[ip], sn[ineg])
+    assert ref[0] == pytest.approx(roc_auc_score(np.r_[np.ones(sp.size), np.zeros(sn.size)], np.r_[sp[ip[0]], sn[ineg[0]]]))
+    assert np.all(np.isfinite(stats))                        # both classes in every resample
+    assert np.quantile(stats, [0.025, 0.5, 0.975]) == pytest.approx(np.quantile(ref, [0.025, 0.5, 0.975]), abs=0.02)
 
 
 def test_counts_and_rows_give_the_same_reports():
@@ -260,54 +291,55 @@ def test_point_values_match_sklearn():
         assert k == pytest.approx(ref, nan_ok=True) if not math.isnan(ref) else k is None
 
 
-def test_auroc_auto_method_switch():
+def test_auroc_default_and_bca_agree_at_1200_memes():
     rng = np.random.default_rng(0)
     y = [T if v else N for v in rng.random(1200) < 0.5]
     s = list(rng.random(1200))
     pred = [T] * 1200
-    # 1200 * 2000 = 2.4e6 > AUTO_BOOTSTRAP_CELLS (1e6): DeLong; 1200 * 400 = 4.8e5: bootstrap
-    assert classification_metrics(y, pred, s).auroc.method == "delong"
-    boot = classification_metrics(y, pred, s, n_boot=400).auroc
-    assert boot.method == "bootstrap" and boot.n_boot == 400
-    delong = classification_metrics(y, pred, s, fast=True).auroc
+    default = classification_metrics(y, pred, s).auroc
+    assert default.method == "hm_delong" and default.n_boot is None
+    boot = classification_metrics(y, pred, s, n_boot=400, fast=False).auroc
+    assert boot.method == "bca" and boot.n_boot == 400 and "400 resamples" in boot.method_detail
     # both intervals describe the same sampling spread: widths agree to within a third
-    assert delong.value == boot.value
-    w_b, w_d = boot.high - boot.low, delong.high - delong.low
+    assert default.value == boot.value == pytest.approx(roc_auc_score([v == T for v in y], s))
+    w_b, w_d = boot.high - boot.low, default.high - default.low
     assert abs(w_b - w_d) < w_d / 3
 
 
 # ----------------------------------------------------------------------------- bootstrap
 
-def test_f1_bootstrap_matches_resampling_memes_by_index():
-    # The F1 bootstrap draws confusion-cell counts from a multinomial; that must behave like
-    # resampling the memes themselves. Reference: index resampling, F1 computed per resample.
-    rng = np.random.default_rng(11)
-    n = 60
-    y_true = np.where(rng.random(n) < 0.5, T, N)
-    right = rng.random(n) < 0.7
-    y_pred = np.where(right, y_true, np.where(y_true == T, N, T)).astype(object)
-    y_pred[rng.random(n) < 0.3] = None                      # many unparseable answers
-    r = classification_metrics(list(y_true), list(y_pred), n_boot=4000)
-    t = y_true == T
-    said_toxic = y_pred == T
-    ref = []
-    for i in rng.integers(0, n, size=(4000, n)):
-        tp = np.sum(t[i] & said_toxic[i])
-        ref.append(2 * tp / (2 * tp + np.sum(~t[i] & said_toxic[i]) + np.sum(t[i] & ~said_toxic[i])))
-    lo, hi = np.quantile(ref, [0.025, 0.975])
-    assert r.f1.low == pytest.approx(lo, abs=0.02) and r.f1.high == pytest.approx(hi, abs=0.02)
+def test_bca_from_counts_matches_scipy_stratified_bca():
+    # AUROC: scipy.stats.bootstrap with the toxic and the non-toxic scores as two samples resamples
+    # each class on its own (stratified), with the jackknife over all memes: the same BCa.
+    from scipy.stats import bootstrap
+    rng = np.random.default_rng(3)
+    x, z = np.round(rng.normal(1, 1, 26), 1), np.round(rng.normal(0, 1, 25), 1)
+    ref = bootstrap((x, z), _auc_stat, vectorized=True, method="BCa", n_resamples=20000,
+                    random_state=1).confidence_interval
+    sc = metrics.ScoreCounts.from_rows(np.r_[np.ones(26, int), np.zeros(25, int)], np.r_[x, z])
+    e = metrics.auroc_estimate(sc, rng=np.random.default_rng(2), n_boot=20000, fast=False)
+    assert e.method == "bca" and e.n_boot == 20000
+    assert e.low == pytest.approx(ref.low, abs=0.01) and e.high == pytest.approx(ref.high, abs=0.01)
+    # F1 with tp 18, fn 8 (toxic), fp 6, tn 19: the toxic and non-toxic memes as two samples
+    t_pred = np.r_[np.ones(18), np.zeros(8)]
+    n_pred = np.r_[np.ones(6), np.zeros(19)]
+
+    def f1(tpos, tneg, axis=-1):
+        tp, fp = tpos.sum(axis=axis), tneg.sum(axis=axis)
+        return 2 * tp / (2 * tp + fp + (tpos.shape[axis] - tp))
+    ref = bootstrap((t_pred, n_pred), f1, vectorized=True, method="BCa", n_resamples=20000,
+                    random_state=1).confidence_interval
+    e = metrics.f1_estimate(18, 6, 8, 19, rng=np.random.default_rng(2), n_boot=20000, fast=False)
+    assert e.low == pytest.approx(ref.low, abs=0.01) and e.high == pytest.approx(ref.high, abs=0.01)
 
 
-def test_percentile_interval_and_dropped_resamples():
-    # 1001 resample values 0.000, 0.001, ..., 1.000: the 2.5% and 97.5% percentiles are 0.025 and
-    # 0.975 exactly (linear interpolation at positions 25 and 975); 300 NaN resamples are dropped
-    stats = np.concatenate([np.arange(1001) / 1000, np.full(300, np.nan)])
-    e = metrics._bootstrap_estimate(0.5, stats, n=7)
-    assert (e.value, e.n, e.method, e.n_boot) == (0.5, 7, "bootstrap", 1001)
-    assert e.low == pytest.approx(0.025) and e.high == pytest.approx(0.975)
-    # fewer than half of the resamples usable (1001 of 2302): no interval, the count is reported
-    e = metrics._bootstrap_estimate(0.5, np.concatenate([stats, np.full(1001, np.nan)]), n=7)
-    assert (e.value, e.low, e.high, e.n_boot) == (0.5, None, None, 1001)
+def test_bca_refuses_a_collapsed_bootstrap():
+    # every resample equal to the estimate (perfect separation): no BCa interval, a note instead
+    e = metrics._bca_limits(1.0, np.ones(500), np.ones(10), np.ones(10))
+    assert e is None
+    sc = metrics.ScoreCounts.from_rows(np.r_[np.ones(10, int), np.zeros(10, int)], np.arange(20.0)[::-1])
+    e = metrics.auroc_estimate(sc, n_boot=500, fast=False)
+    assert e.value == 1.0 and e.low is None and e.high is None and "not estimable" in e.note
 
 
 def test_vectorised_statistics_match_sklearn():
@@ -332,9 +364,12 @@ def test_seeded_results_are_identical_and_seed_matters():
     s = list(rng.random(51))
     one = classification_metrics(y, p, s, seed=0).as_dict()
     assert one == classification_metrics(y, p, s, seed=0).as_dict()
-    other = classification_metrics(y, p, s, seed=1).as_dict()
-    assert (one["f1"], one["auroc"]) != (other["f1"], other["auroc"])
-    assert one["accuracy"] == other["accuracy"]              # Wilson intervals use no randomness
+    assert one == classification_metrics(y, p, s, seed=1).as_dict()   # the defaults draw nothing
+    boot0 = classification_metrics(y, p, s, seed=0, fast=False).as_dict()
+    assert boot0 == classification_metrics(y, p, s, seed=0, fast=False).as_dict()
+    other = classification_metrics(y, p, s, seed=1, fast=False).as_dict()
+    assert (boot0["f1"], boot0["auroc"]) != (other["f1"], other["auroc"])
+    assert boot0["accuracy"] == other["accuracy"]            # Wilson intervals use no randomness
     assert agreement(y, p, q, seed=4).as_dict() == agreement(y, p, q, seed=4).as_dict()
 
 
@@ -388,8 +423,12 @@ def test_cohen_kappa_from_formula():
     y_true = [T, N] * 10
     r = agreement(y_true, pred_a, pred_b)
     assert r.kappa.value == pytest.approx(0.5)
-    assert (r.kappa.n, r.kappa.method, r.kappa.n_boot) == (20, "bootstrap", 2000)
-    assert -0.2 < r.kappa.low < 0.5 < r.kappa.high <= 1.0
+    # interval: Wilson on p_o = 15/20 -> [0.531299, 0.888138], kappa = (p_o - 0.5) / 0.5
+    # -> [0.062598, 0.776277]
+    assert (r.kappa.n, r.kappa.method, r.kappa.n_boot) == (20, "wilson_agreement", None)
+    lo, hi = wilson(15, 20)
+    assert (r.kappa.low, r.kappa.high) == pytest.approx(((lo - 0.5) / 0.5, (hi - 0.5) / 0.5))
+    assert (r.kappa.low, r.kappa.high) == pytest.approx((0.062598, 0.776277), abs=1e-6)
 
 
 def test_cohen_kappa_counts_unparseable_as_its_own_answer():
@@ -464,7 +503,7 @@ def test_speed_51_memes_and_100k_memes():
     r = classification_metrics(y, p, s)
     agreement(y, p, q)
     small = time.perf_counter() - t0
-    assert r.auroc.method == "bootstrap" and r.f1.n_boot == 2000
+    assert r.auroc.method == "hm_delong" and r.f1.method == "wilson_jaccard"
     assert small < 1.0, f"51 memes took {small:.3f}s"
 
     y, p, q, s = synthetic(100_000)
@@ -473,8 +512,7 @@ def test_speed_51_memes_and_100k_memes():
     agreement(y, p, q)
     roc_curve_points(y, s)
     big = time.perf_counter() - t0
-    assert r.auroc.method == "delong"                        # chosen automatically at this size
-    assert r.f1.n_boot == 2000 and r.f1.high - r.f1.low < 0.02
+    assert r.auroc.method == "hm_delong" and r.f1.high - r.f1.low < 0.02
     assert big < 3.0, f"100k memes took {big:.3f}s"          # ~0.3-0.4 s measured on 2 cores
 
 
@@ -489,3 +527,212 @@ def test_roc_thinning_keeps_the_ends_and_at_most_max_points():
     assert all(p in full for p in thin[::37])                  # points of the curve, not new ones
     assert [p["fpr"] for p in thin] == sorted(p["fpr"] for p in thin)
     assert metrics.roc_points_from_counts(sc, max_points=10_000) == full
+
+
+# ----------------------------------------------------------------------------- degenerate intervals
+# Each of these printed a zero-width interval with the percentile bootstrap (1.0 [1.0, 1.0],
+# 0.5 [0.5, 0.5], kappa [1, 1]): now either a real interval or low/high None with a note.
+
+def assert_real_or_marked(e: Estimate) -> None:
+    assert_json_clean(e.as_dict())
+    if e.low is None or e.high is None:
+        assert e.low is None and e.high is None and e.note
+    else:
+        assert e.low < e.high and e.note is None
+        assert e.value is None or e.low <= e.value <= e.high
+
+
+def test_perfect_separation_gives_a_real_interval():
+    y = [T] * 10 + [N] * 10
+    s = list(np.arange(20.0)[::-1])                          # every toxic meme above every non-toxic one
+    r = classification_metrics(y, y, s)
+    assert r.auroc.value == 1.0 and r.auroc.method == "hm_delong"
+    # Hanley-McNeil score interval at A = 1, m = k = 10: (1 - theta)^2 = z^2 V(theta) at theta = 0.800214
+    assert r.auroc.low == pytest.approx(0.800214, abs=1e-5) and r.auroc.high == 1.0
+    assert r.f1.value == 1.0 and r.f1.high == 1.0
+    # F1 = 1: Wilson of 10/10 = [0.722467, 1] -> 2L / (1 + L) = 0.838875
+    assert r.f1.low == pytest.approx(2 * wilson(10, 10)[0] / (1 + wilson(10, 10)[0]))
+    for e in (r.auroc, r.f1, r.accuracy, r.precision, r.recall):
+        assert_real_or_marked(e)
+    # the same inverted: AUROC 0 gets [0, 0.2]
+    inv = classification_metrics(y, y, [-v for v in s]).auroc
+    assert inv.value == 0.0 and inv.low == 0.0 and inv.high == pytest.approx(1 - 0.800214, abs=1e-5)
+
+
+def test_all_tied_scores_are_not_estimable():
+    r = classification_metrics([T] * 10 + [N] * 10, [T] * 20, [0.5] * 20)
+    assert r.auroc.value == 0.5 and r.auroc.low is None and r.auroc.high is None
+    assert "all scores tied" in r.auroc.note
+    assert_real_or_marked(r.auroc)
+    boot = classification_metrics([T] * 10 + [N] * 10, [T] * 20, [0.5] * 20, fast=False).auroc
+    assert boot.low is None and "all scores tied" in boot.note and boot.n_boot == 2000
+
+
+def test_identical_answers_kappa_has_a_lower_bound():
+    y = [T, N] * 10
+    p = [T] * 12 + [N] * 8
+    a = agreement(y, p, p)
+    assert a.kappa.value == 1.0 and a.kappa.high == 1.0
+    # Wilson of 20/20 = [0.838875, 1]; p_e = 0.6^2 + 0.4^2 = 0.52; (0.838875 - 0.52) / 0.48 = 0.664323
+    lo = wilson(20, 20)[0]
+    assert a.kappa.low == pytest.approx((lo - 0.52) / 0.48) == pytest.approx(0.664323, abs=1e-5)
+    assert_real_or_marked(a.kappa)
+    # BCa cannot form an interval there: marked, not [1, 1]
+    b = agreement(y, p, p, fast=False).kappa
+    assert b.low is None and "not estimable" in b.note
+    # both sets constant and equal: kappa itself undefined, with a note
+    c = agreement(y, [T] * 20, [T] * 20).kappa
+    assert c.value is None and c.low is None and "chance agreement 1" in c.note
+
+
+def test_single_class_and_tiny_n():
+    one = classification_metrics([T] * 6, [T] * 6, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    assert one.auroc.value is None and "no non-toxic memes" in one.auroc.note
+    assert one.f1.value == 1.0
+    assert_real_or_marked(one.auroc)
+    assert_real_or_marked(one.f1)
+    tiny = classification_metrics([T, N], [T, N], [0.9, 0.1])   # one meme per class
+    assert tiny.auroc.value == 1.0 and tiny.auroc.method == "hm_delong"
+    assert 0 < tiny.auroc.low < 0.5 and tiny.auroc.high == 1.0
+    for e in (tiny.auroc, tiny.f1, tiny.accuracy, tiny.precision, tiny.recall, tiny.unparseable_rate):
+        assert_real_or_marked(e)
+    none = classification_metrics([N] * 3, [N] * 3)
+    assert none.f1.value is None and "no toxic memes and none said toxic" in none.f1.note
+    assert_real_or_marked(none.f1)
+
+
+def test_random_small_inputs_never_give_a_zero_width_interval():
+    rng = np.random.default_rng(30)
+    for _ in range(200):
+        n = int(rng.integers(1, 12))
+        lab = np.array([T, N, None], dtype=object)
+        y = list(rng.choice(lab[:2], n))
+        p = list(rng.choice(lab, n))
+        q = list(rng.choice(lab, n))
+        s = list(np.round(rng.random(n), 1))
+        r = classification_metrics(y, p, s)
+        for e in (r.accuracy, r.precision, r.recall, r.f1, r.auroc, r.unparseable_rate):
+            assert_real_or_marked(e)
+        assert_real_or_marked(agreement(y, p, q).kappa)
+
+
+def test_new_intervals_contain_known_values_at_large_n():
+    # a binormal scorer with AUROC 0.8 at 4000 memes; F1 and kappa from known cell probabilities
+    rng = np.random.default_rng(31)
+    d = math.sqrt(2) * 0.8416212335729143                      # Phi^-1(0.8)
+    y = rng.random(4000) < 0.5
+    s = np.where(y, rng.normal(d, 1, 4000), rng.normal(0, 1, 4000))
+    r = classification_metrics(list(np.where(y, T, N)), list(np.where(s > d / 2, T, N)), list(s))
+    assert r.auroc.low < 0.8 < r.auroc.high and r.auroc.high - r.auroc.low < 0.04
+    f1_true = 0.6613 / (0.6613 + 0.5 * 0.3387 + 0.5 * 0.3387) * 1.0  # sens = spec = Phi(d/2) = 0.7602..
+    sens = 0.5 * (1 + math.erf(d / 2 / math.sqrt(2)))
+    f1_true = 2 * sens / (2 * sens + (1 - sens) + (1 - sens))
+    assert r.f1.low < f1_true < r.f1.high
+
+
+# ----------------------------------------------------------------------------- paired comparisons
+
+def paired_example(n=200, seed=40, rho=0.5):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.5).astype(np.int64)
+    z = rng.multivariate_normal([0, 0], [[1, rho], [rho, 1]], n)
+    sa = np.round(z[:, 0] + 1.2 * y, 1)
+    sb = np.round(z[:, 1] + 0.8 * y, 1)
+    return y, sa, sb
+
+
+def test_holm_hand_example():
+    # p = 0.01, 0.04, None, 0.03, 0.5 -> m = 4; sorted 0.01, 0.03, 0.04, 0.5
+    # 4 * 0.01 = 0.04 ; 3 * 0.03 = 0.09 ; 2 * 0.04 = 0.08 -> max(0.09, 0.08) = 0.09 ; 1 * 0.5 = 0.5
+    assert metrics.holm([0.01, 0.04, None, 0.03, 0.5]) == pytest.approx([0.04, 0.09, None, 0.09, 0.5])
+    assert metrics.holm([0.4, 0.3]) == pytest.approx([0.6, 0.6])         # 2 * 0.3 = 0.6, max(0.6, 0.4)
+    assert metrics.holm([0.9, 0.6]) == [1.0, 1.0]                         # capped at 1
+    assert metrics.holm([]) == [] and metrics.holm([None]) == [None]
+
+
+def test_paired_auroc_difference_against_sklearn_and_a_paired_bootstrap():
+    y, sa, sb = paired_example()
+    lab = list(np.where(y == 1, T, N))
+    pa, pb = list(np.where(sa > 0.6, T, N)), list(np.where(sb > 0.4, T, N))
+    sa_l, sb_l = list(sa), list(sb)
+    sa_l[0] = None                                           # meme 0 has no score in A: dropped
+    r = metrics.paired_comparison(lab, sa_l, sb_l, pa, pb)
+    keep = np.arange(1, y.size)
+    assert r.n == 200 and r.n_auroc == 199
+    auc_a, auc_b = roc_auc_score(y[keep], sa[keep]), roc_auc_score(y[keep], sb[keep])
+    assert r.auroc_a.value == pytest.approx(auc_a) and r.auroc_b.value == pytest.approx(auc_b)
+    assert r.auroc_diff.value == pytest.approx(auc_a - auc_b) and r.auroc_diff.method == "delong_paired"
+    se = (r.auroc_diff.high - r.auroc_diff.low) / (2 * Z)
+    # brute force: resample memes (pairs kept together) within each class, AUROC difference each time
+    rng = np.random.default_rng(1)
+    yk, ak, bk = y[keep], sa[keep], sb[keep]
+    pos, neg = np.flatnonzero(yk == 1), np.flatnonzero(yk == 0)
+    ip = pos[rng.integers(0, pos.size, (2000, pos.size))]
+    ineg = neg[rng.integers(0, neg.size, (2000, neg.size))]
+    diffs = _auc_stat(ak[ip], ak[ineg]) - _auc_stat(bk[ip], bk[ineg])
+    assert se == pytest.approx(diffs.std(), rel=0.12)
+    z = r.auroc_diff.value / se
+    assert r.auroc_p == pytest.approx(math.erfc(abs(z) / math.sqrt(2)))
+    assert_json_clean(r.as_dict())
+
+
+def test_paired_accuracy_difference_newcombe10_and_mcnemar():
+    y_true, pred_a, pred_b = mcnemar_example()
+    r = metrics.paired_comparison(y_true, None, None, pred_a, pred_b)
+    # a = both right 5, b = only A 1, c = only B 6, d = both wrong 2; n = 14
+    # p1 = 6/14, p2 = 11/14; Wilson: [0.213808, 0.674094], [0.524108, 0.924286]
+    # phi = (5*2 - 1*6) / sqrt(6 * 8 * 11 * 3) = 4 / 39.799 = 0.100504
+    # delta = sqrt((p1-l1)^2 - 2 phi (p1-l1)(u2-p2) + (u2-p2)^2), eps likewise with (u1-p1), (p2-l2)
+    # -> -0.357143 - 0.243605 = -0.600748 ; -0.357143 + 0.340306 = -0.016837
+    p1, p2 = 6 / 14, 11 / 14
+    (l1, u1), (l2, u2) = wilson(6, 14), wilson(11, 14)
+    phi = 4 / math.sqrt(6 * 8 * 11 * 3)
+    lo = p1 - p2 - math.sqrt((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2)
+    hi = p1 - p2 + math.sqrt((u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2)
+    e = r.accuracy_diff
+    assert (e.value, e.method, e.n) == (pytest.approx(-5 / 14), "newcombe10", 14)
+    assert (e.low, e.high) == pytest.approx((lo, hi))
+    assert (e.low, e.high) == pytest.approx((-0.600748, -0.016837), abs=1e-6)
+    assert r.mcnemar_p == pytest.approx(0.125) == agreement(y_true, pred_a, pred_b).mcnemar_p
+    assert r.auroc_diff is None and r.auroc_p is None and r.n_auroc == 0
+    assert r.accuracy_a.value == pytest.approx(6 / 14) and r.accuracy_b.value == pytest.approx(11 / 14)
+
+
+def test_paired_counts_path_equals_rows_and_holm_is_named():
+    from collections import Counter
+    y, sa, sb = paired_example(n=120, seed=41)
+    lab = list(np.where(y == 1, T, N))
+    pa, pb = list(np.where(sa > 0.6, T, N)), list(np.where(sb > 0.4, T, N))
+    rows = metrics.paired_comparison(lab, list(sa), list(sb), pa, pb, name_a="v1", name_b="v2")
+    table = metrics.answer_table((t, p, q, k) for (t, p, q), k in Counter(zip(lab, pa, pb)).items())
+    score_rows = [(t, a, b, k) for (t, a, b), k in Counter(zip(lab, sa.tolist(), sb.tolist())).items()]
+    counts = metrics.paired_comparison_from_counts(table, score_rows, name_a="v1", name_b="v2")
+    dc, dr = counts.as_dict(), rows.as_dict()
+    assert dc.keys() == dr.keys()
+    for key in dc:
+        if isinstance(dc[key], dict):
+            for k2 in dc[key]:
+                assert dc[key][k2] == (pytest.approx(dr[key][k2]) if isinstance(dr[key][k2], float) else dr[key][k2])
+        else:
+            assert dc[key] == (pytest.approx(dr[key]) if isinstance(dr[key], float) else dr[key])
+    assert counts.auroc_diff.value == pytest.approx(rows.auroc_diff.value)
+    assert counts.auroc_diff.low == pytest.approx(rows.auroc_diff.low)
+    other = metrics.paired_comparison(lab, list(sb), list(sa), pb, pa)
+    adj = metrics.holm_adjust_comparisons([rows, other])
+    assert adj[0]["auroc_p_holm"] == pytest.approx(min(1.0, 2 * rows.auroc_p))
+    assert "Holm" in adj[0]["adjustment"] and adj[0]["mcnemar_p_holm"] == pytest.approx(min(1, 2 * rows.mcnemar_p))
+    for d in adj:
+        assert_json_clean(d)
+
+
+def test_paired_degenerate_cases():
+    y = [T] * 5 + [N] * 5
+    s = list(np.arange(10.0)[::-1])
+    r = metrics.paired_comparison(y, s, s, y, y)               # the same set twice
+    assert r.auroc_diff.value == 0.0 and r.auroc_diff.low is None and "variance is 0" in r.auroc_diff.note
+    assert r.auroc_p is None and r.mcnemar_p is None
+    assert r.accuracy_diff.value == 0.0 and r.accuracy_diff.low < 0 < r.accuracy_diff.high
+    one = metrics.paired_comparison([T] * 4, [0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1], [T] * 4, [N] * 4)
+    assert one.auroc_diff.value is None and "both classes" in one.auroc_diff.note
+    assert_json_clean(one.as_dict())
+    assert_json_clean(metrics.paired_comparison([], [], [], [], []).as_dict())
