@@ -4,7 +4,9 @@ The flow of `precompute`:
   1. open the store (clear errors about the --db path before anything heavy), take the run lock;
   2. scan the folder (every file hashed; only bytes not yet stored are decoded), store new memes
      with thumbnails, record bad files and label conflicts;
-  3. for each stage: find the (meme, variant) pairs not yet cached; load the model only if there
+  3. for each stage: bring its cached rows up to this code where that needs no model (VLM: stored
+     answers of an older parser re-parsed, VlmStage.refresh_cached); find the (meme, variant) pairs
+     not yet cached; load the model only if there
      are any; process them in batches, writing each batch (results + failures) in one transaction;
      then let the stage go, so its model is freed before the next stage loads one;
   4. store the metrics summary the dashboard shows first (pipeline/summary.py), print a summary
@@ -48,10 +50,14 @@ class StageSummary:
     failed: int = 0
     seconds: float = 0.0
     error: str | None = None
+    refreshed: dict | None = None   # stages with refresh_cached (vlm): cached rows re-parsed / filled in
 
     def as_dict(self) -> dict:
-        return dict(model=self.model, done=self.done, cached=self.cached, failed=self.failed,
-                    seconds=round(self.seconds, 3), error=self.error)
+        out = dict(model=self.model, done=self.done, cached=self.cached, failed=self.failed,
+                   seconds=round(self.seconds, 3), error=self.error)
+        if self.refreshed is not None:
+            out["refreshed"] = self.refreshed
+        return out
 
 
 class StopFlag:
@@ -203,6 +209,9 @@ def run_stage(store: Store, stage: Stage, memes: list[MemeInput], run_id: int, f
     summary.cached = sum(p.cached for p in plans)
     pending = sum(len(p.todo) for p in plans)
     store.register_variants([p.variant.variants_row(run_id) for p in plans])
+    refresh = getattr(stage, "refresh_cached", None)     # VlmStage: re-parse stored answers, no model
+    if refresh is not None:
+        summary.refreshed = refresh(store)
     if pending == 0:
         print(f"[{stage.name}] {summary.model}: all {summary.cached} results cached, nothing to compute")
         summary.seconds = time.perf_counter() - t_start

@@ -138,6 +138,14 @@ CREATE TABLE IF NOT EXISTS summaries (  -- pipeline/summary.py: metrics per pred
 );
 """
 
+# Columns added after schema version 1 shipped: appended to existing caches (and to new ones, so the
+# column order is the same in both) when a writer opens the file. Readers of a cache no writer has
+# opened since must allow for their absence.
+MIGRATIONS = """
+ALTER TABLE predictions ADD COLUMN IF NOT EXISTS label_mass DOUBLE;       -- VLM: p(toxic token) + p(non_toxic token)
+ALTER TABLE predictions ADD COLUMN IF NOT EXISTS parser_version VARCHAR;  -- VLM: pipeline.vlm_answer.PARSER_VERSION
+"""
+
 STAGE_TABLES = ("ocr", "predictions", "heatmaps")
 APPEND_ONLY_TABLES = ("failures",)  # no primary key: rows are only ever added
 LOCK_RETRY_SECONDS = 60.0
@@ -186,6 +194,7 @@ class Store:
         if create:
             with self.transaction() as con:
                 con.execute(SCHEMA)
+                con.execute(MIGRATIONS)
                 con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [SCHEMA_VERSION])
 
     def _check_path(self, create: bool) -> None:
@@ -389,6 +398,34 @@ class Store:
             con.execute("DELETE FROM summaries")
             self.insert_rows(con, "summaries", rows)
             con.execute("INSERT OR REPLACE INTO meta VALUES ('summary_fingerprint', ?)", [fingerprint])
+
+    def vlm_rows_to_refresh(self, parser_version: str) -> list[tuple]:
+        """VLM rows whose label / explanation were read by another parser version, or without a
+        label_mass while their logits are stored: (meme_id, variant_id, prompt_version, raw_answer,
+        label, explanation, logits, label_mass, parser_version)."""
+        return self.query(
+            "SELECT meme_id, variant_id, prompt_version, raw_answer, label, explanation, logits, label_mass, "
+            "parser_version FROM predictions WHERE stage = 'vlm' AND (parser_version IS DISTINCT FROM ? "
+            "OR (label_mass IS NULL AND logits IS NOT NULL)) ORDER BY variant_id, meme_id", [parser_version])
+
+    def update_vlm_parsed(self, rows: list[dict]) -> None:
+        """Set label, explanation, label_mass and parser_version of existing VLM rows (dicts with
+        meme_id, variant_id and those four), in one transaction; nothing else in the rows changes."""
+        if not rows:
+            return
+        data = pa.Table.from_pylist(rows, schema=pa.schema([
+            ("meme_id", pa.string()), ("variant_id", pa.string()), ("label", pa.string()),
+            ("explanation", pa.string()), ("label_mass", pa.float64()), ("parser_version", pa.string())]))
+        with self.transaction() as con:
+            con.register("_parsed", data)
+            try:
+                con.execute("UPDATE predictions SET label = r.label, explanation = r.explanation, "
+                            "label_mass = r.label_mass, parser_version = r.parser_version FROM _parsed r "
+                            "WHERE predictions.meme_id = r.meme_id AND predictions.variant_id = r.variant_id "
+                            "AND predictions.stage = 'vlm'")
+            finally:
+                with contextlib.suppress(duckdb.Error):
+                    con.unregister("_parsed")
 
     def ocr_texts(self, meme_ids: list[str], preferred_variant: str | None) -> dict[str, str]:
         """OCR text per meme: the preferred OCR variant's row if present, else the newest OCR row."""

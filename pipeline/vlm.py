@@ -2,21 +2,30 @@
 
 Per meme and prompt version (`pipeline.vlm_prompts`) the stage stores:
   raw_answer   the greedy answer (do_sample=False, at most `max_new_tokens` new tokens)
-  label        `parse_answer(raw_answer).label`: toxic | non_toxic | None when the answer states no class
-               (a refusal, an empty or cut-off answer, the template echoed back); None is never replaced
-               by a default class, the dashboard counts and shows these answers
+  label        `parse_answer(raw_answer, prompt.answer_order).label` (pipeline.vlm_answer): toxic |
+               non_toxic | None when the answer states no class (a refusal, an empty or cut-off answer,
+               the template echoed back); None is never replaced by a default class, the dashboard
+               counts and shows these answers. label-first prompts: the first class line decides;
+               explain-first: the last one.
   explanation  the `Объяснение` part (or the answer without its class line)
+  parser_version  PARSER_VERSION of the parser that read label / explanation; a precompute re-parses
+               stored answers of another version (VlmStage.refresh_cached), it never regenerates them
   score        p(toxic): one forward pass over the chat prompt + the assistant prefix `Класс:`; the
                next-token probabilities of the continuations « токсичный» and « нейтральный» (when their
                first tokens coincide, the common tokens are appended and the first differing token
                compared), renormalised over the two. For explain-first prompts the prefix is the model's
                own reasoning (its answer up to its class line) followed by `\nКласс:`, so the score is
-               read where the model states its class, after its reasoning. When the answer itself
+               read where the model states its class, after its reasoning (up to the class line that
+               decides under the explain-first rule: the last one). When the answer itself
                starts with exactly those tokens (a label-first answer `Класс: ...`), the generation
                already computed that distribution: it is read off the generation's own step and the
                extra forward pass (a second prefill of image + prompt) is skipped.
   logits       {"toxic": log p, "non_toxic": log p} (full-vocabulary log-softmax of those two tokens);
                score == softmax of the two.
+  label_mass   exp(log p toxic) + exp(log p non_toxic): how much of the next-token probability the two
+               label tokens hold. Below LOW_LABEL_MASS (0.5) the model was not really choosing between
+               the two words and the renormalised score says little (is_low_label_mass). Filled in
+               for cached rows from their logits by refresh_cached.
 
 Choices:
   max_pixels = 640*640 by default: the image processor resizes every meme to at most this many pixels
@@ -34,15 +43,15 @@ Choices:
 """
 from __future__ import annotations
 
-import json
-import re
-from dataclasses import dataclass
+import sys
 from typing import Any
 
 from pipeline.config import NON_TOXIC, TOXIC
 from pipeline.hf import is_random_weights, pick_device, pick_dtype, precision_name, resolve_source
 from pipeline.stage import MemeInput, Stage, StageLoadError, Variant
-from pipeline.vlm_prompts import CLASS_PREFIX, DEFAULT_PROMPT_VERSIONS, LABEL_WORDS, get_prompt
+from pipeline.vlm_answer import (  # noqa: F401  (re-exported)
+    LOW_LABEL_MASS, PARSER_VERSION, ParsedAnswer, is_low_label_mass, label_mass, parse_answer, reasoning_before_class)
+from pipeline.vlm_prompts import CLASS_PREFIX, DEFAULT_PROMPT_VERSIONS, LABEL_WORDS, answer_order, get_prompt
 
 DEFAULT_VLM_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
 DEFAULT_MAX_PIXELS = 640 * 640
@@ -57,223 +66,14 @@ _NEUTRAL_GENERATION = dict(do_sample=False, num_beams=1, temperature=1.0, top_k=
 
 
 # =========================================================================== answer parsing
-@dataclass(frozen=True)
-class ParsedAnswer:
-    label: str | None          # toxic | non_toxic | None (no class stated)
-    explanation: str
-
-
-_TOXIC_WORD = r"токсич\w*|toxic\w*"
-_NEUTRAL_WORD = r"нейтрал\w*|neutral\w*"
-_EXTRA_TOXIC = r"|оскорбительн\w*|offensive|hateful"       # accepted on a class line only
-_EXTRA_NEUTRAL = r"|безобидн\w*|безвредн\w*|harmless|benign"
-_NEGATIONS = {"не", "нет", "ни", "ничего", "нисколько", "вовсе", "без", "not", "no", "non", "isn't", "isnt",
-              "aren't", "without", "nothing", "never"}
-_CLAUSE_BREAK = re.compile(r"[.,;:!?()\[\]{}\n—–]|\s-\s")
-_KEYS_CLASS = (r"(?:итоговый\s+|окончательный\s+|final\s+)?(?:класс|class|label|метка|категория|category|ответ|answer"
-               r"|вердикт|verdict|классификация|classification|оценка|result|результат)")
-_KEYS_EXPL = r"(?:объяснение|пояснение|обоснование|причина|рассуждение|комментарий|explanation|reason|reasoning|rationale)"
-_KEY_LINE = r"^\s*(?:\d+\s*[.)]\s*)?(?:[-*•>]\s*)?[\"']?(?P<key>{keys})[\"']?\s*(?:[:\-–—=]+\s*|\s+(?=\S)|$)(?P<value>.*)$"
-_CLASS_LINE = re.compile(_KEY_LINE.format(keys=_KEYS_CLASS), re.IGNORECASE)
-_EXPL_LINE = re.compile(_KEY_LINE.format(keys=_KEYS_EXPL), re.IGNORECASE)
-_INLINE_KEY = re.compile(
-    r"(?<=\S)(?<!итоговый)(?<!окончательный)(?<!final)[ \t]*(?=\b(?:объяснение|обоснование|explanation|reason|класс|class|label|ответ|answer)\s*:)",
-    re.IGNORECASE)
-_REFUSAL = re.compile(
-    r"не\s+могу|затрудняюсь|невозможно\s+(?:определить|сказать|оценить)|сложно\s+сказать"
-    r"|не\s+буду|cannot|can't|can\s+not|unable|i\s+won't|не\s+удалось", re.IGNORECASE)
-_JSON_CLASS_KEYS = {"класс", "class", "label", "метка", "категория", "category", "ответ", "answer", "verdict",
-                    "вердикт", "classification", "классификация", "result", "результат"}
-_JSON_BOOL_KEYS = {"toxic", "is_toxic", "токсичный", "токсичен", "токсичность", "toxicity"}
-_JSON_EXPL_KEYS = {"объяснение", "пояснение", "обоснование", "причина", "explanation", "reason", "reasoning",
-                   "rationale", "комментарий"}
-
-
-def _clean(text: str) -> str:
-    """Markdown and code fences off, 'Класс: x. Объяснение: y' split into lines; otherwise lines kept."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    lines = [ln for ln in text.split("\n") if not ln.strip().startswith("```")]
-    text = "\n".join(lines)
-    text = re.sub(r"\*\*|__|`", "", text)
-    text = re.sub(r"(?m)^\s*#+\s*", "", text)                 # headings
-    text = re.sub(r"(?m)^(\s*)\*\s+", r"\1- ", text)          # '* item' bullets
-    text = re.sub(r"(?<!\w)\*(?=\S)|(?<=\S)\*(?!\w)", "", text)   # *italic*
-    # 'Класс: токсичный. Объяснение: ...' on one line -> two lines
-    return _INLINE_KEY.sub("\n", text)
-
-
-def _mentions(text: str, class_value: bool = False) -> list[str]:
-    """Labels mentioned in `text`, negations applied ('не токсичный', 'нетоксичный' -> non_toxic), in order.
-
-    A negation counts when it is glued to the word (не-, non-) or among the two words before it in the
-    same clause ('не является токсичным', 'is not toxic', 'нет ничего токсичного'). Questions ('токсичный
-    ли') and comparisons ('чем токсичный') are not statements and are skipped.
-    """
-    low = text.lower().replace("ё", "е")
-    toxic = _TOXIC_WORD + (_EXTRA_TOXIC if class_value else "")
-    neutral = _NEUTRAL_WORD + (_EXTRA_NEUTRAL if class_value else "")
-    found = []
-    for m in re.finditer(rf"\b(?P<neg>не|non-?)?(?:(?P<t>{toxic})|(?P<n>{neutral}))", low):
-        if re.match(r"\s+ли\b", low[m.end():m.end() + 4]):
-            continue
-        before = _CLAUSE_BREAK.split(low[:m.start()])[-1].split()
-        if before and before[-1] in ("чем", "than"):
-            continue
-        negated = bool(m.group("neg")) or any(w.strip("\"'«»") in _NEGATIONS for w in before[-2:])
-        positive = TOXIC if m.group("t") else NON_TOXIC
-        found.append((NON_TOXIC if positive == TOXIC else TOXIC) if negated else positive)
-    return found
-
-
-def _decide(labels: list[str]) -> str | None:
-    distinct = set(labels)
-    return distinct.pop() if len(distinct) == 1 else None
-
-
-def _from_json(text: str) -> ParsedAnswer | None:
-    start, end = text.find("{"), text.rfind("}")
-    if start < 0 or end <= start:
-        return None
-    try:
-        data = json.loads(text[start:end + 1])
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    label, found = None, False
-    explanation = ""
-    for key, value in data.items():
-        k = str(key).strip().lower().replace("ё", "е")
-        if k in _JSON_CLASS_KEYS and not found:
-            found = True
-            label = _decide(_mentions(str(value), class_value=True))
-        elif k in _JSON_BOOL_KEYS and isinstance(value, bool) and not found:
-            found = True
-            label = TOXIC if value else NON_TOXIC
-        elif k in _JSON_EXPL_KEYS and not explanation:
-            explanation = " ".join(str(value).split())
-    if not found:
-        return None
-    return ParsedAnswer(label, explanation)
-
-
-def _only_label_words(text: str) -> bool:
-    rest = re.sub(rf"\b(?:не\s*|non-?|not\s+)?(?:{_TOXIC_WORD}|{_NEUTRAL_WORD})", "", text.lower())
-    return not re.search(r"\w", rest)
-
-
-def _squash(lines: list[str]) -> str:
-    parts = []
-    for ln in lines:
-        ln = re.sub(r"^\s*(?:\d+\s*[.)]\s*)?(?:[-•>]\s*)?", "", ln).strip()
-        if ln:
-            parts.append(ln)
-    return " ".join(" ".join(parts).split())
-
-
-def parse_answer(text: str | None) -> ParsedAnswer:
-    """Read the class and the explanation out of a model answer; label None when no class is stated.
-
-    An explicit class line (`Класс: ...`, `**Класс:** ...`, `1. Класс - ...`, `Label: toxic`, JSON keys)
-    decides; with several, the last one that names exactly one class wins. A class line that names both
-    classes (the template echoed back) gives None. Only without any class line is the whole text read:
-    one class mentioned (negations applied: 'не токсичный' is non_toxic) gives that class, conflicting
-    mentions fall back to the first sentence, refusals ('не могу ответить') give None.
-    """
-    if not text or not text.strip():
-        return ParsedAnswer(None, "")
-    if "{" in text:
-        parsed = _from_json(text)
-        if parsed is not None:
-            return parsed
-    lines = _clean(text).split("\n")
-
-    class_lines: list[tuple[int, str | None]] = []     # (index of the line, decided label)
-    used_as_value: set[int] = set()
-    for i, ln in enumerate(lines):
-        m = _CLASS_LINE.match(ln)
-        if not m:
-            continue
-        value, j = m.group("value").strip(), i
-        if not value:                                   # '**Класс:**' with the class on the next line
-            j = next((k for k in range(i + 1, len(lines)) if lines[k].strip()), i)
-            if j != i and (_EXPL_LINE.match(lines[j]) or _CLASS_LINE.match(lines[j])):
-                j = i
-            value = lines[j].strip() if j != i else ""
-        mentions = _mentions(value, class_value=True)
-        if mentions:
-            class_lines.append((i, _decide(mentions)))
-            if j != i:
-                used_as_value.add(j)
-
-    expl_idx = [i for i, ln in enumerate(lines) if _EXPL_LINE.match(ln)]
-    skip = {i for i, _ in class_lines} | used_as_value
-    if expl_idx:
-        collected = []
-        for start in expl_idx:
-            collected.append(_EXPL_LINE.match(lines[start]).group("value"))
-            for k in range(start + 1, len(lines)):
-                if k in skip or k in expl_idx or _CLASS_LINE.match(lines[k]):
-                    break
-                collected.append(lines[k])
-        explanation = _squash(collected)
-    else:
-        explanation = _squash([ln for i, ln in enumerate(lines) if i not in skip])
-
-    if class_lines:
-        decided = [lab for _, lab in class_lines if lab is not None]
-        return ParsedAnswer(decided[-1] if decided else None, explanation)
-
-    # no class line: a careful read of the whole text
-    body = "\n".join(lines)
-    first_sentence = re.split(r"[.!?\n]", body.strip(), maxsplit=1)[0]
-    if _REFUSAL.search(first_sentence):
-        return ParsedAnswer(None, explanation)
-    label = _decide(_mentions(body))
-    if label is None:
-        label = _decide(_mentions(first_sentence))
-    if label is not None and _only_label_words(body):
-        explanation = ""
-    elif label is not None:
-        first, _, rest = body.strip().partition("\n")
-        if re.fullmatch(r"[\W\d_]*(?:\w+[\W_]*){1,2}", first) and _mentions(first) and rest.strip():
-            explanation = _squash(rest.split("\n"))      # a bare 'Токсичный.' first line is the label
-        else:
-            m = re.match(r"\s*[\"'«]?(?:не\s+|non-?)?(?:токсич\w*|toxic\w*|нейтрал\w*|neutral\w*)[\"'»]?\s*[.:!—–-]\s*",
-                         body, re.IGNORECASE)
-            if m and body[m.end():].strip():
-                explanation = _squash(body[m.end():].split("\n"))
-    return ParsedAnswer(label, explanation)
-
-
-def reasoning_before_class(raw_answer: str) -> str:
-    """The answer as generated up to (not including) its last class line; the whole answer when it has none."""
-    raw_lines = raw_answer.replace("\r\n", "\n").split("\n")
-    cut: tuple[int, int] | None = None                 # (line, character offset of the class key)
-    for i, line in enumerate(raw_lines):
-        for sub in _clean(line).split("\n"):
-            m = _CLASS_LINE.match(sub)
-            if not m:
-                continue
-            value = m.group("value").strip()
-            if not value:
-                value = next((ln for ln in raw_lines[i + 1:] if ln.strip()), "")
-            if _mentions(value, class_value=True):
-                keys = list(re.finditer(rf"(?i)\b{re.escape(m.group('key'))}", line))
-                cut = (i, keys[-1].start() if keys else 0)
-    if cut is None:
-        return raw_answer.strip()
-    i, pos = cut
-    head = raw_lines[i][:pos]
-    if re.fullmatch(r"[\s\d.)*#>•_-]*", head):        # only markup before the key: '**', '2. ', '- '
-        head = ""
-    return "\n".join(raw_lines[:i] + [head.rstrip(" \t*_")]).strip()
-
-
+# The parser lives in pipeline.vlm_answer (pure Python, so a precompute can re-parse cached answers
+# without torch); re-exported here for the callers that import it from pipeline.vlm.
 def assistant_prefix(prompt_version: str, raw_answer: str) -> str:
-    """The text the score is read after: `Класс:`, preceded by the reasoning for explain-first prompts."""
-    if get_prompt(prompt_version).score_after_reasoning:
-        reasoning = reasoning_before_class(raw_answer)
+    """The text the score is read after: `Класс:`, preceded by the reasoning for explain-first prompts
+    (the answer up to the class line that decides it under the prompt's answer_order)."""
+    prompt = get_prompt(prompt_version)
+    if prompt.score_after_reasoning:
+        reasoning = reasoning_before_class(raw_answer, prompt.answer_order)
         if reasoning:
             return reasoning + "\n" + CLASS_PREFIX
     return CLASS_PREFIX
@@ -484,9 +284,43 @@ class VlmStage(Stage):
         raw, new_tokens, steps = self._generate(inputs)
         prefix = assistant_prefix(variant.name, raw)
         logits = self.logprobs_from_generation(new_tokens, steps, prefix) or self.label_logprobs(inputs, prefix)
-        parsed = parse_answer(raw)
+        parsed = parse_answer(raw, prompt.answer_order)
         return dict(label=parsed.label, explanation=parsed.explanation, raw_answer=raw, prompt=prompt_text,
-                    score=self.score_from_logits(logits), logits=logits)
+                    score=self.score_from_logits(logits), logits=logits, label_mass=label_mass(logits),
+                    parser_version=PARSER_VERSION)
+
+    # ------------------------------------------------------------------ cached answers (no model)
+    @staticmethod
+    def refresh_cached(store) -> dict[str, int]:
+        """Bring the stored VLM rows up to this code without generating anything: rows whose
+        parser_version differs from PARSER_VERSION get label / explanation re-parsed from their
+        raw_answer (with their prompt version's answer_order), and rows without label_mass get it
+        from their stored logits. Every VLM row in the cache, of any variant; variant ids unchanged.
+        Returns {"reparsed", "labels_changed", "explanations_changed", "mass_filled"}, and prints a
+        line when anything was updated. No torch: a cached rerun stays light."""
+        rows = store.vlm_rows_to_refresh(PARSER_VERSION)
+        updates, counts = [], dict(reparsed=0, labels_changed=0, explanations_changed=0, mass_filled=0)
+        for meme_id, variant_id, prompt_version, raw, label, explanation, logits, mass, version in rows:
+            new = dict(meme_id=meme_id, variant_id=variant_id, label=label, explanation=explanation,
+                       label_mass=mass, parser_version=version)
+            if version != PARSER_VERSION:
+                parsed = parse_answer(raw, answer_order(prompt_version))
+                counts["reparsed"] += 1
+                counts["labels_changed"] += parsed.label != label
+                counts["explanations_changed"] += parsed.explanation != (explanation or "")
+                new.update(label=parsed.label, explanation=parsed.explanation, parser_version=PARSER_VERSION)
+            if mass is None:
+                new["label_mass"] = label_mass(logits)
+                counts["mass_filled"] += new["label_mass"] is not None
+            updates.append(new)
+        store.update_vlm_parsed(updates)
+        if counts["reparsed"]:
+            print(f"[vlm] re-parsed {counts['reparsed']} stored VLM answers with parser v{PARSER_VERSION}: "
+                  f"{counts['labels_changed']} labels changed, {counts['explanations_changed']} explanations changed")
+        if counts["mass_filled"]:
+            print(f"[vlm] label_mass filled in for {counts['mass_filled']} stored VLM scores from their logits")
+        sys.stdout.flush()
+        return counts
 
     def process(self, memes: list[MemeInput], variant: Variant) -> list[dict | Exception]:
         if self.model is None:

@@ -7,7 +7,9 @@ config hash, and the rendered prompt is stored with every answer (`predictions.p
 
 Versions:
   label-first-v1      two lines: `Класс: токсичный|нейтральный`, then `Объяснение: ...`
+                      (answer_order "label-first": the first class line of an answer decides)
   explain-first-v1    the reasoning first (`Объяснение: ...`), the `Класс:` line last
+                      (answer_order "explain-first": the last class line decides)
   label-first-ocr-v1  label-first-v1 plus the meme's OCR text as a hint (opt-in, not a default)
 
 OCR in the prompt: the image already contains the caption and Qwen2.5-VL reads Cyrillic text itself,
@@ -58,6 +60,10 @@ class VlmPrompt:
     uses_ocr: bool = False
     # explain-first: the score is read after the model's own reasoning, not right after the prompt
     score_after_reasoning: bool = False
+    # the answer layout the prompt asks for, which tells the parser which class line decides
+    # (pipeline.vlm_answer): "label-first" (the first one) or "explain-first" (the last one).
+    # Not part of the variant's config: it changes how an answer is read, not the answer.
+    answer_order: str = "label-first"
 
     def render(self, ocr_text: str | None = None) -> str:
         if not self.uses_ocr:
@@ -68,11 +74,19 @@ class VlmPrompt:
 
 PROMPTS: dict[str, VlmPrompt] = {p.version: p for p in (
     VlmPrompt("label-first-v1", DEFINITIONS + LABEL_FIRST_FORMAT),
-    VlmPrompt("explain-first-v1", DEFINITIONS + EXPLAIN_FIRST_FORMAT, score_after_reasoning=True),
+    VlmPrompt("explain-first-v1", DEFINITIONS + EXPLAIN_FIRST_FORMAT, score_after_reasoning=True,
+              answer_order="explain-first"),
     VlmPrompt("label-first-ocr-v1", DEFINITIONS + OCR_HINT + LABEL_FIRST_FORMAT, uses_ocr=True),
 )}
 
 DEFAULT_PROMPT_VERSIONS = ("label-first-v1", "explain-first-v1")
+
+
+def answer_order(version: str | None) -> str:
+    """The parser order of a prompt version's answers; "label-first" for a version this code does not
+    know (e.g. a cached row of a prompt since removed)."""
+    prompt = PROMPTS.get(version or "")
+    return prompt.answer_order if prompt else "label-first"
 
 
 def get_prompt(version: str) -> VlmPrompt:

@@ -19,7 +19,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from pipeline.devtools.tiny_qwen import build_tiny_qwen  # noqa: E402
 from pipeline.hf import is_random_weights  # noqa: E402
 from pipeline.stage import MemeInput, StageLoadError  # noqa: E402
-from pipeline.vlm import BNB_SKIP_MODULES, VlmStage, assistant_prefix, parse_answer  # noqa: E402
+from pipeline.vlm import (BNB_SKIP_MODULES, PARSER_VERSION, VlmStage, assistant_prefix,  # noqa: E402
+                          parse_answer)
 from pipeline.vlm_prompts import DEFAULT_PROMPT_VERSIONS, get_prompt  # noqa: E402
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
@@ -137,7 +138,9 @@ def test_process_rows_match_independent_computation(stage, memes, version):
     tok = stage.processor.tokenizer
     for meme, row in zip(memes, rows):
         assert isinstance(row, dict), row
-        assert set(row) == {"label", "explanation", "raw_answer", "prompt", "score", "logits"}
+        assert set(row) == {"label", "explanation", "raw_answer", "prompt", "score", "logits", "label_mass",
+                            "parser_version"}
+        assert row["parser_version"] == PARSER_VERSION
         assert row["prompt"] == get_prompt(version).render() and "Класс: токсичный" in row["prompt"]
         raw = row["raw_answer"]
         assert isinstance(raw, str)
@@ -145,13 +148,15 @@ def test_process_rows_match_independent_computation(stage, memes, version):
         ref_text, n_new = _reference_generate(stage, meme.image, row["prompt"], MAX_NEW)
         assert raw == ref_text and n_new <= MAX_NEW
         assert len(tok.encode(raw, add_special_tokens=False)) <= MAX_NEW
-        parsed = parse_answer(raw)
+        parsed = parse_answer(raw, get_prompt(version).answer_order)
         assert row["label"] == parsed.label and row["explanation"] == parsed.explanation
         # score = p(toxic) renormalised over the two continuations = softmax of the two logits
         lt, ln = row["logits"]["toxic"], row["logits"]["non_toxic"]
         assert lt < 0 and ln < 0                                       # full-vocabulary log-probabilities
         assert 0.0 <= row["score"] <= 1.0
         assert row["score"] == pytest.approx(math.exp(lt) / (math.exp(lt) + math.exp(ln)), abs=1e-9)
+        assert row["label_mass"] == pytest.approx(math.exp(lt) + math.exp(ln), rel=1e-12)
+        assert 0.0 < row["label_mass"] <= 1.0
         ref = _reference_logprobs(stage, meme.image, row["prompt"], assistant_prefix(version, raw))
         assert lt == pytest.approx(ref["toxic"], abs=1e-4) and ln == pytest.approx(ref["non_toxic"], abs=1e-4)
     # the two memes are different inputs: their scores differ
@@ -333,3 +338,122 @@ def test_real_meme_stays_within_the_pixel_budget(stage):
     inputs = stage.encode(meme.image, "Привет")
     n = int((inputs["input_ids"] == stage.model.config.image_token_id).sum())
     assert 0 < n * 28 * 28 <= MAX_PIXELS
+
+
+# --------------------------------------------------------------------------- cached answers: re-parse, label_mass
+def _vlm_precompute(db, memes_dir, models, *extra):
+    from pipeline.cli import main
+    return main(["precompute", "--memes", str(memes_dir), "--db", str(db), "--stages", "vlm",
+                 "--vlm-model", str(models["qwen"]), "--max-new-tokens", "6", "--max-pixels", str(112 * 112),
+                 "--precision", "fp32", "--device", "cpu", "--limit", "3", *extra])
+
+
+# (raw answer, prompt version, the label parser v1 stored): v2 reads four of them differently (v1 and v2
+# agree on the two explain-first answers whose last class line decides)
+OLD_ANSWERS = [
+    ("Класс: не-токсичный\nОбъяснение: обычная шутка.", "label-first-v1", "toxic"),
+    ("Я не думаю, что мем токсичный: это шутка.", "label-first-v1", "toxic"),
+    ("Класс: токсичный, хотя на первый взгляд нейтральный\nОбъяснение: унижение.", "label-first-v1", None),
+    ("Объяснение: шутка.\nКласс: нейтральный\nНо подпись унижает.\nКласс: токсичный", "explain-first-v1",
+     "toxic"),
+    ("Объяснение: подпись оскорбляет.\nКласс: токсичный", "explain-first-v1", "toxic"),
+    ("Нельзя сказать, что мем нейтральный: он унижает.", "explain-first-v1", "non_toxic"),
+]
+
+
+def test_cache_of_an_old_parser_is_reparsed_without_generating(tmp_path, synthetic_memes, tiny_models, monkeypatch,
+                                                              capsys):
+    """A cache whose VLM rows were read by parser v1 (and written before label_mass / parser_version
+    existed): a rerun re-parses the stored raw answers and fills label_mass from the stored logits,
+    loads no model, generates nothing, keeps the variant ids, and stores metrics of the new labels."""
+    import json as _json
+    import duckdb
+    from pipeline import summary
+    from pipeline.store import Store
+    from pipeline.vlm_answer import label_mass
+    db = tmp_path / "old.duckdb"
+    assert _vlm_precompute(db, synthetic_memes, tiny_models) == 0
+    store = Store(db)
+    rows = store.query("SELECT meme_id, variant_id, prompt_version, label_mass, parser_version, logits "
+                       "FROM predictions WHERE stage = 'vlm' ORDER BY prompt_version DESC, meme_id")
+    assert len(rows) == 6 and all(r[4] == PARSER_VERSION for r in rows)
+    assert all(r[3] == pytest.approx(label_mass(r[5])) and r[3] > 0 for r in rows)     # stored for new rows
+    variants_before = sorted(store.query("SELECT variant_id, config_hash FROM variants"))
+    # simulate parser v1: its answers and labels, and a file from before the new columns
+    con = duckdb.connect(str(db))
+    for (meme_id, variant_id, version, *_), (raw, answer_version, old_label) in zip(
+            sorted(rows, key=lambda r: (r[2] != "label-first-v1", r[0])), OLD_ANSWERS):
+        assert version == answer_version
+        con.execute("UPDATE predictions SET raw_answer = ?, label = ?, explanation = 'old' "
+                    "WHERE meme_id = ? AND variant_id = ?", [raw, old_label, meme_id, variant_id])
+    con.execute("ALTER TABLE predictions DROP COLUMN label_mass")
+    con.execute("ALTER TABLE predictions DROP COLUMN parser_version")
+    con.close()
+    fingerprint_before = _fingerprint(store)
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the VLM was loaded / generated although every answer is cached")
+    monkeypatch.setattr(VlmStage, "load", no_model)
+    monkeypatch.setattr(VlmStage, "_generate", no_model)
+    capsys.readouterr()
+    assert _vlm_precompute(db, synthetic_memes, tiny_models) == 0
+    out = capsys.readouterr().out
+    assert "re-parsed 6 stored VLM answers with parser v2: 4 labels changed, 6 explanations changed" in out, out
+    assert "label_mass filled in for 6 stored VLM scores" in out
+    assert "all 6 results cached, nothing to compute" in out
+    after = {(r[0], r[1]): r[2:] for r in store.query(
+        "SELECT meme_id, variant_id, raw_answer, prompt_version, label, explanation, label_mass, parser_version, "
+        "logits FROM predictions WHERE stage = 'vlm'")}
+    assert len(after) == 6
+    for raw, version, label, explanation, mass, parser_version, logits in after.values():
+        expected = parse_answer(raw, get_prompt(version).answer_order)
+        assert (label, explanation, parser_version) == (expected.label, expected.explanation, PARSER_VERSION)
+        assert mass == pytest.approx(label_mass(logits))
+    labels = {raw: label for raw, _, label, *_ in after.values()}
+    assert [labels[raw] for raw, _, _ in OLD_ANSWERS] == ["non_toxic", "non_toxic", "toxic", "toxic", "toxic", "toxic"]
+    assert sorted(store.query("SELECT variant_id, config_hash FROM variants")) == variants_before
+    counts = _json.loads(store.query("SELECT counts FROM runs ORDER BY run_id DESC LIMIT 1")[0][0])
+    assert counts["vlm"]["refreshed"] == dict(reparsed=6, labels_changed=4, explanations_changed=6, mass_filled=6)
+    assert counts["vlm"]["done"] == 0 and counts["vlm"]["cached"] == 6
+    # the labels changed, so the stored metrics were recomputed, and describe the cache as it is now
+    with store.reader() as con:
+        assert summary.stored_fingerprint(con) == summary.fingerprint(con) != fingerprint_before
+        stored_run = con.execute("SELECT DISTINCT run_id FROM summaries").fetchall()
+        live = summary.metrics_summary(con, False)
+        stored = {v: _json.loads(c) for v, c in con.execute(
+            "SELECT variant_id, classification FROM summaries WHERE NOT include_retired").fetchall()}
+    assert stored_run == [(2,)]
+    assert stored == _json.loads(_json.dumps({v: m["classification"] for v, m in live.items()}))
+
+    # a third run finds everything current: nothing re-parsed, nothing printed about it
+    capsys.readouterr()
+    assert _vlm_precompute(db, synthetic_memes, tiny_models) == 0
+    out = capsys.readouterr().out
+    assert "re-parsed" not in out and "label_mass filled" not in out
+    counts = _json.loads(store.query("SELECT counts FROM runs ORDER BY run_id DESC LIMIT 1")[0][0])
+    assert counts["vlm"]["refreshed"]["reparsed"] == 0
+
+
+def _fingerprint(store) -> str:
+    from pipeline import summary
+    with store.reader() as con:
+        return summary.fingerprint(con)
+
+
+def test_store_migration_adds_the_new_columns_once(tmp_path):
+    import duckdb
+    from pipeline.store import Store
+    db = tmp_path / "m.duckdb"
+    Store(db)
+    con = duckdb.connect(str(db))
+    con.execute("ALTER TABLE predictions DROP COLUMN label_mass")
+    con.execute("ALTER TABLE predictions DROP COLUMN parser_version")
+    con.close()
+    for _ in range(2):                                   # idempotent
+        store = Store(db)
+        cols = [r[0] for r in store.query("SELECT column_name FROM information_schema.columns "
+                                          "WHERE table_name = 'predictions' ORDER BY ordinal_position")]
+        assert cols[-2:] == ["label_mass", "parser_version"] and cols.count("label_mass") == 1
+    fresh = Store(tmp_path / "fresh.duckdb")
+    assert [r[0] for r in fresh.query("SELECT column_name FROM information_schema.columns WHERE table_name = "
+                                      "'predictions' ORDER BY ordinal_position")] == cols   # same column order
