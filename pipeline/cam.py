@@ -1,12 +1,26 @@
 """The CAM stage: where in the meme the CLIP vision tower looks, as a low-resolution heat map + overlay.
 
-Two variants (one `heatmaps` row per meme each), both from pytorch-grad-cam on the vision tower's
+Two methods (one `heatmaps` row per meme each), both from pytorch-grad-cam on the vision tower's
 last block, `vision_model.encoder.layers[-1].layer_norm1` (as grad-cam's CLIP example):
-  - eigencam: EigenCAM, the first principal component of that layer's patch activations. Class-agnostic
-    (no gradients): what the tower finds salient in general.
+  - eigencam: EigenCAM, the first principal component of that layer's (centred) patch activations.
+    Class-agnostic (no gradients): what the tower finds salient in general. A principal component has
+    no sign of its own (SVD gives v or -v), and grad-cam 1.5.7's EigenCAM uses it as it comes, then
+    applies ReLU, so its map showed either the salient region or its complement. Since stage version 2
+    the projection is oriented (`oriented_projection`): its sign is chosen so that it correlates
+    positively with the per-patch activation norm (the patches that carry the most activation energy
+    are the salient ones, which is what uncentred EigenCAM on non-negative CNN activations gives by
+    construction); if that correlation is ~0, grad-cam's Seg-Eigen-CAM rule decides (flip when
+    |min| > |max|). Old (unoriented, stage version 1) eigencam rows keep their own cache key.
   - gradcam: Grad-CAM with the target "toxic minus neutral similarity": exp(logit_scale) *
     (cos(image, «токсичный мем») - cos(image, «нейтральный мем»)), the Russian no-OCR pair (ru-v1),
     the same for every meme. Red = patches whose activations push the image towards «toxic».
+    (Gradients have a sign: nothing to orient; stage version 1, unchanged.)
+
+Each method comes in the image views of pipeline.clip_prompts, so a map explains the score of the
+prompt sets with the same view: "pad-square" (the default; names `eigencam+pad`, `gradcam+pad`, the
+Grad-CAM pair being `ru-v1+pad`) and "center-crop" (names `eigencam`, `gradcam`; gradcam's cache
+key is the one it always had). `CamStage(view=...)` picks them ("all" = both); `views_of(prompt sets)`
+in pipeline.clip_prompts says which views a CLIP run used.
 
 The model is the one `--clip-model` names, loaded through `pipeline.clip.load_clip` in float32
 (gradients in bf16 are too coarse). Token sequences are mapped back to the patch grid
@@ -15,8 +29,11 @@ SigLIP has no CLS token (it pools with an attention head), so its whole sequence
 SigLIP2's variable-resolution (NaFlex) tower has no fixed grid and is refused.
 
 A row: grid_h, grid_w, cam (uint8 bytes, row-major, 0..255 = min..max of this meme's map), overlay
-(JPEG at thumbnail size). The map covers the region the model saw: CLIP's processor centre-crops a
-square, so on a tall or wide meme the overlay colours that square and dims the cropped-away parts.
+(JPEG at thumbnail size). The map covers the model input. With center-crop, CLIP's processor
+centre-crops a square, so on a tall or wide meme the overlay colours that square and dims the
+cropped-away parts (`seen_box`). With pad-square the model input is the meme centred on a padded
+square: the overlay colours the whole meme with the part of the map that lies over it (`content_box`;
+the padding bands of the grid are not drawn).
 
 torch, pytorch-grad-cam (which pulls in torchvision and scikit-learn) and OpenCV are imported on first
 use, not at module import: `variants()` of a fully cached rerun needs none of them.
@@ -28,8 +45,9 @@ from typing import TYPE_CHECKING, Sequence
 
 from PIL import Image, ImageEnhance
 
-from pipeline.clip import DEFAULT_CLIP_MODEL, each_or_batch, encode_texts, is_sigmoid_head, load_clip, pooled
-from pipeline.clip_prompts import CAM_PROMPT_SET, PROMPT_SETS
+from pipeline.clip import (DEFAULT_CLIP_MODEL, check_text_inputs, each_or_batch, encode_texts, is_sigmoid_head,
+                           is_sigmoid_model, load_clip, pad_box, pooled, text_config_keys, view_images)
+from pipeline.clip_prompts import CENTER_CROP, DEFAULT_VIEW, PAD_SQUARE, VIEW_SUFFIX, VIEWS, cam_prompt_set
 from pipeline.config import THUMBNAIL_MAX_SIDE
 from pipeline.hf import is_random_weights, pick_device
 from pipeline.images import encode_jpeg
@@ -40,6 +58,9 @@ if TYPE_CHECKING:
     import torch
 
 METHODS = ("eigencam", "gradcam")
+# Stage version per method: eigencam 2 = oriented principal component (1 = grad-cam's unoriented one).
+METHOD_VERSIONS = {"eigencam": "2", "gradcam": "1"}
+EIGENCAM_ORIENTATION = "corr(projection, per-patch activation norm) > 0; else |max| >= |min|"
 TARGET_LAYER = "vision_model.encoder.layers[-1].layer_norm1"
 OUTSIDE_BRIGHTNESS = 0.35   # how dark the parts of the meme the model did not see are drawn
 _LAZY_CLASSES = ("PairLogits", "GridEigenCAM", "GridGradCAM")
@@ -50,6 +71,29 @@ class ToxicMinusNeutral:
 
     def __call__(self, output: torch.Tensor) -> torch.Tensor:
         return output[..., 0] - output[..., 1]
+
+
+def oriented_projection(activation_batch: np.ndarray) -> np.ndarray:
+    """grad-cam's EigenCAM projection (B, C, H, W) -> (B, H, W), each map's sign oriented.
+
+    The sign is chosen so that the projection correlates positively with the per-patch L2 norm of the
+    activations (the projection is centred, so this is sign(projection . norms)); where that correlation is
+    below 1e-6 (e.g. all norms equal), grad-cam's Seg-Eigen-CAM rule decides: flip when |min| > |max|.
+    """
+    import numpy as np
+    from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+    acts = np.nan_to_num(np.asarray(activation_batch, dtype=np.float64), nan=0.0)
+    projections = get_2d_projection(acts).astype(np.float64)
+    out = []
+    for a, proj in zip(acts, projections):
+        norms = np.linalg.norm(a.reshape(a.shape[0], -1), axis=0)
+        p, n = proj.reshape(-1), norms - norms.mean()
+        denom = np.linalg.norm(p - p.mean()) * np.linalg.norm(n)
+        corr = float((p - p.mean()) @ n / denom) if denom > 0 else 0.0
+        if corr < -1e-6 or (abs(corr) <= 1e-6 and abs(p.min()) > abs(p.max())):
+            proj = -proj
+        out.append(proj)
+    return np.float32(out)
 
 
 class _OnGrid:
@@ -91,9 +135,13 @@ def _torch_classes() -> dict[str, type]:
             try:
                 from threadpoolctl import threadpool_limits   # installed with scikit-learn (grad-cam needs it)
             except ImportError:
-                return super().get_cam_image(*args, **kwargs)
+                return self._projection(*args, **kwargs)
             with threadpool_limits(limits=1, user_api="blas"):
-                return super().get_cam_image(*args, **kwargs)
+                return self._projection(*args, **kwargs)
+
+        def _projection(self, input_tensor, target_layer, target_category, activations, grads, eigen_smooth):
+            # EigenCAM.get_cam_image is get_2d_projection(activations), unoriented: orient it (module docstring)
+            return oriented_projection(activations)
 
     class GridGradCAM(_OnGrid, GradCAM):
         pass
@@ -132,12 +180,27 @@ def tokens_to_grid(x, grid_h: int, grid_w: int) -> torch.Tensor:
     return x.reshape(x.size(0), grid_h, grid_w, x.size(2)).permute(0, 3, 1, 2)
 
 
-def seen_box(image_processor, width: int, height: int) -> tuple[float, float, float, float]:
+FULL_BOX = (0.0, 0.0, 1.0, 1.0)
+
+
+def content_box(width: int, height: int, view: str = CENTER_CROP) -> tuple[float, float, float, float]:
+    """The part of the model input (and so of the CAM grid) the meme itself covers, as fractions
+    (left, top, right, bottom): all of it for center-crop, the centred band for pad-square."""
+    if view != PAD_SQUARE:
+        return FULL_BOX
+    left, top, side = pad_box(width, height)
+    return left / side, top / side, (left + width) / side, (top + height) / side
+
+
+def seen_box(image_processor, width: int, height: int, view: str = CENTER_CROP) -> tuple[float, float, float, float]:
     """The part of a width x height image the processor keeps, as fractions (left, top, right, bottom).
 
     Resize (shortest_edge, or a fixed height/width) then optional centre crop: CLIP keeps the
-    centred square, SigLIP (squash to a square, no crop) keeps everything.
+    centred square, SigLIP (squash to a square, no crop) keeps everything. With pad-square the processor
+    gets a square, which it keeps whole: the whole image is seen.
     """
+    if view == PAD_SQUARE:
+        return FULL_BOX
     size = getattr(image_processor, "size", None) or {}
     short = size.get("shortest_edge") if hasattr(size, "get") else None
     if getattr(image_processor, "do_resize", True) and short:
@@ -155,8 +218,13 @@ def seen_box(image_processor, width: int, height: int) -> tuple[float, float, fl
     return left, top, left + cw / rw, top + ch / rh
 
 
-def overlay(image: Image.Image, cam: np.ndarray, box: tuple[float, float, float, float]) -> bytes:
-    """JPEG of the meme at thumbnail size, the CAM (upsampled) blended over the region the model saw."""
+def overlay(image: Image.Image, cam: np.ndarray, box: tuple[float, float, float, float],
+            content: tuple[float, float, float, float] = FULL_BOX) -> bytes:
+    """JPEG of the meme at thumbnail size, the CAM (upsampled) blended over the region the model saw.
+
+    `box`: the region of the image the model saw (seen_box); `content`: the part of the CAM grid that lies
+    over that region (content_box: all of it, except for pad-square's padding bands, which are not drawn).
+    """
     import cv2
     import numpy as np
     from pytorch_grad_cam.utils.image import show_cam_on_image
@@ -166,9 +234,18 @@ def overlay(image: Image.Image, cam: np.ndarray, box: tuple[float, float, float,
     l, t = int(round(box[0] * w)), int(round(box[1] * h))
     r, b = max(l + 1, int(round(box[2] * w))), max(t + 1, int(round(box[3] * h)))
     region = np.float32(thumb.crop((l, t, r, b))) / 255.0
-    mask = cv2.resize(cam.astype(np.float32), (r - l, b - t), interpolation=cv2.INTER_LINEAR)
+    if content == FULL_BOX:
+        mask = cv2.resize(cam.astype(np.float32), (r - l, b - t), interpolation=cv2.INTER_LINEAR)
+    else:   # upsample the whole grid to the padded square, keep what lies over the meme
+        fw, fh = (r - l) / (content[2] - content[0]), (b - t) / (content[3] - content[1])
+        full = cv2.resize(cam.astype(np.float32), (max(1, int(round(fw))), max(1, int(round(fh)))),
+                          interpolation=cv2.INTER_LINEAR)
+        x0, y0 = int(round(content[0] * fw)), int(round(content[1] * fh))
+        mask = full[y0:y0 + (b - t), x0:x0 + (r - l)]
+        if mask.shape != (b - t, r - l):
+            mask = cv2.resize(mask, (r - l, b - t), interpolation=cv2.INTER_LINEAR)
     blended = show_cam_on_image(region, np.clip(mask, 0.0, 1.0), use_rgb=True)
-    out = ImageEnhance.Brightness(thumb).enhance(OUTSIDE_BRIGHTNESS) if box != (0.0, 0.0, 1.0, 1.0) else thumb
+    out = ImageEnhance.Brightness(thumb).enhance(OUTSIDE_BRIGHTNESS) if box != FULL_BOX else thumb
     out.paste(Image.fromarray(blended), (l, t))
     return encode_jpeg(out)
 
@@ -180,7 +257,7 @@ class CamStage(Stage):
     needs_ocr_text = False
 
     def __init__(self, model: str = DEFAULT_CLIP_MODEL, methods: str | Sequence[str] | None = None,
-                 device: str = "auto", batch_size: int = 8):
+                 device: str = "auto", batch_size: int = 8, view: str | Sequence[str] | None = None):
         if methods is None or methods == "all":
             methods = METHODS
         elif isinstance(methods, str):
@@ -188,23 +265,40 @@ class CamStage(Stage):
         unknown = [m for m in methods if m not in METHODS]
         if unknown:
             raise ValueError(f"unknown CAM method(s) {unknown}; known: {', '.join(METHODS)}")
+        if view is None:
+            view = [DEFAULT_VIEW]
+        elif view == "all":
+            view = list(VIEWS)
+        elif isinstance(view, str):
+            view = [v.strip() for v in view.split(",") if v.strip()]
+        bad = [v for v in view if v not in VIEWS]
+        if bad or not view:
+            raise ValueError(f"unknown CAM view(s) {bad}; known: {', '.join(VIEWS)}")
         self.model = model
         self.methods = list(methods)
+        self.views = [v for v in VIEWS if v in view]
         self.device = device
         self.batch_size = max(1, int(batch_size))
         self._model = self._processor = None
 
     def variants(self) -> list[Variant]:
+        """One variant per (view, method); name = method + the view's suffix ("" for center-crop)."""
         smoke = is_random_weights(self.model)
-        pair = PROMPT_SETS[CAM_PROMPT_SET]
+        text = text_config_keys(is_sigmoid_model(self.model))
         out = []
-        for method in self.methods:
-            config = dict(method=method, target_layer=TARGET_LAYER, precision="fp32")
-            if method == "gradcam":
-                config.update(target="logit(toxic) - logit(non_toxic)", prompt_version=pair.version,
-                              prompts=pair.templates())
-            out.append(Variant(stage=self.name, model_id=self.model, name=method, config=config,
-                               stage_version=self.version, is_smoke=smoke))
+        for view in self.views:
+            pair = cam_prompt_set(view)
+            for method in self.methods:
+                config = dict(method=method, target_layer=TARGET_LAYER, precision="fp32")
+                if method == "gradcam":   # the text pair: its text inputs are part of the result
+                    config.update(target="logit(toxic) - logit(non_toxic)", prompt_version=pair.version,
+                                  prompts=pair.templates(), **text)
+                else:
+                    config.update(orientation=EIGENCAM_ORIENTATION)
+                if view != CENTER_CROP:
+                    config.update(view=view)
+                out.append(Variant(stage=self.name, model_id=self.model, name=method + VIEW_SUFFIX[view],
+                                   config=config, stage_version=METHOD_VERSIONS[method], is_smoke=smoke))
         return out
 
     def load(self) -> None:
@@ -219,16 +313,20 @@ class CamStage(Stage):
         # Gradients are only needed w.r.t. activations; the input carries requires_grad instead of the
         # weights, so no weight gradients are ever allocated (CLIP inference runs under no_grad anyway).
         self._model.requires_grad_(False)
-        pair = PROMPT_SETS[CAM_PROMPT_SET]
+        for v in self.variants():
+            if v.config["method"] == "gradcam":
+                check_text_inputs(self._model, v)
+        pair = cam_prompt_set(DEFAULT_VIEW)   # the texts are the same in every view
         self._wrapper = _torch_classes()["PairLogits"](self._model, encode_texts(self._model, self._processor,
                                                              [pair.toxic, pair.non_toxic])).eval()
 
-    def _cams(self, images: list[Image.Image], method: str) -> list[np.ndarray]:
-        """(grid_h, grid_w) maps in [0, 1] for a batch of images."""
+    def _cams(self, images: list[Image.Image], method: str, view: str = CENTER_CROP) -> list[np.ndarray]:
+        """(grid_h, grid_w) maps in [0, 1] for a batch of images seen through `view`."""
         import torch
         classes = _torch_classes()
         gh, gw = self._grid
-        pixels = self._processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
+        ip = self._processor.image_processor
+        pixels = ip(images=view_images(images, ip, view), return_tensors="pt")["pixel_values"]
         pixels = pixels.to(self._model.device, torch.float32)
         if tuple(pixels.shape[-2:]) != (gh * self._model.config.vision_config.patch_size,) * 2:
             raise ValueError(f"processor gives {tuple(pixels.shape[-2:])} px inputs; the model's grid is {gh}x{gw}")
@@ -255,7 +353,8 @@ class CamStage(Stage):
                 todo.append((i, m.image))
             except Exception as e:  # noqa: BLE001 - unreadable image: this meme's slot only
                 results[i] = e
-        maps = each_or_batch(lambda items: self._cams([im for _, im in items], variant.name), todo)
+        method, view = variant.config["method"], variant.config.get("view", CENTER_CROP)
+        maps = each_or_batch(lambda items: self._cams([im for _, im in items], method, view), todo)
         gh, gw = self._grid
         for (i, image), cam in zip(todo, maps):
             if isinstance(cam, Exception):
@@ -263,9 +362,9 @@ class CamStage(Stage):
                 continue
             try:
                 cam = np.clip(np.nan_to_num(cam, nan=0.0), 0.0, 1.0)
-                box = seen_box(self._processor.image_processor, *image.size)
+                box = seen_box(self._processor.image_processor, *image.size, view=view)
                 results[i] = dict(grid_h=gh, grid_w=gw, cam=np.round(cam * 255).astype(np.uint8).tobytes(),
-                                  overlay=overlay(image, cam, box))
+                                  overlay=overlay(image, cam, box, content_box(*image.size, view=view)))
             except Exception as e:  # noqa: BLE001
                 results[i] = e
         return results

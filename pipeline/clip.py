@@ -14,6 +14,16 @@ Scores (logits are computed in float32 from L2-normalised embeddings, whatever t
     negative (the usual SigLIP regime) this equals the softmax of the two logits.
   label = toxic when p(toxic) >= 0.5. The stored logits are the raw ones above.
 
+Text inputs: CLIP gets the tokenizer's shortest padding and its attention mask (it pools at the EOS
+token). SigLIP-family models were trained on texts padded to max_length *without* an attention mask
+(the pooled token is the last one, pad tokens attended to), so they get padding="max_length" and
+`input_ids` only. That changed SigLIP results, so SigLIP variants carry `text_inputs: "input_ids"`
+in their config (a new cache key); CLIP variants keep the config and key they had.
+
+Image view (the prompt set's `view`, see pipeline.clip_prompts): "center-crop" hands the meme to the
+processor as is (CLIP: resize + centre crop, cutting tall/wide memes' captions); "pad-square" (the
+default) first pads it to a centred square in the processor's mean colour, so the whole meme is seen.
+
 Work done once per run: the model is loaded once (`load_clip`, shared with the CAM stage), fixed
 class prompts are encoded once, and each meme's image embedding is computed once and reused by
 every prompt set (cached by meme_id inside the stage).
@@ -26,13 +36,14 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from pipeline.clip_prompts import PROMPT_SETS, PromptSet, get_prompt_sets
+from pipeline.clip_prompts import CENTER_CROP, PAD_SQUARE, PROMPT_SETS, VIEWS, PromptSet, get_prompt_sets, language_note
 from pipeline.config import NON_TOXIC, TOXIC
-from pipeline.hf import is_random_weights, pick_device, pick_dtype, precision_name, resolve_source
+from pipeline.hf import hub_reachable, is_random_weights, pick_device, pick_dtype, precision_name, resolve_source
 from pipeline.stage import MemeInput, Stage, StageLoadError, Variant
 
 if TYPE_CHECKING:
     import torch
+    from PIL import Image
 
 DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14"
 
@@ -63,6 +74,59 @@ def is_sigmoid_head(model) -> bool:
     return getattr(model, "logit_bias", None) is not None
 
 
+SIGMOID_MODEL_TYPES = ("siglip", "siglip2")
+
+
+@functools.lru_cache(maxsize=16)
+def model_type(model_id: str) -> str | None:
+    """config.json's model_type without loading the model (for cache keys: variants() must stay cheap).
+
+    A local folder's config.json; else the copy in the local HF cache; else, unless offline, config.json
+    alone from the hub (the load would fetch it anyway). None when none is readable.
+    """
+    import json
+    import os
+    from pathlib import Path
+    path = Path(model_id).expanduser()
+    candidates = [path / "config.json"] if path.exists() else []
+    if not candidates and not model_id.startswith((".", "/", "~")):
+        try:
+            from huggingface_hub import hf_hub_download, try_to_load_from_cache
+            cached = try_to_load_from_cache(model_id, "config.json")
+            if not isinstance(cached, str) and os.environ.get("HF_HUB_OFFLINE") != "1" and hub_reachable():
+                cached = hf_hub_download(model_id, "config.json")
+            if isinstance(cached, str):
+                candidates.append(Path(cached))
+        except Exception:   # offline, no such repo, ...: fall back to the name below
+            pass
+    for cfg in candidates:
+        try:
+            return str(json.loads(cfg.read_text()).get("model_type") or "") or None
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def is_sigmoid_model(model_id: str) -> bool:
+    """Whether `model_id` is SigLIP-family (what is_sigmoid_head tells of the loaded model), from its config
+    (or, when no config is readable, from its name: the load then fails anyway, so no row is keyed by it)."""
+    kind = model_type(model_id)
+    return kind in SIGMOID_MODEL_TYPES if kind else "siglip" in model_id.lower()
+
+
+def text_config_keys(sigmoid: bool) -> dict:
+    """What the text inputs add to a variant's config: SigLIP's mask-free input (none for CLIP: its key is unchanged)."""
+    return {"text_inputs": "input_ids"} if sigmoid else {}
+
+
+def check_text_inputs(model, variant: Variant) -> None:
+    """Refuse to compute rows whose cache key disagrees with the loaded model's text path."""
+    if is_sigmoid_head(model) != ("text_inputs" in variant.config):
+        raise StageLoadError(f"{variant.model_id!r} loads as {type(model).__name__}, but its cache key was made for a "
+                             f"{'CLIP' if 'text_inputs' not in variant.config else 'SigLIP'}-style text tower; "
+                             "rerun (the key is recomputed from the downloaded config)")
+
+
 def max_text_tokens(model) -> int:
     return int(model.config.text_config.max_position_embeddings)
 
@@ -79,31 +143,76 @@ def _to(batch, device, dtype):
             for k, v in batch.items() if torch.is_tensor(v)}
 
 
-def image_inputs(model, processor, images) -> dict:
-    """Processor output for `images` (pixel_values, and for SigLIP2 its masks/shapes) on the model's device/dtype."""
-    return _to(processor.image_processor(images=list(images), return_tensors="pt"), model.device, model.dtype)
+def pad_colour(image_processor) -> tuple[int, int, int]:
+    """The processor's image_mean as an RGB colour: padding in it normalises to ~0 (no signal)."""
+    mean = list(getattr(image_processor, "image_mean", None) or (0.5, 0.5, 0.5))
+    mean = (mean * 3)[:3] if len(mean) == 1 else mean[:3]
+    return tuple(int(round(255 * float(m))) for m in mean)
 
 
-def encode_images(model, processor, images) -> torch.Tensor:
+def pad_box(width: int, height: int) -> tuple[int, int, int]:
+    """(left, top, side): where a width x height image sits in its centred pad-square canvas."""
+    side = max(width, height)
+    return (side - width) // 2, (side - height) // 2, side
+
+
+def pad_to_square(image: Image.Image, fill: tuple[int, int, int]) -> Image.Image:
+    """`image` centred on a square canvas of its long side, the rest filled with `fill`."""
+    from PIL import Image
+    image = image.convert("RGB")
+    left, top, side = pad_box(*image.size)
+    if left == top == 0:
+        return image
+    canvas = Image.new("RGB", (side, side), fill)
+    canvas.paste(image, (left, top))
+    return canvas
+
+
+def view_images(images, image_processor, view: str = CENTER_CROP) -> list:
+    """The images as the processor should get them for `view` (pad-square: padded; center-crop: as is)."""
+    if view not in VIEWS:
+        raise ValueError(f"unknown image view {view!r}; known: {', '.join(VIEWS)}")
+    images = list(images)
+    if view == PAD_SQUARE:
+        fill = pad_colour(image_processor)
+        images = [pad_to_square(im, fill) for im in images]
+    return images
+
+
+def image_inputs(model, processor, images, view: str = CENTER_CROP) -> dict:
+    """Processor output for `images` seen through `view` (pixel_values, and for SigLIP2 NaFlex its
+    masks/shapes) on the model's device/dtype."""
+    ip = processor.image_processor
+    return _to(ip(images=view_images(images, ip, view), return_tensors="pt"), model.device, model.dtype)
+
+
+def encode_images(model, processor, images, view: str = CENTER_CROP) -> torch.Tensor:
     """L2-normalised float32 image embeddings (N, D) on the CPU."""
     import torch
     with torch.no_grad():
-        feats = pooled(model.get_image_features(**image_inputs(model, processor, images)))
+        feats = pooled(model.get_image_features(**image_inputs(model, processor, images, view)))
     return torch.nn.functional.normalize(feats.float(), dim=-1).cpu()
 
 
-def encode_texts(model, processor, texts: Sequence[str]) -> torch.Tensor:
-    """L2-normalised float32 text embeddings (N, D) on the CPU; texts are truncated to the model's limit.
+def text_inputs(model, processor, texts: Sequence[str]) -> dict:
+    """Tokenizer output for the text tower, truncated to the model's limit, on the model's device.
 
-    SigLIP models were trained on texts padded to max_length (their pooled token is the last one),
-    so they get padding="max_length"; CLIP pools at the EOS token and gets the shortest padding.
+    SigLIP models were trained on texts padded to max_length with no attention mask (their pooled token is
+    the last one): padding="max_length" and input_ids only. CLIP pools at the EOS token: shortest padding,
+    with its attention mask.
     """
+    sigmoid = is_sigmoid_head(model)
+    tok = processor.tokenizer(list(texts), padding="max_length" if sigmoid else True, truncation=True,
+                              max_length=max_text_tokens(model), return_tensors="pt")
+    tok = _to(tok, model.device, model.dtype)
+    return {"input_ids": tok["input_ids"]} if sigmoid else tok
+
+
+def encode_texts(model, processor, texts: Sequence[str]) -> torch.Tensor:
+    """L2-normalised float32 text embeddings (N, D) on the CPU (inputs as `text_inputs` makes them)."""
     import torch
-    padding = "max_length" if is_sigmoid_head(model) else True
-    tok = processor.tokenizer(list(texts), padding=padding, truncation=True, max_length=max_text_tokens(model),
-                              return_tensors="pt")
     with torch.no_grad():
-        feats = pooled(model.get_text_features(**_to(tok, model.device, model.dtype)))
+        feats = pooled(model.get_text_features(**text_inputs(model, processor, texts)))
     return torch.nn.functional.normalize(feats.float(), dim=-1).cpu()
 
 
@@ -175,7 +284,7 @@ class ClipStage(Stage):
         self.precision = precision
         self.batch_size = max(1, int(batch_size))
         self._model = self._processor = None
-        self._image_cache: dict[str, torch.Tensor] = {}     # meme_id -> normalised image embedding
+        self._image_cache: dict[tuple[str, str], torch.Tensor] = {}   # (view, meme_id) -> normalised image embedding
         self._text_cache: dict[str, torch.Tensor] = {}      # fixed prompt text -> normalised embedding
         self._fixed_texts = {t for ps in self.prompt_sets
                              for t in ((ps.toxic, ps.non_toxic) if not ps.uses_ocr else (ps.fallback or ()))}
@@ -186,36 +295,41 @@ class ClipStage(Stage):
     def variants(self) -> list[Variant]:
         smoke = is_random_weights(self.model)
         precision = self._precision_name()
+        text = text_config_keys(is_sigmoid_model(self.model))
         return [Variant(stage=self.name, model_id=self.model, name=ps.version,
-                        config=dict(ps.describe(), precision=precision,
+                        config=dict(ps.describe(), precision=precision, **text,
                                     **({"ocr_source": self.ocr_source} if ps.uses_ocr else {})),
                         stage_version=self.version, is_smoke=smoke)
                 for ps in self.prompt_sets]
 
     def describe(self) -> str:
-        return f"{self.model} ({self._precision_name()}; prompts {', '.join(p.version for p in self.prompt_sets)})"
+        note = next((n for ps in self.prompt_sets if (n := language_note(self.model, ps))), None)
+        return (f"{self.model} ({self._precision_name()}; prompts {', '.join(p.version for p in self.prompt_sets)})"
+                + (f" [note: {note}]" if note else ""))
 
     def load(self) -> None:
         device = pick_device(self.device)
         self._model, self._processor = load_clip(self.model, device, pick_dtype(device, self.precision))
+        for v in self.variants()[:1]:
+            check_text_inputs(self._model, v)
 
     # -- encoding with the per-run caches
-    def _image_embeddings(self, memes: list[MemeInput]) -> list[torch.Tensor | Exception]:
+    def _image_embeddings(self, memes: list[MemeInput], view: str) -> list[torch.Tensor | Exception]:
         todo, out = [], {}
         for i, m in enumerate(memes):
-            if m.meme_id in self._image_cache:
-                out[i] = self._image_cache[m.meme_id]
+            if (view, m.meme_id) in self._image_cache:
+                out[i] = self._image_cache[view, m.meme_id]
                 continue
             try:
                 todo.append((i, m.image))
             except Exception as e:  # noqa: BLE001 - unreadable image: this meme's slot only
                 out[i] = e
-        embs = each_or_batch(lambda items: list(encode_images(self._model, self._processor, [im for _, im in items])),
-                             todo)
+        embs = each_or_batch(lambda items: list(encode_images(self._model, self._processor, [im for _, im in items],
+                                                              view)), todo)
         for (i, _), emb in zip(todo, embs):
             out[i] = emb
             if not isinstance(emb, Exception):
-                self._image_cache[memes[i].meme_id] = emb
+                self._image_cache[view, memes[i].meme_id] = emb
         return [out[i] for i in range(len(memes))]
 
     def _text_embeddings(self, texts: list[str]) -> dict[str, torch.Tensor]:
@@ -229,9 +343,10 @@ class ClipStage(Stage):
     def process(self, memes: list[MemeInput], variant: Variant) -> list[dict | Exception]:
         if self._model is None:
             self.load()
+        check_text_inputs(self._model, variant)
         ps = PROMPT_SETS[variant.name]
         tokenizer, limit = self._processor.tokenizer, max_text_tokens(self._model)
-        results: list[dict | Exception | None] = list(self._image_embeddings(memes))
+        results: list[dict | Exception | None] = list(self._image_embeddings(memes, ps.view))
         ok = [i for i, r in enumerate(results) if not isinstance(r, Exception)]
         if not ok:
             return results

@@ -12,8 +12,11 @@ import pytest
 import torch
 from transformers import AutoModel, AutoProcessor
 
-from pipeline.clip import ClipStage, load_clip
-from pipeline.clip_prompts import ELLIPSIS, PROMPT_SETS, fit_text, get_prompt_sets, normalize_ocr
+from PIL import Image
+
+from pipeline.clip import ClipStage, encode_texts, load_clip
+from pipeline.clip_prompts import (DEFAULT_PROMPT_SETS, ELLIPSIS, PROMPT_SETS, fit_text, get_prompt_sets, language_note,
+                                   normalize_ocr, views_of)
 from pipeline.config import NON_TOXIC, TOXIC
 from pipeline.hf import RANDOM_WEIGHTS_MARKER, is_random_weights
 from pipeline.stage import StageLoadError
@@ -36,21 +39,34 @@ def _parse_prompt(prompt: str) -> tuple[str, str]:
     return lines[0][len(TOXIC) + 2:], lines[1][len(NON_TOXIC) + 2:]
 
 
+def _padded(image: Image.Image, mean) -> Image.Image:
+    """The pad-square view, written out independently: centred on a square of the processor's mean colour."""
+    w, h = image.size
+    side = max(w, h)
+    canvas = Image.new("RGB", (side, side), tuple(int(round(255 * m)) for m in mean))
+    canvas.paste(image.convert("RGB"), ((side - w) // 2, (side - h) // 2))
+    return canvas
+
+
 @pytest.fixture(scope="module")
 def reference():
-    """A second, independent copy of a checkpoint: (image, [toxic, neutral] texts) -> logits_per_image."""
+    """A second, independent copy of a checkpoint: (image, [toxic, neutral] texts, view) -> logits_per_image."""
     loaded = {}
 
-    def logits(folder, image, texts) -> torch.Tensor:
+    def logits(folder, image, texts, view="center-crop") -> torch.Tensor:
         if folder not in loaded:
             loaded[folder] = AutoModel.from_pretrained(folder).eval(), AutoProcessor.from_pretrained(folder)
         model, proc = loaded[folder]
         sigmoid = getattr(model, "logit_bias", None) is not None
         pad = dict(padding="max_length", max_length=model.config.text_config.max_position_embeddings) \
             if sigmoid else dict(padding=True)
+        if view == "pad-square":
+            image = _padded(image, proc.image_processor.image_mean)
+        text = proc.tokenizer(list(texts), return_tensors="pt", truncation=True, **pad)
+        if sigmoid:        # SigLIP was trained without a text attention mask: input_ids only
+            text = {"input_ids": text["input_ids"]}
         # the image processor as saved (Siglip2Processor.__call__ would impose its own patch defaults)
-        inputs = dict(proc.image_processor(images=[image], return_tensors="pt"),
-                      **proc.tokenizer(list(texts), return_tensors="pt", truncation=True, **pad))
+        inputs = dict(proc.image_processor(images=[image], return_tensors="pt"), **text)
         with torch.no_grad():
             return model(**inputs).logits_per_image[0]
     return logits
@@ -75,10 +91,11 @@ def test_tiny_checkpoint_is_random_and_loads_back(models, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_scores_are_the_models_own_logits(models, tmp_path, reference, kind):
-    stage = ClipStage(str(models[kind]), precision="fp32", batch_size=4)
+    stage = ClipStage(str(models[kind]), precision="fp32", batch_size=4, prompt_sets="all")
     memes = synthetic_inputs(tmp_path, 3)
     variants = stage.variants()
-    assert [v.name for v in variants] == ["ru-ocr-v1", "ru-v1", "en-ocr-v1", "en-v1"]
+    names = ["ru-ocr-v1", "ru-v1", "en-ocr-v1", "en-v1"]
+    assert [v.name for v in variants] == [n + "+pad" for n in names] + names
     assert all(v.is_smoke and v.config["precision"] == "fp32" for v in variants)
     assert variants[0].config["templates"][TOXIC] == "токсичный мем с текстом: «{text}»"
     stage.load()
@@ -94,7 +111,7 @@ def test_scores_are_the_models_own_logits(models, tmp_path, reference, kind):
                     torch.sigmoid(torch.tensor(lt)).item() + torch.sigmoid(torch.tensor(ln)).item())
             assert row["score"] == pytest.approx(expected, abs=1e-6)
             assert row["label"] == (TOXIC if row["score"] >= 0.5 else NON_TOXIC)
-            ref = reference(models[kind], meme.image, _parse_prompt(row["prompt"]))
+            ref = reference(models[kind], meme.image, _parse_prompt(row["prompt"]), v.config.get("view", "center-crop"))
             assert [lt, ln] == pytest.approx(ref.tolist(), abs=1e-4)
 
 
@@ -105,12 +122,12 @@ def test_prompt_sets_differ_and_fold_in_the_ocr_text(models, tmp_path, kind):
     rows = {v.name: stage.process([meme], v)[0] for v in stage.variants()}
     prompts = {name: _parse_prompt(r["prompt"]) for name, r in rows.items()}
     assert len({p for p in prompts.values()}) == 4
-    assert prompts["ru-v1"] == ("токсичный мем", "нейтральный мем")
-    assert prompts["en-v1"] == ("a toxic meme", "a neutral meme")
+    assert prompts["ru-v1+pad"] == ("токсичный мем", "нейтральный мем")
+    assert prompts["en-v1+pad"] == ("a toxic meme", "a neutral meme")
     caption = normalize_ocr(meme.ocr_text)
-    for name in ("ru-ocr-v1", "en-ocr-v1"):
+    for name in ("ru-ocr-v1+pad", "en-ocr-v1+pad"):
         assert all(caption in p for p in prompts[name]), prompts[name]
-    assert prompts["ru-ocr-v1"][0] == f"токсичный мем с текстом: «{caption}»"
+    assert prompts["ru-ocr-v1+pad"][0] == f"токсичный мем с текстом: «{caption}»"
     assert len({round(r["score"], 7) for r in rows.values()}) == 4      # different texts, different scores
 
 
@@ -140,7 +157,7 @@ def test_meme_without_ocr_text_gets_the_plain_pair(tiny_models, tmp_path, ocr_te
     meme = synthetic_inputs(tmp_path, 1, with_ocr=False)[0]
     meme.ocr_text = ocr_text
     by_name = {v.name: v for v in stage.variants()}
-    with_ocr, plain = stage.process([meme], by_name["ru-ocr-v1"])[0], stage.process([meme], by_name["ru-v1"])[0]
+    with_ocr, plain = stage.process([meme], by_name["ru-ocr-v1+pad"])[0], stage.process([meme], by_name["ru-v1+pad"])[0]
     assert with_ocr["prompt"] == plain["prompt"] and with_ocr["score"] == pytest.approx(plain["score"], abs=1e-7)
 
 
@@ -175,7 +192,7 @@ def test_each_image_and_fixed_prompt_is_encoded_once_per_run(tiny_models, tmp_pa
     monkeypatch.setattr(model, "get_text_features", text_spy)
     memes = synthetic_inputs(tmp_path, 4)
     by_name = {v.name: v for v in stage.variants()}
-    for name in ("ru-v1", "en-v1", "ru-ocr-v1", "en-ocr-v1"):
+    for name in ("ru-v1+pad", "en-v1+pad", "ru-ocr-v1+pad", "en-ocr-v1+pad"):
         stage.process(memes[:2], by_name[name])
         stage.process(memes[2:], by_name[name])
     assert counts["images"] == 4                      # not 4 x 4 prompt sets
@@ -272,14 +289,143 @@ def test_precompute_stores_clip_rows_with_the_ocr_text_in_the_prompt(tiny_models
             con.close()
 
     first = rows()
-    assert len(first) == 4 * 4 and {r[1] for r in first} == set(PROMPT_SETS)
+    assert len(first) == 4 * 4 and {r[1] for r in first} == set(DEFAULT_PROMPT_SETS)
     for meme_id, version, score, label, prompt, logits, smoke, _, ocr_text in first:
         assert smoke and 0 <= score <= 1 and label == (TOXIC if score >= 0.5 else NON_TOXIC)
         assert set(json.loads(logits)) == {TOXIC, NON_TOXIC}
         text = normalize_ocr(ocr_text)
-        if version == "ru-ocr-v1":
+        if version == "ru-ocr-v1+pad":
             assert prompt.startswith(f"{TOXIC}: токсичный мем")
             assert (text[:10] in prompt) if text else prompt == f"{TOXIC}: токсичный мем\n{NON_TOXIC}: нейтральный мем"
     assert any(normalize_ocr(r[8]) for r in first)            # Tesseract read at least one caption
     assert main(args) == 0
     assert rows() == first                                      # cached: same rows, same run_id
+
+
+# --------------------------------------------------------------------------- image view, SigLIP text, cache keys
+CAPTION_RGB, BODY_RGB = (255, 0, 0), (0, 0, 255)
+
+
+def tall_meme_with_top_caption(folder, size=(120, 360), caption_rows=30):
+    """A tall meme: a pure red caption band in the top rows, pure blue below."""
+    from pipeline.stage import MemeInput
+    folder.mkdir(parents=True, exist_ok=True)
+    image = Image.new("RGB", size, BODY_RGB)
+    image.paste(Image.new("RGB", (size[0], caption_rows), CAPTION_RGB), (0, 0))
+    path = folder / "tall.png"
+    image.save(path)
+    return MemeInput("tall", path, path.name, None, ocr_text="ТЕКСТ")
+
+
+def caption_pixels(pixel_values: torch.Tensor, image_processor) -> int:
+    """How many pixels of the model input are caption-red (de-normalised with the processor's mean/std)."""
+    mean = torch.tensor(image_processor.image_mean).view(1, 3, 1, 1)
+    std = torch.tensor(image_processor.image_std).view(1, 3, 1, 1)
+    rgb = pixel_values.float().cpu() * std + mean
+    red = (rgb[:, 0] > 0.8) & (rgb[:, 1] < 0.2) & (rgb[:, 2] < 0.2)
+    return int(red.sum())
+
+
+def spy_pixels(monkeypatch, model) -> list:
+    seen = []
+    real = model.get_image_features
+
+    def spy(**kw):
+        seen.append(kw["pixel_values"].detach().clone())
+        return real(**kw)
+    monkeypatch.setattr(model, "get_image_features", spy)
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["clip", "siglip"])
+def test_pad_square_keeps_a_top_caption_in_the_model_input_center_crop_cuts_it(tiny_models, tmp_path, monkeypatch,
+                                                                               kind):
+    stage = ClipStage(str(tiny_models[kind]), precision="fp32", prompt_sets="ru-v1,ru-v1+pad")
+    stage.load()
+    seen = spy_pixels(monkeypatch, stage._model)
+    meme = tall_meme_with_top_caption(tmp_path)
+    by_name = {v.name: v for v in stage.variants()}
+    stage.process([meme], by_name["ru-v1"])
+    stage.process([meme], by_name["ru-v1+pad"])
+    crop, pad = seen
+    ip = stage._processor.image_processor
+    side = stage._model.config.vision_config.image_size
+    assert crop.shape[-2:] == pad.shape[-2:] == (side, side)
+    if kind == "clip":      # resize + centre crop: the top band is cut away
+        assert caption_pixels(crop, ip) == 0
+    else:                   # SigLIP squashes (no crop): the caption is in, stretched
+        assert caption_pixels(crop, ip) > 0
+    # pad-square: the whole meme, centred: caption rows at the top, padding (the mean colour, ~0) at the sides
+    assert caption_pixels(pad, ip) >= side * side * (30 / 360) * (120 / 360) * 0.6
+    assert pad[0, :, side // 2, :side // 8].abs().max() < 0.05          # left padding band normalises to ~0
+
+
+def test_the_default_view_is_pad_square_and_the_old_sets_remain_selectable():
+    assert all(PROMPT_SETS[n].view == "pad-square" and n.endswith("+pad") for n in DEFAULT_PROMPT_SETS)
+    assert [p.version for p in get_prompt_sets(None)] == list(DEFAULT_PROMPT_SETS)
+    assert len(get_prompt_sets("all")) == len(get_prompt_sets(["all"])) == 8
+    assert views_of("ru-ocr-v1") == ["center-crop"] and views_of(None) == ["pad-square"]
+    for name in ("ru-ocr-v1", "ru-v1", "en-ocr-v1", "en-v1"):   # same texts, only the view differs
+        old, new = PROMPT_SETS[name], PROMPT_SETS[name + "+pad"]
+        assert old.templates() == new.templates() and old.fallback == new.fallback
+        assert "view" not in old.describe() and new.describe()["view"] == "pad-square"
+
+
+# Variant ids computed with the code before the image view / SigLIP text change (commit 8e5cb7a).
+OLD_CLIP_IDS = {
+    ("fp32", "ru-ocr-v1"): "6b5cbe2a5624", ("fp32", "ru-v1"): "c5a0afd813b8",
+    ("fp32", "en-ocr-v1"): "ae73ff29efdc", ("fp32", "en-v1"): "d124c4887ea6",
+    ("bf16", "ru-ocr-v1"): "70d6f872c768", ("bf16", "ru-v1"): "71ddbd912acc",
+    ("bf16", "en-ocr-v1"): "af99794f37bf", ("bf16", "en-v1"): "82ad7484b50b",
+}
+OLD_SIGLIP_IDS = {("fp32", "ru-ocr-v1"): "bfb1320a1242", ("fp32", "ru-v1"): "d27ef25a2f4e"}
+
+
+def test_old_clip_variant_ids_are_unchanged_and_siglip_ones_are_new():
+    for (precision, name), old in OLD_CLIP_IDS.items():
+        (v,) = ClipStage("openai/clip-vit-large-patch14", prompt_sets=name, precision=precision).variants()
+        assert v.variant_id == old, (precision, name)
+        (pad,) = ClipStage("openai/clip-vit-large-patch14", prompt_sets=name + "+pad", precision=precision).variants()
+        assert pad.variant_id not in OLD_CLIP_IDS.values()
+    for (precision, name), old in OLD_SIGLIP_IDS.items():   # SigLIP text is now computed without a mask
+        (v,) = ClipStage("google/siglip-base-patch16-224", prompt_sets=name, precision=precision).variants()
+        assert v.config["text_inputs"] == "input_ids" and v.variant_id != old
+
+
+@pytest.mark.parametrize("kind", ["siglip", "clip"])
+def test_siglip_text_gets_input_ids_only_and_clip_keeps_its_mask(tiny_models, kind):
+    model, proc = load_clip(str(tiny_models[kind]), "cpu", torch.float32)
+    texts = ["токсичный мем", "a neutral meme with the text: «Ёжик»"]
+    calls = []
+    real = model.get_text_features
+
+    def spy(**kw):
+        calls.append(set(kw))
+        return real(**kw)
+    model.get_text_features = spy
+    try:
+        got = encode_texts(model, proc, texts)
+    finally:
+        del model.get_text_features
+    limit = model.config.text_config.max_position_embeddings
+    with torch.no_grad():
+        if kind == "siglip":
+            assert calls == [{"input_ids"}]
+            ids = proc.tokenizer(texts, padding="max_length", max_length=limit, truncation=True,
+                                 return_tensors="pt")
+            want = model.get_text_features(input_ids=ids["input_ids"]).pooler_output
+            masked = model.get_text_features(**ids).pooler_output                 # what the old code computed
+            assert not torch.allclose(torch.nn.functional.normalize(masked, dim=-1), got, atol=1e-4)
+        else:
+            assert calls == [{"input_ids", "attention_mask"}]
+            tok = proc.tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
+            want = model.get_text_features(**tok).pooler_output
+    assert torch.allclose(torch.nn.functional.normalize(want, dim=-1), got, atol=1e-5)
+
+
+def test_english_only_clip_is_flagged_for_russian_prompts(tiny_models):
+    assert "English" in language_note("openai/clip-vit-large-patch14", "ru-ocr-v1+pad")
+    assert language_note("openai/clip-vit-large-patch14", "en-v1") is None
+    assert language_note("google/siglip2-base-patch16-224", "ru-v1") is None
+    assert "English" in ClipStage("openai/clip-vit-large-patch14", precision="fp32").describe()
+    assert "note" not in ClipStage(str(tiny_models["clip"]), precision="fp32").describe()
