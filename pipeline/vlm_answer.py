@@ -39,6 +39,7 @@ The rules (order = the prompt's `answer_order`, pipeline.vlm_prompts):
 """
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import re
@@ -176,10 +177,11 @@ class _Mention:
 
 def _frames(low: str) -> list[tuple[int, int, int]]:
     """Negated opinion frames: (frame start, frame end, end of the scope it negates)."""
+    stops = [x.start() for x in _FRAME_END.finditer(low)]
     out = []
     for m in _FRAME.finditer(low):
-        stop = _FRAME_END.search(low, m.end())
-        out.append((m.start(), m.end(), stop.start() if stop else len(low)))
+        k = bisect.bisect_left(stops, m.end())
+        out.append((m.start(), m.end(), stops[k] if k < len(stops) else len(low)))
     return out
 
 
@@ -201,36 +203,40 @@ def _mentions(text: str, class_value: bool = False) -> list[_Mention]:
     toxic = _TOXIC_WORD + (_EXTRA_TOXIC if class_value else "")
     neutral = _NEUTRAL_WORD + (_EXTRA_NEUTRAL if class_value else "")
     frames = _frames(low)
+    breaks = [(b.start(), b.end()) for b in _CLAUSE_BREAK.finditer(low)]
+    break_starts = [b[0] for b in breaks]
+    sentence_ends = [x.start() for x in _SENTENCE_END.finditer(low)]
     found = []
     for m in re.finditer(rf"\b(?P<neg>{_GLUED_NEG})?(?:(?P<t>{toxic})|(?P<n>{neutral}))", low):
         if re.match(r"\s+ли\b", low[m.end():m.end() + 4]):
             continue
-        sentence_end = _SENTENCE_END.search(low, m.end())
-        if not class_value and sentence_end and low[sentence_end.start()] == "?":
+        k = bisect.bisect_left(sentence_ends, m.end())
+        if not class_value and k < len(sentence_ends) and low[sentence_ends[k]] == "?":
             continue
-        breaks = [b.end() for b in _CLAUSE_BREAK.finditer(low, 0, m.start())]
-        clause_start = breaks[-1] if breaks else 0
-        nxt = _CLAUSE_BREAK.search(low, m.end())
-        clause_end = nxt.start() if nxt else len(low)
-        before = low[clause_start:m.start()]
+        sentence = bisect.bisect_left(sentence_ends, m.start())
+        j = bisect.bisect_left(break_starts, m.start())      # breaks before the word: breaks[:j]
+        clause_start = breaks[j - 1][1] if j and breaks[j - 1][1] <= m.start() else 0
+        j2 = bisect.bisect_left(break_starts, m.end())
+        clause_end = break_starts[j2] if j2 < len(break_starts) else len(low)
+        before = low[max(clause_start, m.start() - 200):m.start()]     # bounded: a looping answer stays linear
         before_words = _WORDS.findall(before)
         if before_words and before_words[-1] in ("чем", "than"):
             continue
-        if _HYPOTHETICAL.search(low[clause_start:m.start()]):
+        if _HYPOTHETICAL.search(before):
             continue
         if re.match(r"^\s*[\w\s]{0,40}?(?:хотя|although|though)\b", low[clause_start:m.start()]):
             continue
         word = TOXIC if m.group("t") else NON_TOXIC
         if m.group("neg"):
             word = NON_TOXIC if word == TOXIC else TOXIC
-        frame_end = max((e for s, e, scope in frames if e <= m.start() < scope), default=None)
-        local_from = max(clause_start, frame_end or 0)
-        negated = _local_negation(low[local_from:m.start()]) or bool(_POSTPOSED_NEG.match(low[m.end():clause_end]))
+        frame_end = max((e for _, e, scope in frames if e <= m.start() < scope), default=None)
+        local_from = max(clause_start, frame_end or 0, m.start() - 200)
+        negated = (_local_negation(low[local_from:m.start()])
+                   or bool(_POSTPOSED_NEG.match(low[m.end():min(clause_end, m.end() + 200)])))
         if frame_end is not None:
             negated = not negated
         if negated:
             word = NON_TOXIC if word == TOXIC else TOXIC
-        sentence = len(_SENTENCE_END.findall(low, 0, m.start()))
         found.append(_Mention(m.start(), m.end(), word, sentence))
     return found
 
@@ -389,7 +395,8 @@ def parse_answer(text: str | None, order: str = DEFAULT_ORDER) -> ParsedAnswer:
         explanation = ""
     elif label is not None:
         first, _, rest = body.strip().partition("\n")
-        if re.fullmatch(r"[\W\d_]*(?:\w+[\W_]*){1,2}", first) and _mentions(first) and rest.strip():
+        if len(first) <= 80 and re.fullmatch(r"[\W\d_]*(?:\w+[\W_]*){1,2}", first) and _mentions(first) \
+                and rest.strip():
             explanation = _squash(rest.split("\n"))      # a bare 'Токсичный.' first line is the label
         else:
             m = re.match(r"\s*[\"'«]?(?:не\s+|non-?)?(?:токсич\w*|toxic\w*|нейтрал\w*|neutral\w*)[\"'»]?\s*[.:!—–-]\s*",

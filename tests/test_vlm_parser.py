@@ -469,3 +469,18 @@ def test_label_mass_helpers():
                 {"toxic": 2.0, "non_toxic": 0.5}):
         assert label_mass(bad) is None, bad
     assert PARSER_VERSION == "2"
+
+
+@pytest.mark.parametrize("answer", [
+    "Класс: " + "токсичный " * 1500,                          # greedy decoding stuck in a loop
+    "не думаю, что мем токсичный " * 500,
+    "Класс: токсичный\n" * 1000,
+    "а" * 10000 + " не" * 1000 + " токсичный",
+])
+def test_long_looping_answers_parse_quickly(answer):
+    import time
+    start = time.perf_counter()
+    for order in ORDERS:
+        parse_answer(answer, order)
+        reasoning_before_class(answer, order)
+    assert time.perf_counter() - start < 5.0
