@@ -105,6 +105,7 @@ _HYPOTHETICAL = re.compile(
     r"\b(?:мог\w*\s+бы|может\s+показаться|можно\s+(?:было\s+бы\s+)?(?:принять|счесть|подумать|решить)"
     r"|если\s+бы|на\s+первый\s+взгляд|казалось\s+бы|хотя|несмотря|счесть|сочтут|посчитать|показаться"
     r"|воспринять|был\w*\s+бы|стал\w*\s+бы|could|might|may\s+seem|at\s+first\s+glance|although|though|despite|would\s+be|if)\b")
+_CONTRAST = re.compile(r"\b(?:но|однако|зато|but|however|yet)\b")
 _FRAME = re.compile(
     r"(?:\b(?:не|никак\s+не|нельзя)\s+(?:[\w]+\s+){0,2}?"
     r"(?:думаю|считаю|скажу|сказать|сказал\w*(?:\s+бы)?|назвать|назову|назвал\w*(?:\s+бы)?|кажется|похоже|верю"
@@ -222,7 +223,7 @@ def _mentions(text: str, class_value: bool = False) -> list[_Mention]:
         before_words = _WORDS.findall(before)
         if before_words and before_words[-1] in ("чем", "than"):
             continue
-        if _HYPOTHETICAL.search(before):
+        if _HYPOTHETICAL.search(_CONTRAST.split(before)[-1]):     # 'could be a joke, but is toxic' states
             continue
         if re.match(r"^\s*[\w\s]{0,40}?(?:хотя|although|though)\b", low[clause_start:m.start()]):
             continue

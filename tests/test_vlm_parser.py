@@ -257,6 +257,11 @@ CASES = [
     ("It might seem toxic at first glance, but the meme is neutral.", B, N, [], []),
     ("Although the picture looks neutral, the caption is toxic.", B, T, [], []),
     ("The meme is more neutral than toxic.", B, N, [], []),
+    ("The caption could be read as a joke but the meme is toxic.", B, T, [], []),
+    ("Подпись могла бы сойти за шутку но мем токсичный.", B, T, [], []),
+    ("If I had to choose, the meme is neutral.", B, N, [], []),
+    ("Если коротко: мем токсичный.", B, T, [], []),
+    ("The meme might be toxic.", B, None, [], []),
     # ===== markdown
     ("**Класс**: **нейтральный**\n**Объяснение**: шутка про лето.", B, N, ["шутка про лето"], ["**"]),
     ("__Класс:__ токсичный\n__Объяснение:__ травля.", B, T, ["травля"], ["__"]),
