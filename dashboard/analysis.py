@@ -2,15 +2,20 @@
 
 Per prediction set (Overview) the metrics a precompute stored are used while they are
 current, else the same numbers are computed now (pipeline/summary.py). The agreement of two sets
-(Disagreement) is computed from SQL counts on demand. Results are plain dicts (as_dict()).
+(Disagreement) is computed from SQL counts on demand; the paired tests of every pair of sets
+(accuracy and AUROC differences, Holm-adjusted over the pairs) from their aligned answers.
+Results are plain dicts (as_dict()).
 """
 from __future__ import annotations
 
+import itertools
+
+import numpy as np
 import streamlit as st
 
 from dashboard import db, queries as q
 from pipeline import summary
-from pipeline.metrics import agreement_from_counts, answer_table
+from pipeline.metrics import agreement_from_counts, answer_table, holm_adjust_comparisons, paired_comparison
 
 ROC_MAX_POINTS = summary.ROC_MAX_POINTS
 
@@ -34,3 +39,26 @@ def _agreement(state: tuple, a: str, b: str, include_retired: bool, name_a: str,
 def agreement_report(a: str, b: str, include_retired: bool, name_a: str = "A", name_b: str = "B") -> dict:
     """pipeline.metrics.agreement_from_counts(...).as_dict() on the memes both sets answered."""
     return _agreement(db.state_key(), a, b, include_retired, name_a, name_b)
+
+
+@st.cache_data(max_entries=16, show_spinner="Comparing every pair of prediction sets…")
+def _pair_tests(state: tuple, variant_ids: tuple[str, ...], include_retired: bool) -> list[dict]:
+    data = db.fetch(q.set_answers, list(variant_ids), include_retired)
+    truth, sets = data["truth"], data["sets"]
+    comparisons, keys = [], []
+    for a, b in itertools.combinations(variant_ids, 2):
+        sa, sb = sets[a], sets[b]
+        both = sa["answered"] & sb["answered"]
+        scored = bool(np.isfinite(sa["score"][both]).any() and np.isfinite(sb["score"][both]).any())
+        comparisons.append(paired_comparison(
+            truth[both], sa["score"][both] if scored else None, sb["score"][both] if scored else None,
+            sa["label"][both], sb["label"][both]))
+        keys.append((a, b))
+    return [dict(a=a, b=b, **d) for (a, b), d in zip(keys, holm_adjust_comparisons(comparisons))]
+
+
+def pair_tests(variant_ids: list[str], include_retired: bool) -> list[dict]:
+    """Every pair (A, B) of the given prediction sets, in list order, on the memes both answered:
+    pipeline.metrics.PairedComparison.as_dict() plus "a", "b" (variant ids) and the Holm-adjusted
+    p-values over all these pairs (``mcnemar_p_holm``, ``auroc_p_holm``, ``adjustment``)."""
+    return _pair_tests(db.state_key(), tuple(variant_ids), include_retired)

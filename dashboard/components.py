@@ -260,8 +260,9 @@ def set_label(v: dict) -> str:
     smoke = " [smoke]" if v.get("is_smoke") else ""
     if v["stage"] in q.PREDICTION_STAGES:
         return f"{v['stage'].upper()} {v['model_id']} · prompt {v['name']}{smoke}"
-    if v["stage"] == "cam":
-        return f"{v['name']} · {v['model_id']}{smoke}"
+    if v["stage"] == "cam":                     # eigencam v2 (oriented) beside maps of the old v1 code
+        version = f" v{v['stage_version']}" if str(v.get("stage_version") or "1") != "1" else ""
+        return f"{v['name']}{version} · {v['model_id']}{smoke}"
     return f"{v['name']}" + (f" ({v['model_id']})" if v["model_id"] != v["name"] else "")
 
 
@@ -380,10 +381,45 @@ def page_size_picker(param: str = "n", container: Any = None) -> int:
 
 
 def fmt_estimate(e: dict | None, digits: int = 3) -> str:
-    """'0.812 [0.790, 0.833]' from an Estimate dict; '—' when undefined."""
+    """'0.812 [0.790, 0.833]' from an Estimate dict; '—' when undefined. An interval that cannot be
+    estimated is said so in words ('1.000 [not estimable at this n: ...]'), never drawn as [x, x]."""
     if not e or e.get("value") is None:
         return "—"
     s = f"{e['value']:.{digits}f}"
     if e.get("low") is not None and e.get("high") is not None:
         s += f" [{e['low']:.{digits}f}, {e['high']:.{digits}f}]"
+    else:
+        s += f" [{e.get('note') or 'no interval'}]"
     return s
+
+
+def method_text(e: dict | None) -> str:
+    """How an Estimate's interval was made, with the resamples where it resamples."""
+    if not e:
+        return ""
+    if e.get("method_detail"):
+        return e["method_detail"]
+    return e.get("method", "") + (f", {e['n_boot']} resamples" if e.get("n_boot") else "")
+
+
+def language_notes(sets: list[dict]) -> list[str]:
+    """One line per English-only image-text model that was given Russian prompts (pipeline.clip_prompts)."""
+    from pipeline.clip_prompts import language_note
+    notes = (language_note(s["model_id"], s["name"]) for s in sets if s["stage"] == "clip")
+    return list(dict.fromkeys(n for n in notes if n))
+
+
+def low_mass_flag(mass: float | None) -> str | None:
+    """The warning shown beside a VLM score whose two label words got little probability (fixed words)."""
+    from pipeline.vlm_answer import LOW_LABEL_MASS, is_low_label_mass
+    if not is_low_label_mass(mass):
+        return None
+    return (f"Low label-token mass {mass:.2f} (< {LOW_LABEL_MASS}): at the scoring step the model gave only this "
+            "much probability to «токсичный» and «нейтральный» together, so it was not really choosing between "
+            "the two words and p(toxic) says little.")
+
+
+def show_low_mass_flag(mass: float | None) -> None:
+    flag = low_mass_flag(mass)
+    if flag:
+        st.warning(flag, icon=":material/warning:")

@@ -57,6 +57,19 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
+# The label-token mass of a VLM score (pipeline.vlm_answer.label_mass): the stored column, or for a
+# cache no precompute has opened since the column exists, the same number from the stored log-probs.
+_MASS_FROM_LOGITS = ("CASE WHEN p.stage = 'vlm' THEN exp(TRY_CAST(json_extract_string(p.logits, '$.toxic') AS DOUBLE))"
+                     " + exp(TRY_CAST(json_extract_string(p.logits, '$.non_toxic') AS DOUBLE)) END")
+
+
+def _mass_sql(con: duckdb.DuckDBPyConnection) -> str:
+    """The SQL expression (one of two fixed fragments) for predictions p's label mass."""
+    has = con.execute("SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = 'predictions' "
+                      "AND column_name = 'label_mass'").fetchall()[0][0]
+    return "p.label_mass" if has else _MASS_FROM_LOGITS
+
+
 # =============================================================================== what is there
 @query
 def table_counts(con) -> dict[str, int | None]:
@@ -196,6 +209,20 @@ def live_metrics(con, include_retired: bool) -> dict[str, dict]:
     return summary.metrics_summary(con, include_retired)
 
 
+@query
+def low_mass_counts(con, threshold: float, include_retired: bool) -> dict[str, tuple[int, int]]:
+    """Per VLM prediction set: (scores whose label-token mass is below `threshold`, scores with a mass),
+    over the memes with a true label."""
+    rows = con.execute(f"""
+        SELECT p.variant_id, count(*) FILTER (mass < $t), count(mass)
+        FROM (SELECT p.variant_id, p.meme_id, {_mass_sql(con)} AS mass FROM predictions p WHERE p.stage = 'vlm') p
+        JOIN memes m USING (meme_id)
+        WHERE m.label IS NOT NULL AND (NOT m.retired OR $retired)
+        GROUP BY ALL
+    """, {"t": float(threshold), "retired": include_retired}).fetchall()
+    return {v: (int(low), int(n)) for v, low, n in rows}
+
+
 # =============================================================================== errors
 _ERROR_ORDER = {
     "fp": "score DESC NULLS LAST, meme_id",        # most confident "toxic" on a non-toxic meme first
@@ -248,7 +275,7 @@ def error_page(con, variant_id: str, ocr_variant: str | None, truth: str | None,
     params.update(outcome=outcome, limit=int(limit), offset=int(offset))
     rows = _records(con, _ERRORS_BASE + f"""
         , page AS (SELECT * FROM scored WHERE outcome = $outcome ORDER BY {order} LIMIT $limit OFFSET $offset)
-        SELECT page.meme_id, page.truth, page.pred, page.score, page.outcome,
+        SELECT page.meme_id, page.truth, page.pred, page.score, page.outcome, {_mass_sql(con)} AS label_mass,
                m.rel_path, m.width, m.height, o.text AS ocr_text, p.explanation, p.raw_answer
         FROM page
         JOIN memes m ON m.meme_id = page.meme_id
@@ -294,6 +321,30 @@ def pair_answer_counts(con, a: str, b: str, include_retired: bool) -> list[tuple
     """Memes per (true label, A's answer, B's answer) on the memes both sets answered."""
     return con.execute(_PAIR_BASE + "SELECT truth, pred_a, pred_b, count(*) FROM pair GROUP BY ALL",
                        {"a": a, "b": b, "retired": include_retired}).fetchall()
+
+
+@query
+def set_answers(con, variant_ids: list[str], include_retired: bool) -> dict[str, dict]:
+    """Per prediction set, its answers on the memes with a true label, aligned on one meme axis:
+    {"truth": array of 'toxic'/'non_toxic' per meme, "sets": {variant_id: {"label": object array
+    (None = unparseable or not answered), "score": float array (NaN = none), "answered": bool array}}}.
+    What the paired comparisons of every pair of sets need (pipeline.metrics.paired_comparison)."""
+    cols = con.execute("""
+        SELECT m.meme_id, m.label AS truth, p.variant_id, p.label, p.score
+        FROM memes m LEFT JOIN predictions p ON p.meme_id = m.meme_id AND p.variant_id IN (SELECT unnest($sets))
+        WHERE m.label IS NOT NULL AND (NOT m.retired OR $retired)
+        ORDER BY m.meme_id
+    """, {"sets": list(variant_ids), "retired": include_retired}).df()
+    memes = pd.Index(cols["meme_id"].unique())
+    truth = cols.drop_duplicates("meme_id").set_index("meme_id")["truth"].reindex(memes)
+    out = {}
+    for v in variant_ids:
+        rows = cols[cols["variant_id"] == v].set_index("meme_id").reindex(memes)
+        answered = rows["variant_id"].notna().to_numpy()
+        label = rows["label"].astype(object).where(rows["label"].notna(), None).to_numpy()
+        out[v] = {"label": label, "score": pd.to_numeric(rows["score"], errors="coerce").to_numpy(dtype=float),
+                  "answered": answered}
+    return {"truth": truth.to_numpy(dtype=object), "sets": out}
 
 
 @query
@@ -425,8 +476,9 @@ def meme_ocr(con, meme_id: str) -> list[dict]:
 
 @query
 def meme_predictions(con, meme_id: str) -> list[dict]:
-    return _records(con, """
-        SELECT p.variant_id, p.stage, p.model_id, p.prompt_version, p.label, p.score, p.logits, p.prompt,
+    return _records(con, f"""
+        SELECT p.variant_id, p.stage, p.model_id, p.prompt_version, p.label, p.score, {_mass_sql(con)} AS label_mass,
+               p.logits, p.prompt,
                p.raw_answer, p.explanation, coalesce(v.is_smoke, FALSE) OR coalesce(p.is_smoke, FALSE) AS is_smoke,
                p.created_at, p.run_id
         FROM predictions p LEFT JOIN variants v USING (variant_id)

@@ -46,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--force", action="store_true", help="recompute even what is cached")
     pre.add_argument("--ocr-engine", default="auto", choices=["auto", "easyocr", "tesseract", "craft-tesseract"])
     pre.add_argument("--clip-model", default=DEFAULT_CLIP, help="HF id or local folder (CLIP, SigLIP, SigLIP2)")
-    pre.add_argument("--clip-prompts", type=_csv, default=None, help="CLIP prompt set versions (default: all)")
+    pre.add_argument("--clip-prompts", type=_csv, default=None,
+                     help="CLIP prompt set versions (default: the four pad-to-square '+pad' sets; 'all' adds the "
+                          "centre-crop view of each; CAM shows the views of the sets chosen)")
     pre.add_argument("--vlm-model", default=DEFAULT_VLM, help="HF id or local folder (Qwen2/2.5-VL, ...)")
     pre.add_argument("--vlm-prompts", type=_csv, default=None, help="VLM prompt versions (default: label-first-v1,explain-first-v1; also label-first-ocr-v1)")
     pre.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -89,7 +91,9 @@ def stage_factory(a: argparse.Namespace):
                             precision=a.precision, quantize=a.quantize, **opts)
         if name == "cam":
             from pipeline.cam import CamStage
-            return CamStage(model=a.clip_model, device=a.device, batch_size=a.batch_size)
+            from pipeline.clip_prompts import views_of
+            return CamStage(model=a.clip_model, device=a.device, batch_size=a.batch_size,
+                            view=views_of(a.clip_prompts))
         raise ValueError(name)
     return build
 

@@ -8,8 +8,9 @@ charts rendered to inline SVG by vl-convert, the images are `data:` URIs, the CS
 is no JavaScript at all (toxic images are blurred by CSS and revealed by a checkbox the image sits in).
 It holds: a dataset summary; per prediction set (model x prompt version, `variants` with stage clip or
 vlm) the metrics with 95% intervals (pipeline.metrics), the confusion matrix and the ROC curve; the
-agreement table, Cohen's kappa and McNemar test of each pair of sets (the first MAX_PAIRS pairs when
-there are more); galleries of the most confident errors per set and of the disagreements per pair,
+agreement table, Cohen's kappa, McNemar test and the paired differences in accuracy and AUROC of each
+pair of sets (the first MAX_PAIRS pairs when there are more), with Holm-adjusted p-values over the
+pairs shown; galleries of the most confident errors per set and of the disagreements per pair,
 with thumbnails, CAM overlays, OCR text and the models' explanations.
 
 Safety rules the report keeps (tests/test_export.py checks each one):
@@ -44,6 +45,7 @@ from markupsafe import Markup
 from pipeline import metrics
 from pipeline.config import NON_TOXIC, TOXIC
 from pipeline.store import Store, StoreError, connect
+from pipeline.vlm_answer import LOW_LABEL_MASS, is_low_label_mass, label_mass
 
 MAX_PAIRS = 6                 # agreement tables and disagreement galleries for at most this many pairs
 GALLERY_LIMIT = 8             # cards per gallery (most confident first)
@@ -245,10 +247,11 @@ def _load(con, models: list[str] | None) -> dict[str, Any]:
         raise ExportError(f"--models {','.join(models)} matches no prediction set; the cache has: {known}")
     by_id = {s.variant_id: s for s in sets}
     if sets:
-        for vid, meme_id, label, score in _rows(
-                con, "SELECT variant_id, meme_id, label, score FROM predictions WHERE variant_id IN (SELECT unnest(?))",
-                [list(by_id)]):
-            by_id[vid].preds[meme_id] = (label, score)
+        for vid, meme_id, label, score, stage, logits in _rows(
+                con, "SELECT variant_id, meme_id, label, score, stage, logits FROM predictions "
+                     "WHERE variant_id IN (SELECT unnest(?))", [list(by_id)]):
+            mass = label_mass(logits) if stage == "vlm" else None      # from the log-probs: any cache has them
+            by_id[vid].preds[meme_id] = (label, score, mass)
     cams = [CamMethod(v["variant_id"], v["model_id"], v["name"], bool(v["is_smoke"]))
             for v in variant_rows if v["stage"] == "cam"]
     shown_models = {s.model_id for s in sets}
@@ -309,7 +312,9 @@ def _set_report(s: PredSet, truth: dict[str, str]) -> dict:
     fn = sorted((m for m in ids if truth[m] == TOXIC and s.preds[m][0] == NON_TOXIC),
                 key=lambda m: (s.preds[m][1] if s.preds[m][1] is not None else 2.0))
     unparsed = [m for m in ids if s.preds[m][0] is None]
+    masses = [s.preds[m][2] for m in ids if s.preds[m][2] is not None]
     return dict(set=s, report=rep, n_rows=len(s.preds), n_missing=len(truth) - len(ids), roc=roc,
+                n_mass=len(masses), n_low_mass=sum(is_low_label_mass(x) for x in masses),
                 metrics={k: _estimate(getattr(rep, k)) for k in METRIC_NAMES},
                 galleries=[("False positives: non_toxic memes judged toxic, highest p(toxic) first", "fp", fp),
                            ("False negatives: toxic memes judged non_toxic, lowest p(toxic) first", "fn", fn),
@@ -318,15 +323,19 @@ def _set_report(s: PredSet, truth: dict[str, str]) -> dict:
 
 def _pair_report(a: PredSet, b: PredSet, truth: dict[str, str]) -> dict:
     ids = [m for m in truth if m in a.preds and m in b.preds]
-    rep = metrics.agreement([truth[m] for m in ids], [a.preds[m][0] for m in ids], [b.preds[m][0] for m in ids],
-                            name_a=a.label, name_b=b.label)
+    y_true, pred_a, pred_b = [truth[m] for m in ids], [a.preds[m][0] for m in ids], [b.preds[m][0] for m in ids]
+    rep = metrics.agreement(y_true, pred_a, pred_b, name_a=a.label, name_b=b.label)
+    scores_a, scores_b = [a.preds[m][1] for m in ids], [b.preds[m][1] for m in ids]
+    scored = any(x is not None for x in scores_a) and any(x is not None for x in scores_b)
+    paired = metrics.paired_comparison(y_true, scores_a if scored else None, scores_b if scored else None,
+                                       pred_a, pred_b, name_a=a.label, name_b=b.label)
 
     def gap(m: str) -> float:
         sa, sb = a.preds[m][1], b.preds[m][1]
         return -abs(sa - sb) if sa is not None and sb is not None else 0.0
 
     disagree = sorted((m for m in ids if a.preds[m][0] != b.preds[m][0]), key=gap)
-    return dict(a=a, b=b, report=rep, kappa=rep.kappa.as_dict(), disagree=disagree)
+    return dict(a=a, b=b, report=rep, kappa=rep.kappa.as_dict(), paired=paired, disagree=disagree)
 
 
 def _card_details(con, meme_ids: list[str], sets: list[PredSet], cams: list[CamMethod], images: bool) -> dict[str, dict]:
@@ -356,7 +365,9 @@ def _card_details(con, meme_ids: list[str], sets: list[PredSet], cams: list[CamM
                 con, "SELECT meme_id, variant_id, label, score, explanation, raw_answer FROM predictions "
                      "WHERE meme_id IN (SELECT unnest(?)) AND variant_id IN (SELECT unnest(?))",
                 [meme_ids, [s.variant_id for s in sets]]):
+            mass = next((s.preds[meme_id][2] for s in sets if s.variant_id == vid and meme_id in s.preds), None)
             cards[meme_id]["answers"][vid] = dict(label=label, score=score, explanation=_cut(explanation),
+                                                  low_mass=mass if is_low_label_mass(mass) else None,
                                                   raw=_cut(raw) if raw and (label is None or not explanation) else None)
     return cards
 
@@ -371,6 +382,9 @@ def build_report(db: str | Path, models: list[str] | None = None, images: bool =
         set_reports = [_set_report(s, truth) for s in sets]
         pairs, n_pairs = _pick_pairs(sets)
         pair_reports = [_pair_report(a, b, truth) for a, b in pairs]
+        # several pairs shown: each p-value also adjusted (Holm) over the pairs shown
+        for pr, adjusted in zip(pair_reports, metrics.holm_adjust_comparisons([pr["paired"] for pr in pair_reports])):
+            pr["tests"] = adjusted
         shown: list[str] = []
         for sr in set_reports:
             sr["galleries"] = [dict(title=t, kind=k, total=len(ids), ids=ids[:GALLERY_LIMIT]) for t, k, ids in sr["galleries"]]
@@ -390,12 +404,15 @@ def build_report(db: str | Path, models: list[str] | None = None, images: bool =
     chart_rows = [dict(set=sr["set"].label, metric=k, **{x: (sr["metrics"][k] or {}).get(x) for x in ("value", "low", "high")})
                   for sr in set_reports for k in METRIC_NAMES if k != "unparseable_rate"]
     smoke = any(s.is_smoke for s in sets) or any(c.is_smoke for c in cams)
+    from pipeline.clip_prompts import language_note
+    notes = [language_note(s.model_id, s.name) for s in sets if s.stage == "clip"]
+    language_notes = [scrub_paths(n) for n in dict.fromkeys(n for n in notes if n)]
     return dict(
         db_name=Path(db).name, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         summary=summary, sets=set_reports, pairs=pair_reports, n_pairs=n_pairs, max_pairs=MAX_PAIRS,
         cams=cams, cards=cards, truth=truth, images=images, smoke=smoke, smoke_banner=SMOKE_BANNER,
-        models_filter=models or [], gallery_limit=GALLERY_LIMIT, text_limit=TEXT_LIMIT,
-        metrics_svg=metrics_chart(chart_rows), metric_names=METRIC_NAMES,
+        models_filter=models or [], gallery_limit=GALLERY_LIMIT, text_limit=TEXT_LIMIT, low_label_mass=LOW_LABEL_MASS,
+        metrics_svg=metrics_chart(chart_rows), metric_names=METRIC_NAMES, language_notes=language_notes,
     )
 
 

@@ -324,6 +324,97 @@ def test_disagreement_table_and_cells_match_sql(dashboard_db, app):
     assert "same prediction set" in all_text(at)
 
 
+def _holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjustment written out independently of pipeline.metrics."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    out, running = [0.0] * len(pvalues), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        out[i] = running
+    return out
+
+
+def test_disagreement_paired_tests_and_holm_match_an_independent_computation(large_db, app):
+    """Accuracy and AUROC differences of the chosen pair, and the all-pairs table with Holm-adjusted
+    McNemar p-values, against scipy / scikit-learn on rows read with SQL written here."""
+    from scipy.stats import binomtest
+    from sklearn.metrics import roc_auc_score
+    sets = [v for v, _, _ in prediction_sets(large_db)]
+    assert len(sets) >= 3
+    rows = {v: {m: (t, lab, sc) for m, t, lab, sc in sql(large_db, """
+        SELECT p.meme_id, m.label, p.label, p.score FROM predictions p JOIN memes m USING (meme_id)
+        WHERE p.variant_id = ? AND NOT m.retired AND m.label IS NOT NULL""", [v])} for v in sets}
+
+    def expected(a, b):
+        both = sorted(rows[a].keys() & rows[b].keys())
+        only_a = sum(rows[a][m][1] == rows[a][m][0] and rows[b][m][1] != rows[b][m][0] for m in both)
+        only_b = sum(rows[b][m][1] == rows[b][m][0] and rows[a][m][1] != rows[a][m][0] for m in both)
+        p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else None
+        scored = [m for m in both if rows[a][m][2] is not None and rows[b][m][2] is not None]
+        y = [rows[a][m][0] == "toxic" for m in scored]
+        auc = (roc_auc_score(y, [rows[a][m][2] for m in scored]) - roc_auc_score(y, [rows[b][m][2] for m in scored]))
+        return (only_a - only_b) / len(both), p, auc
+
+    a, b = sets[0], sets[2]
+    acc, _, auc = expected(a, b)
+    at = goto(app(large_db), "views/disagreement.py", a=a, b=b)
+    assert metric(at, "Accuracy A − B").startswith(f"{acc:.3f} [")
+    assert metric(at, "AUROC A − B").startswith(f"{auc:.3f} [")
+    goto(at, "views/disagreement.py", a=b, b=a)                      # the other way round: the sign turns
+    assert metric(at, "Accuracy A − B").startswith(f"{-acc:.3f} [")
+    assert metric(at, "AUROC A − B").startswith(f"{-auc:.3f} [")
+
+    table = next(d.value for d in at.dataframe if "McNemar p (Holm)" in d.value.columns)
+    pairs = [(x, y) for i, x in enumerate(sets) for y in sets[i + 1:]]
+    assert len(table) == len(pairs)
+    raw = [expected(x, y)[1] for x, y in pairs]
+    assert None not in raw
+    adjusted = _holm(raw)
+    fmt = (lambda p: f"{p:.3g}" if p >= 0.001 else "< 0.001")
+    assert list(table["McNemar p"]) == [fmt(p) for p in raw]
+    assert list(table["McNemar p (Holm)"]) == [fmt(p) for p in adjusted]
+    assert any(x != y for x, y in zip(raw, adjusted))                # the adjustment really changed something
+    assert list(table["accuracy A − B"].str[:6]) == [f"{expected(x, y)[0]:.3f}"[:6] for x, y in pairs]
+    assert "Holm-Bonferroni" in all_text(at)
+
+
+def test_an_interval_that_cannot_be_estimated_says_so(dashboard_db, tmp_path, app):
+    """All scores of a set tied: the Overview shows 'not estimable', never a zero-width interval."""
+    db = copy(dashboard_db, tmp_path)
+    vid = prediction_sets(db)[0][0]
+    write(db, "UPDATE predictions SET score = 0.5 WHERE variant_id = ?", [vid])
+    at = app(db)
+    table = next(d.value for d in at.dataframe if "accuracy" in d.value.columns)
+    cells = " ".join(table["auroc"])
+    assert "0.500 [not estimable at this n: all scores tied" in cells
+    assert "[0.500, 0.500]" not in cells
+
+
+def test_low_label_mass_is_counted_on_the_overview_and_flagged_on_cards(dashboard_db, tmp_path, app):
+    """Tiny random Qwen gives the two label words almost no probability: every VLM score is flagged.
+    The counts come from the stored log-probabilities here; a cache written before the label_mass
+    column existed (column dropped) shows the same numbers."""
+    import math
+    sets = prediction_sets(dashboard_db)
+    expected = {}
+    for vid, stage, _ in sets:
+        logits = [json.loads(x) for x, in sql(dashboard_db, """SELECT p.logits FROM predictions p JOIN memes m
+            USING (meme_id) WHERE p.variant_id = ? AND NOT m.retired AND m.label IS NOT NULL""", [vid])]
+        masses = [math.exp(d["toxic"]) + math.exp(d["non_toxic"]) for d in logits] if stage == "vlm" else []
+        expected[vid] = f"{sum(x < 0.5 for x in masses):,} of {len(masses):,}" if masses else "—"
+    assert any(v.startswith(("1", "2", "3", "4", "5", "6", "7", "8", "9")) for v in expected.values())
+    old = copy(dashboard_db, tmp_path, "old.duckdb")
+    write(old, "ALTER TABLE predictions DROP COLUMN label_mass")
+    for db in (dashboard_db, old):
+        at = app(db)
+        table = next(d.value for d in at.dataframe if "accuracy" in d.value.columns)
+        assert list(table["low label mass"]) == [expected[v] for v, _, _ in sets]
+    vlm = next(v for v, stage, _ in sets if stage == "vlm")
+    at = goto(app(dashboard_db), "views/errors.py", set=vlm, group="unparsed")   # random weights: no class stated
+    flags = [w.value for w in at.warning if "Low label-token mass" in str(w.value)]
+    assert flags and len(flags) == len(links(at))
+
+
 def test_heatmap_filters_views_and_boxes(dashboard_db, app):
     cam = variant_ids(dashboard_db, "cam")[-1]
     clip = prediction_sets(dashboard_db)[0][0]

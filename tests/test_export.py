@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import re
 import shutil
 from html.parser import HTMLParser
@@ -185,13 +186,76 @@ def test_report_has_every_section_and_the_numbers_of_the_cache(hostile_report):
     n_pairs = len(list(itertools.combinations(sets, 2)))
     assert len(pairs) == min(n_pairs, export.MAX_PAIRS)
     for p in pairs:
-        assert p.find_all("p", cls="smoke") and p.find_all("td", data_mcnemar="") is not None
+        assert p.find_all("p", cls="smoke") and p.find_all("td", data_p="mcnemar")
         assert "McNemar p" in p.find_all("p", cls="reading")[0].text() or "nothing to compare" in p.text()
         table = {td.attrs["data-cell"]: int(td.text()) for td in p.find_all("td") if "data-cell" in td.attrs}
         assert sum(table.values()) == n_eligible
     assert len(dom.find_all("section", cls="disagree")) == len(pairs)
     if n_pairs > export.MAX_PAIRS:
         assert f"first {export.MAX_PAIRS} of {n_pairs} pairs" in dom.by_id("pairs-note").text()
+
+
+def _holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjustment, written out independently of pipeline.metrics."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    out, running = [0.0] * len(pvalues), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        out[i] = running
+    return out
+
+
+def _pval(p: float) -> str:
+    return f"{p:.3g}" if p >= 0.001 else "< 0.001"
+
+
+def test_pairs_show_paired_differences_and_holm_adjusted_p_values(hostile_report):
+    """Per shown pair: accuracy A - B and AUROC A - B (scikit-learn on SQL rows), the exact McNemar p and
+    its Holm adjustment over the shown pairs, computed here independently; the adjustment is named."""
+    from scipy.stats import binomtest
+    from sklearn.metrics import roc_auc_score
+    db, dom = hostile_report["db"], hostile_report["dom"].root
+    pairs = dom.find_all("section", cls="pair")
+    assert len(pairs) > 1
+    raw, shown_holm = [], []
+    for p in pairs:
+        a, b = p.attrs["id"].removeprefix("pair-").split("-")
+        rows = sql(db, f"""SELECT m.label, pa.label, pb.label, pa.score, pb.score
+            FROM predictions pa JOIN predictions pb USING (meme_id) JOIN memes m USING (meme_id)
+            WHERE pa.variant_id = ? AND pb.variant_id = ? AND {ELIGIBLE}""", [a, b])
+        only_a = sum(t == x and t != y for t, x, y, _, _ in rows)
+        only_b = sum(t == y and t != x for t, x, y, _, _ in rows)
+        acc = p.find_all("tr", data_test="accuracy")[0]
+        assert acc.find_all("td")[0].text() == f"{(only_a - only_b) / len(rows):.3f}"
+        assert re.fullmatch(r"\[-?\d\.\d{3}, -?\d\.\d{3}\]", acc.find_all("td")[1].text())
+        p_raw = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else None
+        assert acc.find_all("td", data_p="mcnemar")[0].text() == ("–" if p_raw is None else _pval(p_raw))
+        raw.append(p_raw)
+        shown_holm.append(acc.find_all("td", data_p="mcnemar-holm")[0].text())
+        y = [t == "toxic" for t, *_ in rows]
+        auc = roc_auc_score(y, [r[3] for r in rows]) - roc_auc_score(y, [r[4] for r in rows])
+        assert p.find_all("tr", data_test="auroc")[0].find_all("td")[0].text() == f"{auc:.3f}".replace("-0.000", "0.000")
+        assert "Holm-Bonferroni" in p.find_all("p", data_adjustment="holm")[0].text()
+    tested = [i for i, x in enumerate(raw) if x is not None]
+    adjusted = dict(zip(tested, _holm([raw[i] for i in tested])))
+    assert shown_holm == [_pval(adjusted[i]) if i in adjusted else "–" for i in range(len(raw))]
+
+
+def test_low_label_mass_is_counted_and_flagged(hostile_report):
+    """Random-weight Qwen spreads its probability over the whole vocabulary: its label mass is tiny, so
+    every VLM score is flagged; the count equals one made here from the stored log-probabilities."""
+    import math
+    db, dom = hostile_report["db"], hostile_report["dom"].root
+    for vid, in sql(db, "SELECT variant_id FROM variants WHERE stage = 'vlm'"):
+        logits = [json.loads(x) for x, in sql(db, f"""SELECT p.logits FROM predictions p JOIN memes m USING (meme_id)
+            WHERE p.variant_id = ? AND {ELIGIBLE}""", [vid])]
+        masses = [math.exp(d["toxic"]) + math.exp(d["non_toxic"]) for d in logits]
+        note = dom.by_id(f"set-{vid}").find_all("p", data_low_mass_count=str(sum(x < 0.5 for x in masses)))
+        assert note and f"of {len(masses)} scores" in note[0].text()
+    for vid, in sql(db, "SELECT variant_id FROM variants WHERE stage = 'clip'"):
+        assert not [n for n in dom.by_id(f"set-{vid}").iter() if "data-low-mass-count" in n.attrs]
+    flags = dom.find_all("p", data_low_mass="flag")
+    assert flags and all("not really choosing" in f.text() for f in flags)
 
 
 def test_error_gallery_is_the_most_confident_errors_from_sql(hostile_report):

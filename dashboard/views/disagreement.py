@@ -39,12 +39,44 @@ def two_by_two(t: dict) -> pd.DataFrame:
                          "B wrong": [t["only_a_right"], t["both_wrong"]]}, index=["A right", "A wrong"])
 
 
-m = st.columns(3)
+tests = analysis.pair_tests([s["variant_id"] for s in sets], retired)
+pair = next((t for t in tests if (t["a"], t["b"]) == (a["variant_id"], b["variant_id"])), None)
+flipped = pair is None
+if flipped:                      # B is listed before A: the same test with the difference's sign turned
+    pair = next(t for t in tests if (t["a"], t["b"]) == (b["variant_id"], a["variant_id"]))
+
+
+def signed(e: dict | None) -> dict | None:
+    """A difference B - A read as A - B."""
+    if not flipped or not e or e.get("value") is None:
+        return e
+    low, high = e.get("low"), e.get("high")
+    return {**e, "value": -e["value"], "low": None if high is None else -high, "high": None if low is None else -low}
+
+
+def fmt_p(p: float | None) -> str:
+    return "—" if p is None else (f"{p:.3g}" if p >= 0.001 else "< 0.001")
+
+
+many = len(tests) > 1
+m = st.columns(5)
 m[0].metric("Memes compared", f"{rep['n']:,}")
 m[1].metric("Cohen's kappa", c.fmt_estimate(rep["kappa"], 3), help="agreement of the two answers beyond "
-            "chance (unparseable is a third answer); 95% bootstrap interval")
-m[2].metric("McNemar p (exact)", "—" if rep["mcnemar_p"] is None else f"{rep['mcnemar_p']:.3g}")
+            "chance (unparseable is a third answer); 95% interval: " + c.method_text(rep["kappa"]))
+m[2].metric("McNemar p (exact)", fmt_p(rep["mcnemar_p"]),
+            help=f"Holm-adjusted over the {len(tests)} pairs below: {fmt_p(pair['mcnemar_p_holm'])}" if many else None)
+m[3].metric("Accuracy A − B", c.fmt_estimate(signed(pair["accuracy_diff"]), 3),
+            help="paired difference on the memes both answered; 95% interval: " + c.method_text(pair["accuracy_diff"]))
+auroc_diff = pair["auroc_diff"]
+m[4].metric("AUROC A − B", c.fmt_estimate(signed(auroc_diff), 3),
+            help=None if auroc_diff is None else
+            (f"on the {pair['n_auroc']:,} memes both scored; 95% interval and p: {c.method_text(auroc_diff)}; "
+             f"p = {fmt_p(pair['auroc_p'])}" + (f", Holm-adjusted {fmt_p(pair['auroc_p_holm'])}" if many else "")))
 st.text(rep["reading"])
+if many:
+    st.caption(f"With {len(tests)} pairs of prediction sets, p-values are also given adjusted for the number of "
+               f"comparisons ({pair['adjustment']}): p = {fmt_p(pair['mcnemar_p_holm'])} for McNemar and "
+               f"{fmt_p(pair['auroc_p_holm'])} for the AUROC difference of this pair.")
 
 t_all, t_tox, t_non = st.columns(3)
 t_all.caption("All memes")
@@ -53,6 +85,19 @@ t_tox.caption("True label: toxic")
 t_tox.dataframe(two_by_two(rep["by_label"]["toxic"]))
 t_non.caption("True label: non-toxic")
 t_non.dataframe(two_by_two(rep["by_label"]["non_toxic"]))
+
+with st.expander(f"Every pair of prediction sets ({len(tests)}), with Holm-adjusted p-values", expanded=False):
+    by_id = {s["variant_id"]: s for s in sets}
+    st.dataframe(pd.DataFrame([{
+        "A": c.set_label(by_id[t["a"]]), "B": c.set_label(by_id[t["b"]]), "memes": t["n"],
+        "accuracy A − B": c.fmt_estimate(t["accuracy_diff"]), "McNemar p": fmt_p(t["mcnemar_p"]),
+        "McNemar p (Holm)": fmt_p(t["mcnemar_p_holm"]),
+        "AUROC A − B": c.fmt_estimate(t["auroc_diff"]), "AUROC p": fmt_p(t["auroc_p"]),
+        "AUROC p (Holm)": fmt_p(t["auroc_p_holm"]),
+    } for t in tests]), hide_index=True)
+    st.caption(f"Adjustment: {tests[0]['adjustment']}. Accuracy: Newcombe's paired score interval and the exact "
+               "McNemar test; AUROC: paired DeLong, on the memes both sets scored. A pair is significant at 5% "
+               "after adjustment only where its Holm p < 0.05; docs/metrics.md explains the methods.")
 
 st.subheader("Scores: A against B")
 sample = db.fetch(q.pair_scores_sample, a["variant_id"], b["variant_id"], retired)

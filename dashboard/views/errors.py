@@ -50,6 +50,7 @@ if not rows:
 def card(r: dict) -> None:
     c.meme_image(r["thumbnail"], r["meme_id"], r["truth"], ctx="errors")
     st.markdown(c.truth_line(r["truth"], r["pred"], r["score"]))
+    c.show_low_mass_flag(r["label_mass"])
     c.text_block("OCR text", r["ocr_text"])
     c.text_block("Explanation", r["explanation"])
     if r["pred"] is None:

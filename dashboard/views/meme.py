@@ -65,12 +65,14 @@ else:
     st.dataframe(pd.DataFrame([{
         "stage": p["stage"], "model": p["model_id"], "prompt": p["prompt_version"],
         "answer": c.ANSWER_TEXT.get(p["label"], "?"), "p(toxic)": p["score"],
+        "label mass": p["label_mass"], "low mass": c.low_mass_flag(p["label_mass"]) is not None,
         "right": None if m["label"] is None else p["label"] == m["label"], "smoke": p["is_smoke"],
         "run": p["run_id"], "at": p["created_at"],
     } for p in predictions]), hide_index=True)
     for p in predictions:
         with st.expander(c.md_escape(f"{p['stage'].upper()} {p['model_id']} · prompt {p['prompt_version']} — "
                                      f"{c.ANSWER_TEXT.get(p['label'], '?')} ({c.fmt_score(p['score'])})")):
+            c.show_low_mass_flag(p["label_mass"])
             c.text_block("Explanation", p["explanation"], limit=5000)
             if p["raw_answer"] is not None:
                 st.caption("Raw answer")

@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import analysis, charts, components as c, db, queries as q
+from pipeline.vlm_answer import LOW_LABEL_MASS
 
 retired = c.page("Overview", "What the cache holds, and how every prediction set (model × prompt version) scores "
                  "against the folder labels.", "memes", "memes")
@@ -78,6 +79,8 @@ c.smoke_banner(s["is_smoke"] for s in sets)
 per_set, stored_run = analysis.metrics(retired)          # every set with predictions is in per_set
 reports = {s["variant_id"]: per_set[s["variant_id"]]["classification"] for s in sets}
 METRICS = ("accuracy", "precision", "recall", "f1", "auroc", "unparseable_rate")
+METRIC_LABELS = {"accuracy": "accuracy", "precision": "precision", "recall": "recall", "f1": "F1", "auroc": "AUROC",
+                 "unparseable_rate": "unparseable rate"}
 
 
 def _cell(e: dict | None) -> str:
@@ -86,25 +89,49 @@ def _cell(e: dict | None) -> str:
     return f"{c.fmt_estimate(e)}  n={e['n']:,}"
 
 
+low_mass = db.fetch(q.low_mass_counts, LOW_LABEL_MASS, retired)
+
+
+def _low_mass(variant_id: str) -> str:
+    low, n = low_mass.get(variant_id, (0, 0))
+    return f"{low:,} of {n:,}" if n else "—"
+
+
 table = pd.DataFrame([{
     "stage": s["stage"], "model": s["model_id"], "prompt": s["name"], "smoke": bool(s["is_smoke"]),
     "n": reports[s["variant_id"]]["n"], "unparseable": reports[s["variant_id"]]["n_unparseable"],
     **{m: _cell(reports[s["variant_id"]].get(m)) for m in METRICS},
+    "low label mass": _low_mass(s["variant_id"]),
 } for s in sets])
 st.dataframe(table, hide_index=True, column_config={
     "n": st.column_config.NumberColumn("n", help="memes with a true label and an answer from this set"),
     "f1": st.column_config.TextColumn("F1"), "auroc": st.column_config.TextColumn("AUROC"),
     "unparseable_rate": st.column_config.TextColumn("unparseable rate"),
+    "low label mass": st.column_config.TextColumn(
+        "low label mass", help=f"VLM scores where «токсичный» and «нейтральный» together got less than "
+        f"{LOW_LABEL_MASS:.0%} of the probability at the scoring step: the model was not really choosing between "
+        "the two words, so that p(toxic) says little (flagged on the Errors and Meme pages)"),
 })
-st.caption("Value [95% interval] n=denominator. Accuracy, precision, recall and the unparseable rate use "
-           "Wilson intervals; F1 a bootstrap; AUROC a bootstrap (small n) or DeLong (large n). Unparseable "
-           "answers count as wrong and as missed toxic memes (pipeline.metrics). "
+methods = {}                                              # metric -> how its intervals were made
+for s in sets:
+    for m in METRICS:
+        e = reports[s["variant_id"]].get(m)
+        if e and e.get("value") is not None:
+            methods.setdefault(m, set()).add(c.method_text(e))
+st.caption("Value [95% interval] n=denominator; an interval that cannot be estimated from these memes says so "
+           "instead of showing a zero-width one. Intervals: "
+           + "; ".join(f"{METRIC_LABELS[m]} — {', '.join(sorted(v))}" for m, v in methods.items())
+           + ". Unparseable answers count as wrong and as missed toxic memes (docs/metrics.md). "
            + (f"Stored by run {stored_run}; the answers and labels are unchanged since." if stored_run is not None
               else "Computed now: the answers or labels changed after a precompute last stored the metrics."))
 
+for note in c.language_notes(sets):
+    st.warning(note, icon=":material/translate:")
+
 with st.expander("All numbers (long form)"):
     long = pd.DataFrame([
-        {"model": s["model_id"], "prompt": s["name"], "metric": m, **(reports[s["variant_id"]].get(m) or {})}
+        {"model": s["model_id"], "prompt": s["name"], "metric": m, **(reports[s["variant_id"]].get(m) or {}),
+         "interval method": c.method_text(reports[s["variant_id"]].get(m))}
         for s in sets for m in METRICS
     ])
     st.dataframe(long, hide_index=True)
