@@ -17,8 +17,10 @@ Models
            true value the population F1 at prevalence 26/51.
     kappa  two answer sets on 51 memes, both saying toxic with probability p, with Cohen's kappa k.
     Wilson exact coverage (binomial sums, no simulation) of k/26 and k/51.
-    paired AUROC difference (DeLong paired) and paired accuracy difference (Newcombe method 10):
-           two correlated binormal scorers (correlation 0.5 of the latent scores in each class).
+    paired AUROC difference (candidates: MOVER from the logit-DeLong intervals, MOVER from the
+           reported hm_delong intervals, Wald on the paired DeLong variance) and paired accuracy
+           difference (Newcombe method 10): two correlated binormal scorers (correlation 0.5 of
+           the latent scores within each class), each thresholded at d/2 for its answers.
 """
 from __future__ import annotations
 
@@ -254,11 +256,13 @@ def main(argv=None):
                       f"{np.mean(covs[mid] < 0.93):.2f};  mean width at p = 0.8: {w:.3f}")
 
     if "paired" in only:
-        print("\nPaired comparisons (A vs B on the same memes, latent correlation 0.5 within class)")
+        print("\nPaired comparisons (A vs B on the same memes, latent correlation 0.5 within class);"
+              " AUROC A - B coverage and mean width, share of DeLong p < 0.05, accuracy A - B")
         for auc_a, auc_b in ((0.8, 0.8), (0.9, 0.8), (0.96, 0.9)):
             da, db = (math.sqrt(2) * norm.ppf(a) for a in (auc_a, auc_b))
             rng = np.random.default_rng(root.spawn(1)[0])
-            hit_auc = hit_acc = na = 0
+            hit_auc = hit_acc = na = hit_wald = hit_o = 0
+            w_wald = w_o = 0.0
             w_auc = w_acc = 0.0
             rej = 0
             cov = np.array([[1, 0.5], [0.5, 1]])
@@ -274,6 +278,19 @@ def main(argv=None):
                 pa = np.where(sa > da / 2, "toxic", "non_toxic")
                 pb = np.where(sb > db / 2, "toxic", "non_toxic")
                 r = M.paired_comparison(list(lab), list(sa), list(sb), list(pa), list(pb))
+                chosen = M._PAIRED_AUROC_METHOD
+                M._PAIRED_AUROC_METHOD = "delong_paired"
+                w_e = M.paired_auroc_from_rows(y, sa, sb)[2]           # the Wald candidate
+                M._PAIRED_AUROC_METHOD = "mover_logit" if chosen != "mover_logit" else "mover_delong"
+                o_e = M.paired_auroc_from_rows(y, sa, sb)[2]           # the other MOVER
+                other_name = M._PAIRED_AUROC_METHOD
+                M._PAIRED_AUROC_METHOD = chosen
+                if o_e.low is not None:
+                    hit_o += o_e.low <= auc_a - auc_b <= o_e.high
+                    w_o += o_e.high - o_e.low
+                if w_e.low is not None:
+                    hit_wald += w_e.low <= auc_a - auc_b <= w_e.high
+                    w_wald += w_e.high - w_e.low
                 e = r.auroc_diff
                 if e.low is None:
                     na += 1
@@ -285,9 +302,11 @@ def main(argv=None):
                 hit_acc += a.low <= acc_true <= a.high
                 w_acc += a.high - a.low
             n = args.reps
-            print(f"  AUROC {auc_a} vs {auc_b}: DeLong paired difference coverage {hit_auc / n:.3f}"
-                  f"{'!' if hit_auc / n < 0.93 else ' '} (width {w_auc / max(1, n - na):.3f}, p < 0.05 in "
-                  f"{rej / n:.3f}); accuracy difference (Newcombe 10) coverage {hit_acc / n:.3f}"
+            print(f"  AUROC {auc_a} vs {auc_b}: * {M._PAIRED_AUROC_METHOD} {hit_auc / n:.3f}"
+                  f"{'!' if hit_auc / n < 0.93 else ' '} (width {w_auc / max(1, n - na):.3f}); paired "
+                  f"DeLong Wald {hit_wald / n:.3f}{'!' if hit_wald / n < 0.93 else ' '} (width "
+                  f"{w_wald / n:.3f}); {other_name} {hit_o / n:.3f}{'!' if hit_o / n < 0.93 else ' '} "
+                  f"(width {w_o / n:.3f}); DeLong p < 0.05 in {rej / n:.3f}; accuracy difference (Newcombe 10) coverage {hit_acc / n:.3f}"
                   f"{'!' if hit_acc / n < 0.93 else ' '} (width {w_acc / n:.3f})")
 
     print(f"\nruntime {time.perf_counter() - t_start:.0f} s")

@@ -650,7 +650,7 @@ def test_holm_hand_example():
     assert metrics.holm([]) == [] and metrics.holm([None]) == [None]
 
 
-def test_paired_auroc_difference_against_sklearn_and_a_paired_bootstrap():
+def test_paired_auroc_difference_against_sklearn_and_a_paired_bootstrap(monkeypatch):
     y, sa, sb = paired_example()
     lab = list(np.where(y == 1, T, N))
     pa, pb = list(np.where(sa > 0.6, T, N)), list(np.where(sb > 0.4, T, N))
@@ -661,8 +661,14 @@ def test_paired_auroc_difference_against_sklearn_and_a_paired_bootstrap():
     assert r.n == 200 and r.n_auroc == 199
     auc_a, auc_b = roc_auc_score(y[keep], sa[keep]), roc_auc_score(y[keep], sb[keep])
     assert r.auroc_a.value == pytest.approx(auc_a) and r.auroc_b.value == pytest.approx(auc_b)
-    assert r.auroc_diff.value == pytest.approx(auc_a - auc_b) and r.auroc_diff.method == "delong_paired"
-    se = (r.auroc_diff.high - r.auroc_diff.low) / (2 * Z)
+    assert r.auroc_diff.value == pytest.approx(auc_a - auc_b) and r.auroc_diff.method == "mover_logit"
+    monkeypatch.setattr(metrics, "_PAIRED_AUROC_METHOD", "delong_paired")     # the Wald interval
+    wald = metrics.paired_comparison(lab, sa_l, sb_l, pa, pb)
+    assert wald.auroc_diff.method == "delong_paired" and wald.auroc_p == r.auroc_p
+    se = (wald.auroc_diff.high - wald.auroc_diff.low) / (2 * Z)
+    # the reported (MOVER) interval holds the difference and is of the same size
+    assert r.auroc_diff.low < r.auroc_diff.value < r.auroc_diff.high
+    assert 0.8 < (r.auroc_diff.high - r.auroc_diff.low) / (2 * Z * se) < 1.5
     # brute force: resample memes (pairs kept together) within each class, AUROC difference each time
     rng = np.random.default_rng(1)
     yk, ak, bk = y[keep], sa[keep], sb[keep]
@@ -671,7 +677,7 @@ def test_paired_auroc_difference_against_sklearn_and_a_paired_bootstrap():
     ineg = neg[rng.integers(0, neg.size, (2000, neg.size))]
     diffs = _auc_stat(ak[ip], ak[ineg]) - _auc_stat(bk[ip], bk[ineg])
     assert se == pytest.approx(diffs.std(), rel=0.12)
-    z = r.auroc_diff.value / se
+    z = wald.auroc_diff.value / se
     assert r.auroc_p == pytest.approx(math.erfc(abs(z) / math.sqrt(2)))
     assert_json_clean(r.as_dict())
 
