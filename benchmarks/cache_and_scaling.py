@@ -37,8 +37,6 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from models_cpu import DEFAULT_MEMES, header, footer, load_avg, table  # noqa: E402
 

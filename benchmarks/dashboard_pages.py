@@ -97,7 +97,6 @@ def measure(db: Path, warmup_db: Path, repeat: int) -> dict:
     con.close()
 
     t0 = time.perf_counter()
-    sys.path.insert(0, str(REPO))
     import dashboard.analysis, dashboard.charts, dashboard.components  # noqa: F401,E401
     startup = time.perf_counter() - t0
     at = AppTest.from_file(str(APP), default_timeout=600)

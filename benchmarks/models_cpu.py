@@ -47,7 +47,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 CONFIGS = REPO / "benchmarks" / "configs"
 DEFAULT_MEMES = REPO.parent / "shared" / "memes"

@@ -9,18 +9,12 @@ the run ends, so a running precompute is never blocked by an idle dashboard.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from datetime import datetime
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import streamlit as st
 
-import streamlit as st  # noqa: E402
-
-from dashboard import components as c, db  # noqa: E402
+from dashboard import components as c, db
 
 ENV_BUSY_RETRIES = "VLMEMES_BUSY_RETRIES"     # automatic reruns while a writer holds the file
 BUSY_PAUSE_SECONDS = 1.0

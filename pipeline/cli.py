@@ -1,4 +1,4 @@
-"""`python -m pipeline <command>`: precompute, status, annotations, export.
+"""`vlmemes <command>` (or `python -m pipeline <command>`): precompute, status, annotations, export, dashboard.
 
 Every option has a default, so `python -m pipeline precompute` runs the whole study on
 memes_project/memes into data/vlmemes.duckdb.
@@ -14,8 +14,8 @@ from pathlib import Path
 from pipeline import dataset
 from pipeline.config import DEFAULT_DB, DEFAULT_MEMES_DIR
 from pipeline.runner import STAGE_ORDER
-from pipeline.stage import Stage, StageLoadError
-from pipeline.store import StoreError
+from pipeline.errors import VlmemesError
+from pipeline.stage import Stage
 
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"
 DEFAULT_VLM = "Qwen/Qwen2.5-VL-3B-Instruct"
@@ -34,7 +34,7 @@ def _csv(value: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__,
+    p = argparse.ArgumentParser(prog="vlmemes", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--parquet", type=Path, default=None, help="folder for one Parquet file per table")
     ex.add_argument("--models", type=_csv, default=None, help="only these prediction sets (model ids or prompt versions)")
     ex.add_argument("--no-images", action="store_true", help="leave thumbnails and heatmaps out")
+
+    da = sub.add_parser("dashboard", help="open the Streamlit dashboard on a cache (read-only)")
+    da.add_argument("--db", type=Path, default=Path(os.environ.get("VLMEMES_DB", DEFAULT_DB)))
+    da.add_argument("--port", type=int, default=8501)
+    da.add_argument("--address", default="localhost", help="bind address (localhost: only this machine)")
+    da.add_argument("--headless", action="store_true", help="do not open a browser")
     return p
 
 
@@ -144,16 +150,33 @@ def cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+def dashboard_command(a: argparse.Namespace) -> list[str]:
+    """The `streamlit run` command line that serves the dashboard on cache `a.db`."""
+    import dashboard
+    app = Path(dashboard.__file__).resolve().parent / "app.py"
+    return [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(a.port),
+            "--server.address", a.address, "--server.headless", "true" if a.headless else "false",
+            "--browser.gatherUsageStats", "false", "--", "--db", str(a.db)]
+
+
+def cmd_dashboard(a: argparse.Namespace) -> int:
+    import subprocess
+    try:
+        return subprocess.call(dashboard_command(a))
+    except KeyboardInterrupt:
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    handler = {"precompute": cmd_precompute, "status": cmd_status,
-               "annotations": cmd_annotations, "export": cmd_export}[a.command]
+    handler = {"precompute": cmd_precompute, "status": cmd_status, "annotations": cmd_annotations,
+               "export": cmd_export, "dashboard": cmd_dashboard}[a.command]
     try:
         code = handler(a)
         if code == 130:
             print("stopped.", file=sys.stderr)
         return code
-    except (StoreError, dataset.ScanError, StageLoadError) as e:
+    except VlmemesError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

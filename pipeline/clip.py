@@ -36,6 +36,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from pipeline.errors import first_line
 from pipeline.clip_prompts import CENTER_CROP, PAD_SQUARE, PROMPT_SETS, VIEWS, PromptSet, get_prompt_sets, language_note
 from pipeline.config import NON_TOXIC, TOXIC
 from pipeline.hf import hub_reachable, is_random_weights, pick_device, pick_dtype, precision_name, resolve_source
@@ -58,7 +59,7 @@ def load_clip(model_id: str, device: str, dtype: torch.dtype):
         processor = AutoProcessor.from_pretrained(source)
         model = AutoModel.from_pretrained(source, dtype=dtype)
     except Exception as e:  # OSError, ValueError, ImportError (e.g. sentencepiece), ...
-        first = (str(e).strip().splitlines() or [""])[0]
+        first = first_line(e)
         raise StageLoadError(f"cannot load image-text model {model_id!r}: {type(e).__name__}: {first}") from e
     if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
         raise StageLoadError(f"{model_id!r} loads as {type(model).__name__}, which has no get_image_features/"

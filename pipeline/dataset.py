@@ -14,6 +14,8 @@ over a cached folder decodes only what is new.
 """
 from __future__ import annotations
 
+from pipeline.errors import VlmemesError
+
 import hashlib
 import os
 import stat
@@ -27,7 +29,7 @@ from pipeline.images import BadImage, ImageInfo, probe
 IGNORED_NAMES = {"readme.md", "readme.txt", "readme", ".gitkeep", "thumbs.db", "desktop.ini"}
 
 
-class ScanError(RuntimeError):
+class ScanError(VlmemesError):
     """The folder itself is unusable (missing, empty, no label folders)."""
 
 

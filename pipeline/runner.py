@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from pipeline import dataset, summary
 from pipeline.config import PROJECT_ROOT
+from pipeline.errors import first_line
 from pipeline.images import BadImage, encode_jpeg, load_rgb
 from pipeline.stage import MemeInput, Stage, StageLoadError, Variant
 from pipeline.store import Store, now
@@ -269,7 +270,7 @@ def run_stage(store: Store, stage: Stage, memes: list[MemeInput], run_id: int, f
 
 
 def _stage_failed(store, stage, summary, run_id, error, count, t_start) -> StageSummary:
-    message = str(error).splitlines()[0] if str(error) else repr(error)
+    message = first_line(error)
     print(f"[{stage.name}] cannot run: {message}", file=sys.stderr)
     store.record_failures(run_id, [dict(stage=stage.name, meme_id=None, path=None,
                                         error_type=type(error).__name__, message=message)])

@@ -16,6 +16,8 @@ the key columns, run_id, seconds and created_at) or the exception that item rais
 """
 from __future__ import annotations
 
+from pipeline.errors import VlmemesError
+
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -28,7 +30,7 @@ from pipeline.images import load_rgb
 from pipeline.store import short_hash
 
 
-class StageLoadError(RuntimeError):
+class StageLoadError(VlmemesError):
     """The stage's model/engine cannot be loaded; the message says what to do (one line)."""
 
 

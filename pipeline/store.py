@@ -9,6 +9,8 @@ The tables and columns are the contract the dashboard reads: docs/schema.md.
 """
 from __future__ import annotations
 
+from pipeline.errors import VlmemesError
+
 import contextlib
 import fcntl
 import hashlib
@@ -151,7 +153,7 @@ APPEND_ONLY_TABLES = ("failures",)  # no primary key: rows are only ever added
 LOCK_RETRY_SECONDS = 60.0
 
 
-class StoreError(RuntimeError):
+class StoreError(VlmemesError):
     """A problem with the database file itself, explained in one line."""
 
 

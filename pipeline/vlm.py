@@ -47,6 +47,7 @@ import sys
 from typing import Any
 
 from pipeline.config import NON_TOXIC, TOXIC
+from pipeline.errors import first_line
 from pipeline.hf import is_random_weights, pick_device, pick_dtype, precision_name, resolve_source
 from pipeline.stage import MemeInput, Stage, StageLoadError, Variant
 from pipeline.vlm_answer import (  # noqa: F401  (re-exported)
@@ -172,7 +173,7 @@ class VlmStage(Stage):
         except StageLoadError:
             raise
         except Exception as e:   # a broken or unsupported checkpoint: one actionable line, not a traceback
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise StageLoadError(f"could not load VLM {self.model_name!r}: {first}") from None
         self.model, self.processor = model.eval(), processor
         self.device, self.dtype = device, dtype

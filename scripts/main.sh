@@ -5,10 +5,10 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh || exit $?
 DB=${VLMEMES_DB:-data/vlmemes.duckdb}
-.venv/bin/python -m pipeline precompute --db "$DB" "$@"
+.venv/bin/vlmemes precompute --db "$DB" "$@"
 status=$?
 if (( status != 0 )); then
     echo "precompute finished with exit code $status (see the summary above and the Runs page); opening the dashboard on what is cached."
 fi
-exec .venv/bin/streamlit run dashboard/app.py --server.headless "${HEADLESS:-false}" \
-    --server.address "${ADDRESS:-localhost}" --browser.gatherUsageStats false -- --db "$DB"
+HEADLESS_FLAG=(); [[ "${HEADLESS:-false}" == "true" ]] && HEADLESS_FLAG=(--headless)
+exec .venv/bin/vlmemes dashboard --db "$DB" --address "${ADDRESS:-localhost}" "${HEADLESS_FLAG[@]}"

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Set up everything VLMemes needs on a Debian-like machine: apt packages, .venv, Python requirements.
+# Set up everything VLMemes needs on a Debian-like machine: apt packages, .venv, the project installed
+# into it (pip install -e ., which puts the `vlmemes` command in .venv/bin) with its pinned requirements.
 #   scripts/setup.sh          runtime (precompute + dashboard)
-#   scripts/setup.sh --dev    also the test tools (pytest, Playwright driving Debian's chromium)
+#   scripts/setup.sh --dev    also the test tools (pytest, ruff, Playwright driving Debian's chromium)
 # Safe to re-run: it skips what is already in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(tesseract-ocr tesseract-ocr-rus fonts-dejavu-core)
-REQS=requirements.txt
+TARGET=.
 if [[ "${1:-}" == "--dev" ]]; then
     APT_PACKAGES+=(chromium)
-    REQS=requirements-dev.txt
+    TARGET=".[dev]"
 fi
 
 missing=()
@@ -29,11 +30,11 @@ if [[ ! -x .venv/bin/python ]]; then
     echo "setup: creating .venv with $($PYTHON --version)"
     $PYTHON -m venv .venv
 fi
-stamp=".venv/.requirements-$(cat requirements.txt "$REQS" | sha256sum | cut -c1-16)"
+stamp=".venv/.requirements-$(echo "$TARGET" | cat - pyproject.toml requirements*.txt | sha256sum | cut -c1-16)"
 if [[ ! -f "$stamp" ]]; then
-    echo "setup: installing Python requirements ($REQS)"
+    echo "setup: installing vlmemes and its Python requirements (pip install -e \"$TARGET\")"
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -r "$REQS"
+    .venv/bin/python -m pip install -q -e "$TARGET"
     touch "$stamp"
 fi
 echo "setup: ready (.venv, $(tesseract --version 2>&1 | head -1))"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up (runtime + test tools) and run the whole test suite. Extra arguments go to pytest.
+# Set up (runtime + test tools), lint (ruff) and run the whole test suite. Extra arguments go to pytest,
+# e.g. `scripts/test.sh -m "not browser and not process and not slow"` for the fast part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --dev

@@ -73,3 +73,52 @@ def shared_memes() -> Path:
     if not SHARED_MEMES.is_dir():
         pytest.skip("../shared/memes is not present on this machine")
     return SHARED_MEMES
+
+
+# ----------------------------------------------------------------------------- markers
+# Every test gets the markers of what it touches, so `pytest -m "not browser and not process and not slow"`
+# runs the fast part in seconds (markers are declared in pyproject.toml):
+#   browser  its body drives Chromium (dashboard_helpers.chromium)
+#   process  its body starts another process: a streamlit server (serve), the CLI or a script in a
+#            subprocess, a process it kills
+#   slow     it needs a real pipeline run, tiny models, or the real memes (fixtures below), or is marked so
+_SLOW_FIXTURES = {"smoke_db", "tiny_models", "synthetic_memes", "shared_memes", "dashboard_db", "hostile_db",
+                  "hostile_report", "large_db"}
+_PROCESS_CALLS = ("serve(", "subprocess.", "Popen(", "run_cli(", "os.kill(")
+
+
+def _spawning_helpers(module) -> tuple[str, ...]:
+    """Calls `name(` of the module-level helpers of a test module whose own body starts a process."""
+    import inspect
+    names = []
+    for name, obj in vars(module).items():
+        if inspect.isfunction(obj) and not name.startswith("test_") and obj.__module__ == module.__name__:
+            try:
+                if any(call in inspect.getsource(obj) for call in _PROCESS_CALLS):
+                    names.append(f"{name}(")
+            except (OSError, TypeError):
+                pass
+    return tuple(names)
+
+
+def pytest_collection_modifyitems(config, items):
+    import inspect
+    helpers: dict[str, tuple[str, ...]] = {}
+    for item in items:
+        sources = [item.function]
+        for defs in getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {}).values():
+            sources += [d.func for d in defs if REPO in Path(inspect.getfile(d.func)).resolve().parents]
+        try:
+            source = "\n".join(inspect.getsource(f) for f in sources)
+        except (OSError, TypeError, AttributeError):
+            source = ""
+        module = getattr(item, "module", None)
+        if module is not None and module.__name__ not in helpers:
+            helpers[module.__name__] = _spawning_helpers(module)
+        calls = _PROCESS_CALLS + (helpers.get(module.__name__, ()) if module is not None else ())
+        if "chromium(" in source:
+            item.add_marker(pytest.mark.browser)
+        if any(call in source for call in calls):
+            item.add_marker(pytest.mark.process)
+        if _SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
