@@ -65,6 +65,15 @@ TESSERACT_PARAMS: dict[str, Any] = dict(
     good_enough_conf=0.90,      # stop trying preprocessing candidates once one reads this confidently
     min_word_conf=0.40,         # words read with lower Tesseract confidence are dropped ...
     min_line_conf=0.50,         # ... and whole lines whose reading has a lower mean word confidence
+    # Tried for v2 and off (0): they cost more than they gained on the real memes.
+    side_context=0,             # line crops get this x their height of picture on each side
+    thin_blob=0,                # blobs narrower than this x crop height and 2x taller than wide are slivers of outline
+    end_speck=0,                # blobs at the crop's top/bottom lower than this x crop height are outline remnants
+    big_line=0.07,              # a line box at least this x the picture's height is caption-sized (v2) ...
+    rescue_heights=[40, 80],    # ... if poorly read, its candidates are read again at these heights (v2) ...
+    big_min_line_conf=0.30,     # ... and it is kept at these lower cuts (v2)
+    big_min_word_conf=0.20,
+    big_min_letters=4,          # ... if it holds at least this many letters/digits (v2)
 )
 TESSERACT_WHOLE_PARAMS: dict[str, Any] = dict(long_side=1600, psm=3)  # engine "tesseract": whole picture
 CRAFT_PARAMS: dict[str, Any] = dict(
@@ -169,7 +178,7 @@ def _otsu_minority_ink(grey: np.ndarray) -> np.ndarray:
 
 
 def _letter_ink(rgb: np.ndarray, p: dict[str, Any], text: str, require_outline: bool,
-                line_crop: bool = True) -> np.ndarray:
+                line_crop: bool = True, open_sides: tuple[bool, bool] = (False, False)) -> np.ndarray:
     """Letters of one colour -> black ink on white, keeping only letter-like blobs.
 
     text="light": white-ish letters (the classic meme caption, outlined in black); text="dark":
@@ -178,7 +187,9 @@ def _letter_ink(rgb: np.ndarray, p: dict[str, Any], text: str, require_outline: 
     require_outline a blob must also be mostly rimmed by pixels of the opposite tone, as outlined
     captions are; that drops white clouds, faces and highlights. Blobs are labelled after a 1-px
     erosion, so a broken outline does not join letters to a background of the same tone.
-    line_crop=False (a whole picture): only large blobs running into its edge are dropped."""
+    line_crop=False (a whole picture): only large blobs running into its edge are dropped.
+    open_sides (left, right): that side of the crop is the picture's edge, so letters cut by it
+    are kept like those cut by the top/bottom."""
     import cv2
     lo, hi = rgb.min(axis=2), rgb.max(axis=2)
     if text == "light":
@@ -199,10 +210,15 @@ def _letter_ink(rgb: np.ndarray, p: dict[str, Any], text: str, require_outline: 
     if line_crop:
         # CRAFT boxes have side margins, so no letter reaches the crop's left/right edge; a caption
         # cut by the top/bottom of the picture can reach those, if letter-sized.
-        touches_side = (x <= 0) | (x + w >= W)
-        touches_end = (y <= 0) | (y + h >= H)
+        touches_left, touches_right = x <= 0, x + w >= W
+        touches_side = (touches_left & ~open_sides[0]) | (touches_right & ~open_sides[1])
+        touches_end = (y <= 0) | (y + h >= H) | touches_left | touches_right
         keep = ~touches_side & ~(touches_end & ((w > 1.2 * H) | (h > 0.9 * H)))
         keep &= stats[:, 4] >= p["min_blob_area"] * H * H  # specks of texture, JPEG noise
+        if p.get("thin_blob"):  # slivers of background caught between two letters' outlines
+            keep &= ~((stats[:, 2] < p["thin_blob"] * H) & (stats[:, 3] > 2 * stats[:, 2]))
+        if p.get("end_speck"):  # bits of outline where the picture's edge cuts a caption
+            keep &= ~(((y <= 0) | (y + h >= H)) & (stats[:, 3] < p["end_speck"] * H))
     else:  # a whole picture: light regions running into its edge are background unless small
         touches = (x <= 0) | (y <= 0) | (x + w >= W) | (y + h >= H)
         keep = ~(touches & ((w > 0.15 * W) | (h > 0.15 * H))) & (stats[:, 4] >= 12)
@@ -233,7 +249,8 @@ def _solidity(ink: np.ndarray) -> float:
     return area / (area + holes)
 
 
-def meme_binarizations(rgb: np.ndarray, p: dict[str, Any] = TESSERACT_PARAMS) -> dict[str, np.ndarray]:
+def meme_binarizations(rgb: np.ndarray, p: dict[str, Any] = TESSERACT_PARAMS,
+                       open_sides: tuple[bool, bool] = (False, False)) -> dict[str, np.ndarray]:
     """Black-on-white candidates for one line crop, most usual meme caption style first.
 
     Of the two outlined styles (light letters rimmed by dark, dark rimmed by light) only one is
@@ -242,13 +259,15 @@ def meme_binarizations(rgb: np.ndarray, p: dict[str, Any] = TESSERACT_PARAMS) ->
     blobs are not ring-like wins; if both or neither are, the one with more ink."""
     import cv2
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    light, dark = _letter_ink(rgb, p, "light", True), _letter_ink(rgb, p, "dark", True)
+    light = _letter_ink(rgb, p, "light", True, open_sides=open_sides)
+    dark = _letter_ink(rgb, p, "dark", True, open_sides=open_sides)
     ring_light, ring_dark = _solidity(light) < p["ring_solidity"], _solidity(dark) < p["ring_solidity"]
     if ring_light != ring_dark:
         outlined = dark if ring_light else light
     else:
         outlined = light if (light == 0).sum() >= (dark == 0).sum() else dark
-    return {"outlined": outlined, "contrast": _otsu_minority_ink(grey), "light": _letter_ink(rgb, p, "light", False)}
+    return {"outlined": outlined, "contrast": _otsu_minority_ink(grey),
+            "light": _letter_ink(rgb, p, "light", False, open_sides=open_sides)}
 
 
 def _scale(rgb: np.ndarray, height: int) -> tuple[np.ndarray, float]:
@@ -345,11 +364,11 @@ def _single_threaded_tesseract():
             os.environ["OMP_THREAD_LIMIT"] = old
 
 
-def _tesseract_words(bw: np.ndarray, lang: str, psm: int) -> list[dict[str, Any]]:
+def _tesseract_words(bw: np.ndarray, lang: str, psm: int, extra: str = "") -> list[dict[str, Any]]:
     """Tesseract words as dicts (text, conf 0..1, left, top, width, height, block/par/line ids)."""
     import pytesseract
     with _single_threaded_tesseract():
-        data = pytesseract.image_to_data(Image.fromarray(bw), lang=lang, config=f"--oem 1 --psm {psm}",
+        data = pytesseract.image_to_data(Image.fromarray(bw), lang=lang, config=f"--oem 1 --psm {psm} {extra}".strip(),
                                          output_type=pytesseract.Output.DICT)
     words = []
     for i, text in enumerate(data["text"]):
@@ -386,32 +405,57 @@ def _n_alnum(words: list[dict[str, Any]]) -> int:
     return sum(len(_WORD_CHARS.findall(w["text"])) for w in words)
 
 
-def read_line(rgb_crop: np.ndarray, p: dict[str, Any] = TESSERACT_PARAMS) -> tuple[str, float]:
+def _read_candidates(scaled: np.ndarray, p: dict[str, Any], open_sides: tuple[bool, bool], line_height: int,
+                     stop_at: float | None) -> list[tuple[float, int, list[dict[str, Any]]]]:
+    """(mean conf, letters, words) of each preprocessing candidate read at `line_height` px,
+    stopping at the first one at least `stop_at` confident."""
+    readings = []
+    for bw in meme_binarizations(scaled, p, open_sides).values():
+        if (bw == 0).mean() < 0.01:  # no ink at all
+            continue
+        bw, _ = _scale(bw, line_height)
+        words = _tesseract_words(_pad(bw, p["pad"]), p["lang"], psm=7, extra=p.get("tess_config", ""))
+        readings.append((_mean_conf(words), _n_alnum(words), words))
+        if stop_at is not None and readings[-1][0] >= stop_at:
+            break
+    return readings
+
+
+def _best(readings: list[tuple[float, int, list[dict[str, Any]]]]) -> tuple[float, list[dict[str, Any]]]:
+    most = max((n for _, n, _ in readings), default=0)
+    if not most:
+        return 0.0, []
+    conf, _, words = max(readings, key=lambda r: r[0] * np.sqrt(r[1] / most))
+    return conf, words
+
+
+def read_line(rgb_crop: np.ndarray, p: dict[str, Any] = TESSERACT_PARAMS,
+              open_sides: tuple[bool, bool] = (False, False), big: bool = False) -> tuple[str, float]:
     """Read one text line crop (RGB array); ('', 0) if nothing credible.
 
     The preprocessing candidates are read in turn (stopping at a confident reading). The winner
     has the best mean word confidence (all words, before filtering, so specks read as letters
     count against it) times sqrt(its letters / the most letters any candidate read), so a
     confident reading of half the line does not beat a slightly less confident full one. Then
-    the line is dropped if that mean is low, and low-confidence words are dropped from it."""
+    the line is dropped if that mean is low, and low-confidence words are dropped from it.
+
+    big (a caption-sized line, see `big_line`): when the reading is below min_line_conf, the
+    candidates are read again at the `rescue_heights` and the line is kept at the lower
+    `big_min_line_conf` / `big_min_word_conf`. Heavy condensed caption fonts (and words Tesseract
+    does not know: the obscene ones) get low confidences, so the v1 cut dropped whole punchlines."""
     scaled, _ = _scale(rgb_crop, p["work_height"])
-    readings: list[tuple[float, int, list[dict[str, Any]]]] = []
-    for bw in meme_binarizations(scaled, p).values():
-        if (bw == 0).mean() < 0.01:  # no ink at all
-            continue
-        bw, _ = _scale(bw, p["line_height"])
-        words = _tesseract_words(_pad(bw, p["pad"]), p["lang"], psm=7)
-        readings.append((_mean_conf(words), _n_alnum(words), words))
-        if readings[-1][0] >= p["good_enough_conf"]:
-            break
-    most = max((n for _, n, _ in readings), default=0)
-    if not most:
+    readings = _read_candidates(scaled, p, open_sides, p["line_height"], p["good_enough_conf"])
+    conf, words = _best(readings)
+    min_line, min_word = p["min_line_conf"], p["min_word_conf"]
+    if big and conf < min_line and p.get("rescue_heights"):
+        for height in p["rescue_heights"]:
+            readings += _read_candidates(scaled, p, open_sides, height, None)
+        conf, words = _best(readings)
+        min_line, min_word = p["big_min_line_conf"], p["big_min_word_conf"]
+    if not words or conf < min_line:  # the reading as a whole is poor: a texture, not text
         return "", 0.0
-    conf, _, words = max(readings, key=lambda r: r[0] * np.sqrt(r[1] / most))
-    if conf < p["min_line_conf"]:  # the reading as a whole is poor: a texture, not text
-        return "", 0.0
-    words = _keep_words(words, p)
-    if not words:
+    words = _keep_words(words, {**p, "min_word_conf": min_word})
+    if not words or (min_line < p["min_line_conf"] and _n_alnum(words) < p["big_min_letters"]):
         return "", 0.0
     return " ".join(w["text"] for w in words), _mean_conf(words)
 
@@ -422,11 +466,16 @@ class OcrStage(Stage):
     """OCR of meme captions with a selectable engine (see the module docstring)."""
     name = "ocr"
     table = "ocr"
-    version = "1"
+    version = "2"
     batch_size = 1
 
-    def __init__(self, engine: str = "auto", device: str = "auto", model_dir: str | Path | None = None):
+    def __init__(self, engine: str = "auto", device: str = "auto", model_dir: str | Path | None = None,
+                 tesseract_params: dict[str, Any] | None = None, craft_params: dict[str, Any] | None = None):
+        """tesseract_params / craft_params: overrides of TESSERACT_PARAMS / CRAFT_PARAMS (experiments,
+        benchmarks/ocr_real.py); they are part of config(), so such rows get their own variant."""
         self.requested_engine = engine
+        self.tesseract_params = {**TESSERACT_PARAMS, **(tesseract_params or {})}
+        self.craft_params = {**CRAFT_PARAMS, **(craft_params or {})}
         self.model_dir = Path(model_dir) if model_dir else easyocr_model_dir()
         self.engine = resolve_engine(engine, self.model_dir)
         self.device_option = device
@@ -439,9 +488,9 @@ class OcrStage(Stage):
     # -- interface ------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         if self.engine == "tesseract":
-            return dict(tesseract=TESSERACT_PARAMS, whole_picture=TESSERACT_WHOLE_PARAMS)
+            return dict(tesseract=self.tesseract_params, whole_picture=TESSERACT_WHOLE_PARAMS)
         if self.engine == "craft-tesseract":
-            return dict(detector=CRAFT_PARAMS, tesseract=TESSERACT_PARAMS)
+            return dict(detector=self.craft_params, tesseract=self.tesseract_params)
         return dict(easyocr=EASYOCR_PARAMS)
 
     def variants(self) -> list[Variant]:
@@ -515,7 +564,7 @@ class OcrStage(Stage):
         """CRAFT text lines as (x0, y0, x1, y1) in rgb's pixels."""
         from easyocr.detection import get_textbox
         from easyocr.utils import group_text_box
-        c = CRAFT_PARAMS
+        c = self.craft_params
         h, w = rgb.shape[:2]
         mag = max(1.0, c["min_long_side"] / max(h, w))
         polys = get_textbox(self._craft, rgb, canvas_size=c["canvas_size"], mag_ratio=mag,
@@ -539,9 +588,15 @@ class OcrStage(Stage):
         return merge_line_boxes(out, c["width_ths"])
 
     def _read_craft_tesseract(self, rgb: np.ndarray) -> list[TextBox]:
+        p = self.tesseract_params
+        h, w = rgb.shape[:2]
         boxes = []
         for x0, y0, x1, y1 in self._detect_lines(rgb):
-            text, conf = read_line(rgb[y0:y1, x0:x1])
+            m = round(p.get("side_context", 0) * (y1 - y0))
+            cx0, cx1 = max(0, x0 - m), min(w, x1 + m)
+            open_sides = (m > 0 and cx0 == 0, m > 0 and cx1 == w)
+            big = (y1 - y0) >= p.get("big_line", 1.0) * h
+            text, conf = read_line(rgb[y0:y1, cx0:cx1], p, open_sides, big)
             if text:
                 boxes.append(TextBox((x0, y0, x1, y1), text, conf))
         return boxes
@@ -550,7 +605,7 @@ class OcrStage(Stage):
         """Whole picture, Tesseract's own layout analysis: the outlined-light-letter mask and the
         plain grey picture are read; the one with more confident text wins."""
         import cv2
-        p, q = TESSERACT_PARAMS, TESSERACT_WHOLE_PARAMS
+        p, q = self.tesseract_params, TESSERACT_WHOLE_PARAMS
         h, w = rgb.shape[:2]
         scale = float(np.clip(q["long_side"] / max(h, w), 0.5, 3.0))
         big = cv2.resize(rgb, (round(w * scale), round(h * scale)),

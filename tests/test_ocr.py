@@ -213,3 +213,111 @@ def test_line_boxes_merge_and_read_top_to_bottom_left_to_right():
              TextBox((10, 10, 180, 42), "ЗАЧЕМ", 0.9)]
     lines = reading_order(boxes)
     assert [[b.text for b in line] for line in lines] == [["ЗАЧЕМ", "ТЕБЕ"], ["НИЗ"]]
+
+
+# ----------------------------------------------------------------------------- real memes (v2: the toxic punchline)
+# tests/data/ocr_transcriptions.json is a by-eye transcription of ../shared/memes (text only; the
+# pictures are never committed). The tests that read the pictures skip where the folder is missing.
+
+from pipeline.ocr_eval import REAL_MEMES, changed_files, load_transcriptions, score, words  # noqa: E402
+
+# The v2 levels on the 51 real memes (docs/ocr.md; v1: corpus 0.188, toxic 0.230, obscene recall 0.64),
+# with a little slack. The issue's targets (corpus <= 0.10, obscene recall >= 0.90) are not reached yet.
+CORPUS_CER_MAX, TOXIC_CER_MAX, OBSCENE_RECALL_MIN = 0.16, 0.19, 0.66
+
+# Caption-sized bottom lines in heavy condensed fonts that v1 dropped whole (line confidence < 0.5).
+BOTTOM_LINE_MEMES = ("Негативно/764a29419fb69dede342890505ac9898.png",   # Я РЕЗУЛЬТАТ ИНЦЕСТА
+                     "Негативно/3dde8f8b4c0df50855155fc7dfb1379a.png",   # ХОХОЛ ЕДЕТ!!!
+                     "Негативно/e4ee563595afe00bc23877f26f28c52a.jpg")   # ПИПИСЬКИ
+
+
+def _real_folder():
+    if not REAL_MEMES.is_dir():
+        pytest.skip(f"no real memes at {REAL_MEMES}")
+    refs = load_transcriptions()
+    changed = changed_files(REAL_MEMES, refs)
+    assert not changed, f"pictures changed since they were transcribed: {changed}"
+    return refs
+
+
+def test_transcription_is_complete_and_consistent():
+    refs = load_transcriptions()
+    assert len(refs) == 51
+    assert sum(r["label"] == "toxic" for r in refs.values()) == 26
+    assert all(k.split("/")[0] in ("Негативно", "Нейтрально") for k in refs)
+    assert all(r["label"] == ("toxic" if k.startswith("Негативно") else "neutral") for k, r in refs.items())
+    assert all(len(r["sha256"]) == 64 for r in refs.values())
+    assert sum(1 for r in refs.values() if r["text"]) == 37
+    for k, r in refs.items():
+        assert not r["obscene"] or r["text"], k
+        read = words(r["text"])
+        for w in r["obscene"]:
+            assert words(w)[0] in read, (k, w)
+
+
+def test_scoring_counts_edits_words_and_hallucinations():
+    refs = {"a": dict(label="toxic", text="Ты ЕБЛАН\nточно", obscene=["еблан"]),
+            "b": dict(label="neutral", text="кот", obscene=[]),
+            "c": dict(label="neutral", text="", obscene=[])}
+    s = score({"a": "ты точно", "b": "кот", "c": "@1"}, refs)
+    assert s["cer_toxic"] == pytest.approx(6 / 14) and s["cer_neutral"] == 0
+    assert s["cer"] == pytest.approx(6 / 17)
+    assert s["exact"] == 1 and s["captioned"] == 2
+    assert s["obscene_recall"] == 0 and s["other_recall"] == 1
+    assert s["hallucinated"] == 2 and s["caption_free"] == 1
+
+
+def test_v1_settings_are_a_distinct_variant(monkeypatch, tmp_path):
+    monkeypatch.setenv("EASYOCR_MODULE_PATH", str(tmp_path))
+    new = OcrStage(engine="craft-tesseract").variants()[0]
+    old = OcrStage(engine="craft-tesseract", tesseract_params=dict(rescue_heights=[])).variants()[0]
+    assert new.stage_version == "2" and new.variant_id != old.variant_id
+
+
+def test_real_bottom_lines_in_condensed_fonts_are_read(craft_stage):
+    """Fails with the v1 settings (tesseract_params=dict(rescue_heights=[])): each of these lost
+    its whole bottom line (CER 0.39-0.65)."""
+    refs = _real_folder()
+    for k in BOTTOM_LINE_MEMES:
+        got = craft_stage.read(load_rgb(REAL_MEMES / k))["text"]
+        s = score({k: got}, refs)
+        assert s["cer"] <= 0.15, (k, got)
+
+
+@pytest.mark.slow
+def test_real_memes_meet_the_v2_levels(craft_stage):
+    """All 51 real memes (~2.5 min on 2 idle cores): guards the v2 levels measured in docs/ocr.md."""
+    refs = _real_folder()
+    readings = {k: craft_stage.read(load_rgb(REAL_MEMES / k))["text"] for k in refs}
+    s = score(readings, refs)
+    assert s["hallucinated"] == 0, {k: readings[k] for k in refs if not refs[k]["text"] and readings[k]}
+    assert s["cer"] <= CORPUS_CER_MAX and s["cer_toxic"] <= TOXIC_CER_MAX, s
+    assert s["obscene_recall"] >= OBSCENE_RECALL_MIN, s
+
+
+def _tight_bottom_caption(im: Image.Image, text: str, size: int = 44, tracking: float = 0.12,
+                          cut: float = 0.25) -> Image.Image:
+    """White outlined DejaVu caption drawn with negative letter spacing (outlines of neighbouring
+    letters merge, as in Impact-style meme captions) so low that the picture's bottom edge cuts
+    `cut` x size off it."""
+    from PIL import ImageDraw, ImageFont
+
+    from pipeline.devtools.synthetic_memes import caption_font_path
+    font = ImageFont.truetype(str(caption_font_path()), size)
+    draw = ImageDraw.Draw(im)
+    advances = [font.getlength(c) - tracking * size for c in text]
+    x, y = (im.width - sum(advances)) / 2, im.height - size + int(cut * size)
+    for c, adv in zip(text, advances):
+        draw.text((x, y), c, font=font, fill="white", stroke_width=max(2, size // 12), stroke_fill="black", anchor="ls")
+        x += adv
+    return im
+
+
+def test_obscene_words_at_the_bottom_edge_are_read(craft_stage):
+    """Out-of-dictionary (obscene) words in a tight caption cut by the bottom edge. Note: v1 reads
+    these synthetic ones too; what v1 lost were real heavy condensed fonts (the real-meme test above)."""
+    for bottom, seed in (("ПИЗДАБОЛ ЕБУЧИЙ", 2), ("ХОХОЛ ЕДЕТ", 2)):
+        im = _tight_bottom_caption(draw_meme("ТЫ ПРОСТО", None, size=(400, 300), seed=seed), bottom)
+        got = craft_stage.read(im)["text"]
+        assert char_error_rate(got, f"ТЫ ПРОСТО\n{bottom}") <= 0.05, got
+        assert set(words(bottom)) <= set(words(got)), got
