@@ -24,7 +24,10 @@ tried in this order until one reads confidently:
 Blobs running into the crop's sides, and specks, are dropped. The winning reading has the best
 mean word confidence, discounted when it holds fewer letters than another candidate's; then lines
 with a poor reading and words below `min_word_conf` are dropped (this keeps text-free pictures
-empty), as are specks Tesseract read as quotes or bars at word edges.
+empty), as are specks Tesseract read as quotes or bars at word edges. A caption-sized line
+(box >= `big_line` x the picture's height) that reads poorly is first read again at the
+`rescue_heights` and kept at the lower `big_min_*` cuts (v2: heavy condensed caption fonts, where
+the punchline and its obscene words were dropped whole; see docs/ocr.md).
 
 `process` returns per meme: engine_version, text (lines in reading order, one per line),
 boxes ([{"box": [x0, y0, x1, y1], "text", "conf"}] in MemeInput.image pixels) and mean_confidence.
@@ -467,6 +470,7 @@ class OcrStage(Stage):
     name = "ocr"
     table = "ocr"
     version = "2"
+    provides_ocr_text = True
     batch_size = 1
 
     def __init__(self, engine: str = "auto", device: str = "auto", model_dir: str | Path | None = None,
@@ -493,9 +497,16 @@ class OcrStage(Stage):
             return dict(detector=self.craft_params, tesseract=self.tesseract_params)
         return dict(easyocr=EASYOCR_PARAMS)
 
-    def variants(self) -> list[Variant]:
+    @classmethod
+    def from_options(cls, o) -> OcrStage:
+        return cls(engine=o.ocr_engine, device=o.device)
+
+    def make_variants(self) -> list[Variant]:
         return [Variant(stage="ocr", model_id=self.engine, name=self.engine, config=self.config(),
                         stage_version=self.version)]
+
+    def row_columns(self, variant: Variant) -> dict[str, Any]:
+        return dict(engine=variant.model_id)
 
     def describe(self) -> str:
         if self.requested_engine == "auto":
