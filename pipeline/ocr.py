@@ -408,12 +408,12 @@ def _n_alnum(words: list[dict[str, Any]]) -> int:
     return sum(len(_WORD_CHARS.findall(w["text"])) for w in words)
 
 
-def _read_candidates(scaled: np.ndarray, p: dict[str, Any], open_sides: tuple[bool, bool], line_height: int,
+def _read_candidates(masks: list[np.ndarray], p: dict[str, Any], line_height: int,
                      stop_at: float | None) -> list[tuple[float, int, list[dict[str, Any]]]]:
     """(mean conf, letters, words) of each preprocessing candidate read at `line_height` px,
     stopping at the first one at least `stop_at` confident."""
     readings = []
-    for bw in meme_binarizations(scaled, p, open_sides).values():
+    for bw in masks:
         if (bw == 0).mean() < 0.01:  # no ink at all
             continue
         bw, _ = _scale(bw, line_height)
@@ -447,12 +447,13 @@ def read_line(rgb_crop: np.ndarray, p: dict[str, Any] = TESSERACT_PARAMS,
     `big_min_line_conf` / `big_min_word_conf`. Heavy condensed caption fonts (and words Tesseract
     does not know: the obscene ones) get low confidences, so the v1 cut dropped whole punchlines."""
     scaled, _ = _scale(rgb_crop, p["work_height"])
-    readings = _read_candidates(scaled, p, open_sides, p["line_height"], p["good_enough_conf"])
+    masks = list(meme_binarizations(scaled, p, open_sides).values())
+    readings = _read_candidates(masks, p, p["line_height"], p["good_enough_conf"])
     conf, words = _best(readings)
     min_line, min_word = p["min_line_conf"], p["min_word_conf"]
     if big and conf < min_line and p.get("rescue_heights"):
         for height in p["rescue_heights"]:
-            readings += _read_candidates(scaled, p, open_sides, height, None)
+            readings += _read_candidates(masks, p, height, None)
         conf, words = _best(readings)
         min_line, min_word = p["big_min_line_conf"], p["big_min_word_conf"]
     if not words or conf < min_line:  # the reading as a whole is poor: a texture, not text
