@@ -38,7 +38,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
 
-from models_cpu import DEFAULT_MEMES, header, footer, load_avg, table  # noqa: E402
+from models_cpu import DEFAULT_MEMES, footer, header, load_avg, table  # noqa: E402
 
 CACHED_RERUN_LIMIT_S = 3.0
 SMOKE_OPTIONS = ["--ocr-engine", "tesseract", "--max-new-tokens", "24", "--max-pixels", str(112 * 112),
@@ -278,6 +278,7 @@ def synthetic_jpeg_folder(dst: Path, n: int, side: int = 600) -> int:
     """dst/Негативно and dst/Нейтрально with n distinct side x side JPEG memes (photo-like, captioned):
     a few drawn memes as bases, each copy with its number stamped on it, so every file's bytes differ."""
     from PIL import ImageDraw
+
     from pipeline.devtools.synthetic_memes import caption_pairs, draw_meme
     if dst.exists():
         shutil.rmtree(dst)

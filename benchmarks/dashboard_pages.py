@@ -97,7 +97,7 @@ def measure(db: Path, warmup_db: Path, repeat: int) -> dict:
     con.close()
 
     t0 = time.perf_counter()
-    import dashboard.analysis, dashboard.charts, dashboard.components  # noqa: F401,E401
+    import dashboard.analysis  # noqa: F401,E401
     startup = time.perf_counter() - t0
     at = AppTest.from_file(str(APP), default_timeout=600)
 
@@ -127,7 +127,9 @@ def measure(db: Path, warmup_db: Path, repeat: int) -> dict:
         rows[page] = {"cold": cold, "warm": warm, "fresh": fresh, "sql": n_sql}
     # the same first visit when the stored metrics are not current (answers or labels changed since):
     # every memo dropped, and stored_metrics answering "not current", so the page counts live
-    from dashboard import charts, db as dbmod, queries
+    from dashboard import charts
+    from dashboard import db as dbmod
+    from pipeline import queries
     dbmod._cached.clear()
     charts.spec.clear()
     queries.QUERIES["stored_metrics"] = lambda con, include_retired: None

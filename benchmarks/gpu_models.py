@@ -58,8 +58,8 @@ def memes_for(a, work: Path):
 
 
 def clip_rows(torch, clip_dir: Path, memes, batch: int) -> list[list]:
-    from pipeline.cam import CamStage
-    from pipeline.clip import ClipStage
+    from pipeline.stages.cam import CamStage
+    from pipeline.stages.clip import ClipStage
     rows = []
     stage = ClipStage(model=str(clip_dir), device="cuda", batch_size=batch)
     stage.ocr_source = "bench"

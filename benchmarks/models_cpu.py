@@ -79,6 +79,7 @@ def load_avg() -> str:
 def machine_line() -> str:
     """One line: CPU, cores, bf16 support, RAM, library versions."""
     from importlib import metadata
+
     from pipeline.hf import cpu_has_bf16
     versions = []
     for dist in ("torch", "transformers"):
@@ -184,6 +185,7 @@ def build_full_clip(out: Path, seed: int = 0) -> Path:
         return out
     import torch
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
     from pipeline.devtools.tiny_clip import build_tiny_clip
     from pipeline.hf import mark_random_weights
     with tempfile.TemporaryDirectory() as tmp:
@@ -217,6 +219,7 @@ def find_qwen_tokenizer(explicit: str | None) -> Path | None:
 def build_qwen_processor(tokenizer_dir: Path | None):
     """Qwen2.5-VL processor: real image-processor settings; real Qwen2.5 BPE if given, else the tiny tokenizer."""
     from transformers import Qwen2_5_VLProcessor, Qwen2Tokenizer, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
     from pipeline.devtools.tiny_qwen import QWEN_CHAT_TEMPLATE, QWEN_SPECIAL, build_tiny_processor
     if tokenizer_dir is not None:
         tok = Qwen2Tokenizer.from_pretrained(tokenizer_dir)
@@ -234,6 +237,7 @@ def build_qwen_processor(tokenizer_dir: Path | None):
 def qwen_config(tokenizer, text_layers: int | None = None, vision_layers: int | None = None):
     """Qwen2_5_VLConfig from the published config.json (optionally fewer layers), token ids from `tokenizer`."""
     from transformers import Qwen2_5_VLConfig
+
     from pipeline.devtools.tiny_qwen import QWEN_SPECIAL
     cfg = _published("qwen2_5_vl_3b_instruct.json")
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL}
@@ -263,6 +267,7 @@ def build_full_qwen(out: Path, tokenizer_dir: Path | None, dtype: str = "bf16", 
         return out
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
+
     from pipeline.hf import mark_random_weights
     processor = build_qwen_processor(tokenizer_dir)
     config = qwen_config(processor.tokenizer, text_layers, vision_layers)
@@ -297,7 +302,8 @@ def notebook_loop(model, processor, memes, prompt_sets) -> list[list[float]]:
     """The original notebook's way: per image and prompt set, model(text=pair, images=image) (prompts re-encoded
     for every image, the image re-encoded for every prompt set). Returns p(toxic) per meme per set."""
     import torch
-    from pipeline.clip import max_text_tokens
+
+    from pipeline.stages.clip import max_text_tokens
     limit, out = max_text_tokens(model), []
     for m in memes:
         row = []
@@ -315,7 +321,7 @@ def notebook_loop(model, processor, memes, prompt_sets) -> list[list[float]]:
 
 def clip_stage_pass(model_dir: Path, memes, precision: str, batch_size: int, ocr_source: str = "bench"):
     """All default prompt sets over `memes` through ClipStage, batch by batch as the runner calls it."""
-    from pipeline.clip import ClipStage
+    from pipeline.stages.clip import ClipStage
     stage = ClipStage(model=str(model_dir), device="cpu", precision=precision, batch_size=batch_size)
     stage.ocr_source = ocr_source
     stage.load()
@@ -332,8 +338,9 @@ def clip_stage_pass(model_dir: Path, memes, precision: str, batch_size: int, ocr
 
 def section_clip(a) -> None:
     import torch
-    from pipeline.clip import encode_images, load_clip
-    from pipeline.clip_prompts import get_prompt_sets
+
+    from pipeline.stages.clip import encode_images, load_clip
+    from pipeline.stages.clip_prompts import get_prompt_sets
     model_dir = build_full_clip(a.cache / "clip-vit-large-patch14-random")
     memes = meme_inputs(a.memes, a.n)
     ocr_s = fill_ocr(memes)
@@ -397,7 +404,8 @@ def section_clip(a) -> None:
 # =========================================================================== CAM
 def section_cam(a) -> None:
     import torch
-    from pipeline.cam import CamStage
+
+    from pipeline.stages.cam import CamStage
     model_dir = build_full_clip(a.cache / "clip-vit-large-patch14-random")
     memes = meme_inputs(a.memes, a.n)
     for m in memes:
@@ -426,7 +434,8 @@ def section_cam(a) -> None:
 
     # EigenCAM's SVD with numpy's BLAS threads unlimited (as before pipeline/cam.py limited them to one), interleaved
     from pytorch_grad_cam import EigenCAM
-    import pipeline.cam as cam_module
+
+    import pipeline.stages.cam as cam_module
     grid_eigen = cam_module.GridEigenCAM
     limited = grid_eigen.get_cam_image
     stage = CamStage(model=str(model_dir), device="cpu", methods="eigencam", batch_size=8)
@@ -452,7 +461,7 @@ def section_cam(a) -> None:
 # =========================================================================== OCR
 def section_ocr(a) -> None:
     from pipeline.ocr import OcrStage, resolve_engine
-    from pipeline.stage import StageLoadError
+    from pipeline.stages.base import StageLoadError
     memes = meme_inputs(a.memes, None)
     for m in memes:
         m.image  # noqa: B018
@@ -520,8 +529,8 @@ def _vlm_cell(stage, meme, variant) -> dict:
     """process_one's steps (VlmStage.encode -> generate -> label_logprobs -> parse_answer), timed one by one.
     process_one skips label_logprobs when the answer starts with the scoring tokens (`Класс:`); random
     weights never write them, so here it always runs, and `score` is what that skip saves."""
-    from pipeline.vlm import assistant_prefix, parse_answer
-    from pipeline.vlm_prompts import get_prompt
+    from pipeline.stages.vlm import assistant_prefix, parse_answer
+    from pipeline.stages.vlm_prompts import get_prompt
     prompt_text = get_prompt(variant.name).render(meme.ocr_text)
     sync = _synchronizer(stage.model)
     with Timer() as t_enc:
@@ -550,7 +559,8 @@ def vlm_table(stage_dir: Path, memes, budgets: list[int], prompts: list[str], pr
     """One row per (budget, prompt, meme) through VlmStage; the last column is peak memory in GB: the process's
     RSS on CPU, torch.cuda.max_memory_allocated on a GPU."""
     import torch
-    from pipeline.vlm import VlmStage
+
+    from pipeline.stages.vlm import VlmStage
     stage = VlmStage(model=str(stage_dir), prompt_versions=prompts, device=device, precision=precision,
                      max_new_tokens=max_new, quantize=quantize)
     cuda = device.startswith("cuda")

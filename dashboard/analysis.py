@@ -13,7 +13,8 @@ import itertools
 import numpy as np
 import streamlit as st
 
-from dashboard import db, queries as q
+from dashboard import db
+from pipeline import queries as q
 from pipeline import summary
 from pipeline.metrics import agreement_from_counts, answer_table, holm_adjust_comparisons, paired_comparison
 

@@ -14,7 +14,8 @@ from datetime import datetime
 
 import streamlit as st
 
-from dashboard import components as c, db
+from dashboard import components as c
+from dashboard import db
 
 ENV_BUSY_RETRIES = "VLMEMES_BUSY_RETRIES"     # automatic reruns while a writer holds the file
 BUSY_PAUSE_SECONDS = 1.0

@@ -14,13 +14,15 @@ from __future__ import annotations
 import math
 import re
 import shlex
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import db, imaging, queries as q
+from dashboard import db, imaging
+from pipeline import queries as q
 
 MEME_PAGE = "views/meme.py"           # relative to app.py
 SEEN_KEY = "_url_seen"                # param -> the value this session last wrote to / read from the URL
@@ -403,15 +405,15 @@ def method_text(e: dict | None) -> str:
 
 
 def language_notes(sets: list[dict]) -> list[str]:
-    """One line per English-only image-text model that was given Russian prompts (pipeline.clip_prompts)."""
-    from pipeline.clip_prompts import language_note
+    """One line per English-only image-text model that was given Russian prompts (pipeline.stages.clip_prompts)."""
+    from pipeline.stages.clip_prompts import language_note
     notes = (language_note(s["model_id"], s["name"]) for s in sets if s["stage"] == "clip")
     return list(dict.fromkeys(n for n in notes if n))
 
 
 def low_mass_flag(mass: float | None) -> str | None:
     """The warning shown beside a VLM score whose two label words got little probability (fixed words)."""
-    from pipeline.vlm_answer import LOW_LABEL_MASS, is_low_label_mass
+    from pipeline.stages.vlm_answer import LOW_LABEL_MASS, is_low_label_mass
     if not is_low_label_mass(mass):
         return None
     return (f"Low label-token mass {mass:.2f} (< {LOW_LABEL_MASS}): at the scoring step the model gave only this "

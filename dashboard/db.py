@@ -21,14 +21,15 @@ import contextlib
 import os
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import duckdb
 import streamlit as st
 
-from dashboard import queries
+from pipeline import queries
 from pipeline.config import DEFAULT_DB
 from pipeline.store import StoreError, connect
 

@@ -11,22 +11,21 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline import dataset
+from pipeline import dataset, stages
 from pipeline.config import DEFAULT_DB, DEFAULT_MEMES_DIR
-from pipeline.runner import STAGE_ORDER
 from pipeline.errors import VlmemesError
-from pipeline.stage import Stage
-
-DEFAULT_CLIP = "openai/clip-vit-large-patch14"
-DEFAULT_VLM = "Qwen/Qwen2.5-VL-3B-Instruct"
+from pipeline.options import DEFAULTS, Options
+from pipeline.stages.base import Stage
 
 
 def _stages(value: str) -> list[str]:
     names = [s.strip() for s in value.split(",") if s.strip()]
-    unknown = [n for n in names if n not in STAGE_ORDER]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown stage(s) {unknown}; choose from {','.join(STAGE_ORDER)}")
-    return [n for n in STAGE_ORDER if n in names]   # always in dependency order
+    if not names:
+        raise argparse.ArgumentTypeError(f"no stage given; choose from {','.join(stages.STAGE_ORDER)}")
+    try:
+        return stages.ordered(names)                # always in dependency order
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _csv(value: str) -> list[str]:
@@ -41,22 +40,22 @@ def build_parser() -> argparse.ArgumentParser:
     pre = sub.add_parser("precompute", help="scan memes, run OCR/CLIP/VLM/CAM, store everything in the cache")
     pre.add_argument("--memes", type=Path, default=DEFAULT_MEMES_DIR, help="folder with Негативно/ and Нейтрально/")
     pre.add_argument("--db", type=Path, default=Path(os.environ.get("VLMEMES_DB", DEFAULT_DB)))
-    pre.add_argument("--stages", type=_stages, default=list(STAGE_ORDER), help="comma list of ocr,clip,vlm,cam")
+    pre.add_argument("--stages", type=_stages, default=list(DEFAULTS.stages), help="comma list of " + ",".join(stages.STAGE_ORDER))
     pre.add_argument("--limit", type=int, default=None, help="only the first N memes (sorted by path)")
     pre.add_argument("--force", action="store_true", help="recompute even what is cached")
-    pre.add_argument("--ocr-engine", default="auto", choices=["auto", "easyocr", "tesseract", "craft-tesseract"])
-    pre.add_argument("--clip-model", default=DEFAULT_CLIP, help="HF id or local folder (CLIP, SigLIP, SigLIP2)")
+    pre.add_argument("--ocr-engine", default=DEFAULTS.ocr_engine, choices=["auto", "easyocr", "tesseract", "craft-tesseract"])
+    pre.add_argument("--clip-model", default=DEFAULTS.clip_model, help="HF id or local folder (CLIP, SigLIP, SigLIP2)")
     pre.add_argument("--clip-prompts", type=_csv, default=None,
                      help="CLIP prompt set versions (default: the four pad-to-square '+pad' sets; 'all' adds the "
                           "centre-crop view of each; CAM shows the views of the sets chosen)")
-    pre.add_argument("--vlm-model", default=DEFAULT_VLM, help="HF id or local folder (Qwen2/2.5-VL, ...)")
+    pre.add_argument("--vlm-model", default=DEFAULTS.vlm_model, help="HF id or local folder (Qwen2/2.5-VL, ...)")
     pre.add_argument("--vlm-prompts", type=_csv, default=None, help="VLM prompt versions (default: label-first-v1,explain-first-v1; also label-first-ocr-v1)")
-    pre.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    pre.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    pre.add_argument("--quantize", default="none", choices=["none", "8bit", "4bit"], help="VLM only, needs bitsandbytes + CUDA")
-    pre.add_argument("--max-pixels", type=int, default=None, help="VLM image pixel budget (bounds visual tokens)")
-    pre.add_argument("--max-new-tokens", type=int, default=None, help="VLM generation bound")
-    pre.add_argument("--batch-size", type=int, default=8, help="CLIP/CAM images per batch")
+    pre.add_argument("--device", default=DEFAULTS.device, choices=["auto", "cpu", "cuda"])
+    pre.add_argument("--precision", default=DEFAULTS.precision, choices=["auto", "fp32", "bf16", "fp16"])
+    pre.add_argument("--quantize", default=DEFAULTS.quantize, choices=["none", "8bit", "4bit"], help="VLM only, needs bitsandbytes + CUDA")
+    pre.add_argument("--max-pixels", type=int, default=DEFAULTS.max_pixels, help="VLM image pixel budget (bounds visual tokens)")
+    pre.add_argument("--max-new-tokens", type=int, default=DEFAULTS.max_new_tokens, help="VLM generation bound")
+    pre.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="CLIP/CAM images per batch")
 
     st = sub.add_parser("status", help="what is cached, per stage and model")
     st.add_argument("--db", type=Path, default=Path(os.environ.get("VLMEMES_DB", DEFAULT_DB)))
@@ -80,37 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def stage_factory(a: argparse.Namespace):
-    """Build stage objects from CLI options (construction is cheap: models load only when needed)."""
+def stage_factory(options: Options):
+    """name -> the stage built from `options` by the registry (construction is cheap: models load only when needed)."""
     def build(name: str) -> Stage:
-        if name == "ocr":
-            from pipeline.ocr import OcrStage
-            return OcrStage(engine=a.ocr_engine, device=a.device)
-        if name == "clip":
-            from pipeline.clip import ClipStage
-            return ClipStage(model=a.clip_model, prompt_sets=a.clip_prompts, device=a.device,
-                             precision=a.precision, batch_size=a.batch_size)
-        if name == "vlm":
-            from pipeline.vlm import VlmStage
-            opts = {k: v for k, v in dict(max_pixels=a.max_pixels, max_new_tokens=a.max_new_tokens).items() if v}
-            return VlmStage(model=a.vlm_model, prompt_versions=a.vlm_prompts, device=a.device,
-                            precision=a.precision, quantize=a.quantize, **opts)
-        if name == "cam":
-            from pipeline.cam import CamStage
-            from pipeline.clip_prompts import views_of
-            return CamStage(model=a.clip_model, device=a.device, batch_size=a.batch_size,
-                            view=views_of(a.clip_prompts))
-        raise ValueError(name)
+        return stages.build(name, options)
     return build
 
 
 def cmd_precompute(a: argparse.Namespace) -> int:
     from pipeline.runner import precompute
-    device = "cpu" if a.device == "cpu" else a.device
-    if a.device == "auto":
+    options = Options.from_args(a)
+    device = options.device
+    if device == "auto":
         device = "cuda" if _cuda_available() else "cpu"
-    args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}
-    return precompute(a.memes, a.db, a.stages, stage_factory(a), args, limit=a.limit, force=a.force, device=device)
+    return precompute(options.memes, options.db, list(options.stages), stage_factory(options), options.as_record(),
+                      limit=options.limit, force=options.force, device=device)
 
 
 def _cuda_available() -> bool:

@@ -14,8 +14,6 @@ over a cached folder decodes only what is new.
 """
 from __future__ import annotations
 
-from pipeline.errors import VlmemesError
-
 import hashlib
 import os
 import stat
@@ -24,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.config import label_map
+from pipeline.errors import VlmemesError
 from pipeline.images import BadImage, ImageInfo, probe
 
 IGNORED_NAMES = {"readme.md", "readme.txt", "readme", ".gitkeep", "thumbs.db", "desktop.ini"}

@@ -40,12 +40,15 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import jinja2
+import numpy as np
 from markupsafe import Markup
 
-from pipeline import metrics
+from pipeline import metrics, queries
 from pipeline.config import NON_TOXIC, TOXIC
+from pipeline.queries import METRIC_NAMES, PREDICTION_STAGES
+from pipeline.stages.vlm_answer import LOW_LABEL_MASS, is_low_label_mass, label_mass
 from pipeline.store import Store, StoreError, connect
-from pipeline.vlm_answer import LOW_LABEL_MASS, is_low_label_mass, label_mass
+from pipeline.summary import metrics_summary as summary_metrics
 
 MAX_PAIRS = 6                 # agreement tables and disagreement galleries for at most this many pairs
 GALLERY_LIMIT = 8             # cards per gallery (most confident first)
@@ -53,10 +56,7 @@ TEXT_LIMIT = 1500             # characters of one untrusted text shown in a card
 SIZE_BUDGET = 10_000_000      # bytes; images are re-encoded smaller until the file fits
 # (longest side px, JPEG quality) for embedded images; None = the stored JPEG as it is
 IMAGE_LEVELS: tuple[tuple[int, int] | None, ...] = (None, (256, 75), (192, 65), (144, 55), (96, 45))
-ROC_MAX_POINTS = 1000         # longer ROC curves are thinned for the chart
 SMOKE_BANNER = "smoke run with random-weight models — these numbers are not results"
-METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "auroc", "unparseable_rate")
-PREDICTION_STAGES = ("clip", "vlm")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
@@ -123,12 +123,6 @@ def _rows(con, sql: str, params: list | None = None) -> list[tuple]:
     return con.execute(sql, params or []).fetchall()
 
 
-def _dicts(con, sql: str, params: list | None = None) -> list[dict]:
-    cur = con.execute(sql, params or [])
-    cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, r)) for r in cur.fetchall()]
-
-
 def _open(db: str | Path):
     """A read-only connection; Store(create=False) first refuses a missing or non-DuckDB file clearly."""
     Store(db, create=False)
@@ -154,9 +148,6 @@ def roc_chart(points: list[dict], title: str) -> Markup | None:
 
     if not points:
         return None
-    if len(points) > ROC_MAX_POINTS:
-        step = len(points) / ROC_MAX_POINTS
-        points = [points[int(i * step)] for i in range(ROC_MAX_POINTS)] + [points[-1]]
     df = pd.DataFrame({"fpr": [p["fpr"] for p in points], "tpr": [p["tpr"] for p in points]})
     diag = pd.DataFrame({"fpr": [0.0, 1.0], "tpr": [0.0, 1.0]})
     scale = alt.Scale(domain=[0, 1])
@@ -224,10 +215,6 @@ def _cut(text: str | None, limit: int = TEXT_LIMIT) -> dict:
     return {"text": text[:limit], "more": max(0, len(text) - limit)}
 
 
-def _estimate(e: metrics.Estimate | None) -> dict | None:
-    return None if e is None else e.as_dict()
-
-
 def _pick_pairs(sets: list[PredSet]) -> tuple[list[tuple[PredSet, PredSet]], int]:
     pairs = list(itertools.combinations(sets, 2))
     return pairs[:MAX_PAIRS], len(pairs)
@@ -235,10 +222,9 @@ def _pick_pairs(sets: list[PredSet]) -> tuple[list[tuple[PredSet, PredSet]], int
 
 def _load(con, models: list[str] | None) -> dict[str, Any]:
     """Everything the report needs except per-card details (those are read for shown memes only)."""
-    memes = _rows(con, "SELECT meme_id, label, retired FROM memes")
+    memes = queries.report_memes(con)
     truth = {m: lab for m, lab, retired in memes if not retired and lab is not None}
-    variant_rows = _dicts(con, "SELECT variant_id, stage, model_id, name, is_smoke FROM variants "
-                               "ORDER BY list_position(['ocr', 'clip', 'vlm', 'cam'], stage), model_id, name")
+    variant_rows = queries.report_variants(con)
     all_sets = [PredSet(v["variant_id"], v["stage"], v["model_id"], v["name"], bool(v["is_smoke"]))
                 for v in variant_rows if v["stage"] in PREDICTION_STAGES]
     sets = [s for s in all_sets if s.matches(models)] if models else all_sets
@@ -247,9 +233,7 @@ def _load(con, models: list[str] | None) -> dict[str, Any]:
         raise ExportError(f"--models {','.join(models)} matches no prediction set; the cache has: {known}")
     by_id = {s.variant_id: s for s in sets}
     if sets:
-        for vid, meme_id, label, score, stage, logits in _rows(
-                con, "SELECT variant_id, meme_id, label, score, stage, logits FROM predictions "
-                     "WHERE variant_id IN (SELECT unnest(?))", [list(by_id)]):
+        for vid, meme_id, label, score, stage, logits in queries.report_predictions(con, list(by_id)):
             mass = label_mass(logits) if stage == "vlm" else None      # from the log-probs: any cache has them
             by_id[vid].preds[meme_id] = (label, score, mass)
     cams = [CamMethod(v["variant_id"], v["model_id"], v["name"], bool(v["is_smoke"]))
@@ -267,20 +251,18 @@ def _summary(con, data: dict) -> dict:
     n_retired = sum(1 for _, _, r in memes if r)
     n_unlabelled = sum(1 for _, lab, r in memes if not r and lab is None)
     truth = data["truth"]
-    formats = _rows(con, "SELECT coalesce(format, '?'), count(*) FROM memes WHERE NOT retired GROUP BY 1 ORDER BY 2 DESC")
-    animated = _rows(con, "SELECT count(*) FROM memes WHERE NOT retired AND n_frames > 1")[0][0]
+    formats = queries.report_format_counts(con)
+    animated = queries.meme_overview(con, False)["animated"]
     ocr = []
     for v in data["ocr_variants"]:
-        n, n_empty, conf = _rows(con, "SELECT count(*), count(*) FILTER (coalesce(trim(text), '') = ''), "
-                                      "avg(mean_confidence) FROM ocr WHERE variant_id = ?", [v["variant_id"]])[0]
+        n, n_empty, conf = queries.report_ocr_summary(con, v["variant_id"])
         ocr.append(dict(name=v["name"], model=public_name(v["model_id"]), n=n, n_empty=n_empty, conf=conf))
     cams = []
     for c in data["cams"]:
-        n = _rows(con, "SELECT count(*) FROM heatmaps WHERE variant_id = ?", [c.variant_id])[0][0]
+        n = queries.report_heatmap_count(con, c.variant_id)
         cams.append(dict(label=c.label, n=n, is_smoke=c.is_smoke))
     runs = []
-    for r in _dicts(con, "SELECT run_id, command, started_at, finished_at, status, device, git_commit, models, "
-                         "is_smoke FROM runs ORDER BY run_id"):
+    for r in queries.report_runs(con):
         try:
             used = json.loads(r["models"] or "{}")
         except ValueError:
@@ -288,11 +270,9 @@ def _summary(con, data: dict) -> dict:
         r["models"] = ", ".join(f"{k}: {public_name(str(v))}" for k, v in used.items()) if isinstance(used, dict) else ""
         r["device"] = scrub_paths(r["device"])
         runs.append(r)
-    failures = _rows(con, "SELECT stage, error_type, count(*) FROM failures GROUP BY ALL ORDER BY 3 DESC, 1, 2")
+    failures, newest = queries.report_failures(con, 20)
     recent = [dict(stage=s, error_type=e, path=public_name(p) if p and os.path.isabs(p) else p,
-                   message=_cut(scrub_paths(m), 300))
-              for s, e, p, m in _rows(con, "SELECT stage, error_type, path, message FROM failures "
-                                           "ORDER BY created_at DESC LIMIT 20")]
+                   message=_cut(scrub_paths(m), 300)) for s, e, p, m in newest]
     return dict(
         n_total=n_total, n_retired=n_retired, n_unlabelled=n_unlabelled, n_eligible=len(truth),
         n_toxic=sum(1 for v in truth.values() if v == TOXIC), n_non_toxic=sum(1 for v in truth.values() if v == NON_TOXIC),
@@ -300,35 +280,38 @@ def _summary(con, data: dict) -> dict:
     )
 
 
-def _set_report(s: PredSet, truth: dict[str, str]) -> dict:
+def _set_report(s: PredSet, truth: dict[str, str], counted: dict) -> dict:
+    """One prediction set: its metrics as the dashboard computes them (pipeline.summary.metrics_summary,
+    from SQL counts: `counted`), and its galleries."""
     ids = [m for m in truth if m in s.preds]
-    y_true = [truth[m] for m in ids]
-    y_pred = [s.preds[m][0] for m in ids]
-    scores = [s.preds[m][1] for m in ids]
-    rep = metrics.classification_metrics(y_true, y_pred, scores if any(x is not None for x in scores) else None)
-    roc = metrics.roc_curve_points(y_true, scores) if any(x is not None for x in scores) else []
+    rep = counted["classification"]
     fp = sorted((m for m in ids if truth[m] == NON_TOXIC and s.preds[m][0] == TOXIC),
                 key=lambda m: -(s.preds[m][1] if s.preds[m][1] is not None else -1.0))
     fn = sorted((m for m in ids if truth[m] == TOXIC and s.preds[m][0] == NON_TOXIC),
                 key=lambda m: (s.preds[m][1] if s.preds[m][1] is not None else 2.0))
     unparsed = [m for m in ids if s.preds[m][0] is None]
     masses = [s.preds[m][2] for m in ids if s.preds[m][2] is not None]
-    return dict(set=s, report=rep, n_rows=len(s.preds), n_missing=len(truth) - len(ids), roc=roc,
+    return dict(set=s, report=rep, n_rows=len(s.preds), n_missing=len(truth) - len(ids), roc=counted["roc"],
                 n_mass=len(masses), n_low_mass=sum(is_low_label_mass(x) for x in masses),
-                metrics={k: _estimate(getattr(rep, k)) for k in METRIC_NAMES},
+                metrics={k: rep.get(k) for k in METRIC_NAMES},
                 galleries=[("False positives: non_toxic memes judged toxic, highest p(toxic) first", "fp", fp),
                            ("False negatives: toxic memes judged non_toxic, lowest p(toxic) first", "fn", fn),
                            ("Unparseable answers: no class stated", "unparsed", unparsed)])
 
 
-def _pair_report(a: PredSet, b: PredSet, truth: dict[str, str]) -> dict:
+def _pair_report(con, a: PredSet, b: PredSet, truth: dict[str, str]) -> dict:
+    """One pair of sets: agreement from SQL counts and the paired tests on their aligned answers (the
+    dashboard's queries and pipeline.metrics functions), and the memes where they disagree."""
     ids = [m for m in truth if m in a.preds and m in b.preds]
-    y_true, pred_a, pred_b = [truth[m] for m in ids], [a.preds[m][0] for m in ids], [b.preds[m][0] for m in ids]
-    rep = metrics.agreement(y_true, pred_a, pred_b, name_a=a.label, name_b=b.label)
-    scores_a, scores_b = [a.preds[m][1] for m in ids], [b.preds[m][1] for m in ids]
-    scored = any(x is not None for x in scores_a) and any(x is not None for x in scores_b)
-    paired = metrics.paired_comparison(y_true, scores_a if scored else None, scores_b if scored else None,
-                                       pred_a, pred_b, name_a=a.label, name_b=b.label)
+    rep = metrics.agreement_from_counts(metrics.answer_table(queries.pair_answer_counts(con, a.variant_id, b.variant_id, False)),
+                                        name_a=a.label, name_b=b.label)
+    answers = queries.set_answers(con, [a.variant_id, b.variant_id], False)
+    sa, sb = answers["sets"][a.variant_id], answers["sets"][b.variant_id]
+    both = sa["answered"] & sb["answered"]
+    scored = bool(np.isfinite(sa["score"][both]).any() and np.isfinite(sb["score"][both]).any())
+    paired = metrics.paired_comparison(answers["truth"][both], sa["score"][both] if scored else None,
+                                       sb["score"][both] if scored else None, sa["label"][both], sb["label"][both],
+                                       name_a=a.label, name_b=b.label)
 
     def gap(m: str) -> float:
         sa, sb = a.preds[m][1], b.preds[m][1]
@@ -343,32 +326,25 @@ def _card_details(con, meme_ids: list[str], sets: list[PredSet], cams: list[CamM
     if not meme_ids:
         return {}
     cards: dict[str, dict] = {}
-    cols = "meme_id, label, rel_path, width, height, format" + (", thumbnail, thumbnail_mime" if images else "")
-    for r in _dicts(con, f"SELECT {cols} FROM memes WHERE meme_id IN (SELECT unnest(?))", [meme_ids]):
+    found = queries.report_cards(con, meme_ids, images, [c.variant_id for c in cams], [s.variant_id for s in sets])
+    for r in found["memes"]:
         rel = r["rel_path"] or ""
         r["rel_path"] = public_name(rel) if os.path.isabs(rel) else rel
         cards[r["meme_id"]] = dict(meme=r, overlays=[], ocr=[], answers={})
     if images and cams:
         order = {c.variant_id: i for i, c in enumerate(cams)}
-        rows = _rows(con, "SELECT meme_id, variant_id, overlay FROM heatmaps WHERE meme_id IN (SELECT unnest(?)) "
-                          "AND variant_id IN (SELECT unnest(?)) AND overlay IS NOT NULL", [meme_ids, list(order)])
-        for meme_id, vid, overlay in sorted(rows, key=lambda r: order[r[1]]):
+        for meme_id, vid, overlay in sorted(found["overlays"], key=lambda r: order[r[1]]):
             cam = cams[order[vid]]
             caption = cam.name if len({c.model_id for c in cams}) == 1 else cam.label
             cards[meme_id]["overlays"].append(dict(label=cam.label, caption=caption, is_smoke=cam.is_smoke, blob=overlay))
-    for meme_id, engine, text in _rows(
-            con, "SELECT o.meme_id, coalesce(v.name, o.engine), o.text FROM ocr o LEFT JOIN variants v USING (variant_id) "
-                 "WHERE o.meme_id IN (SELECT unnest(?)) ORDER BY 2", [meme_ids]):
+    for meme_id, engine, text in found["ocr"]:
         cards[meme_id]["ocr"].append(dict(engine=engine, text=_cut(text, 800)))
-    if sets:
-        for meme_id, vid, label, score, explanation, raw in _rows(
-                con, "SELECT meme_id, variant_id, label, score, explanation, raw_answer FROM predictions "
-                     "WHERE meme_id IN (SELECT unnest(?)) AND variant_id IN (SELECT unnest(?))",
-                [meme_ids, [s.variant_id for s in sets]]):
-            mass = next((s.preds[meme_id][2] for s in sets if s.variant_id == vid and meme_id in s.preds), None)
-            cards[meme_id]["answers"][vid] = dict(label=label, score=score, explanation=_cut(explanation),
-                                                  low_mass=mass if is_low_label_mass(mass) else None,
-                                                  raw=_cut(raw) if raw and (label is None or not explanation) else None)
+    by_id = {s.variant_id: s for s in sets}
+    for meme_id, vid, label, score, explanation, raw in found["answers"]:
+        mass = by_id[vid].preds.get(meme_id, (None, None, None))[2]
+        cards[meme_id]["answers"][vid] = dict(label=label, score=score, explanation=_cut(explanation),
+                                              low_mass=mass if is_low_label_mass(mass) else None,
+                                              raw=_cut(raw) if raw and (label is None or not explanation) else None)
     return cards
 
 
@@ -379,9 +355,10 @@ def build_report(db: str | Path, models: list[str] | None = None, images: bool =
         data = _load(con, models)
         summary = _summary(con, data)
         truth, sets, cams = data["truth"], data["sets"], data["cams"]
-        set_reports = [_set_report(s, truth) for s in sets]
+        counted = summary_metrics(con, False) if sets else {}          # what the dashboard shows, from SQL counts
+        set_reports = [_set_report(s, truth, counted[s.variant_id]) for s in sets]
         pairs, n_pairs = _pick_pairs(sets)
-        pair_reports = [_pair_report(a, b, truth) for a, b in pairs]
+        pair_reports = [_pair_report(con, a, b, truth) for a, b in pairs]
         # several pairs shown: each p-value also adjusted (Holm) over the pairs shown
         for pr, adjusted in zip(pair_reports, metrics.holm_adjust_comparisons([pr["paired"] for pr in pair_reports])):
             pr["tests"] = adjusted
@@ -404,7 +381,7 @@ def build_report(db: str | Path, models: list[str] | None = None, images: bool =
     chart_rows = [dict(set=sr["set"].label, metric=k, **{x: (sr["metrics"][k] or {}).get(x) for x in ("value", "low", "high")})
                   for sr in set_reports for k in METRIC_NAMES if k != "unparseable_rate"]
     smoke = any(s.is_smoke for s in sets) or any(c.is_smoke for c in cams)
-    from pipeline.clip_prompts import language_note
+    from pipeline.stages.clip_prompts import language_note
     notes = [language_note(s.model_id, s.name) for s in sets if s.stage == "clip"]
     language_notes = [scrub_paths(n) for n in dict.fromkeys(n for n in notes if n)]
     return dict(
@@ -468,8 +445,7 @@ def export_parquet(db: str | Path, out_dir: str | Path) -> dict[str, int]:
     written: dict[str, int] = {}
     con = _open(db)
     try:
-        tables = [t for (t,) in _rows(con, "SELECT table_name FROM duckdb_tables() WHERE database_name = "
-                                          "current_database() AND schema_name = 'main' ORDER BY table_name")]
+        tables = queries.table_names(con)
         for table in tables:
             target = out_dir / f"{table}.parquet"
             ident = '"' + table.replace('"', '""') + '"'

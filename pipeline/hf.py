@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline.stage import StageLoadError
+from pipeline.stages.base import StageLoadError
 
 RANDOM_WEIGHTS_MARKER = "vlmemes_random_weights"  # key in config.json written by the tiny-model builder
 

@@ -24,10 +24,9 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Collection
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from tqdm import tqdm
 
@@ -35,10 +34,10 @@ from pipeline import dataset, summary
 from pipeline.config import PROJECT_ROOT
 from pipeline.errors import first_line
 from pipeline.images import BadImage, encode_jpeg, load_rgb
-from pipeline.stage import MemeInput, Stage, StageLoadError, Variant
+from pipeline.stages import OCR_TEXT_STAGE
+from pipeline.stages.base import MemeInput, Stage, StageLoadError, Variant
 from pipeline.store import Store, now
 
-STAGE_ORDER = ("ocr", "clip", "vlm", "cam")
 JSON_COLUMNS = ("boxes", "logits")
 
 
@@ -182,13 +181,8 @@ def _row(stage: Stage, variant: Variant, meme: MemeInput, result: dict, seconds:
     for col in JSON_COLUMNS:
         if col in row and not isinstance(row[col], (str, type(None))):
             row[col] = json.dumps(row[col], ensure_ascii=False)
-    row.update(variant.key_columns(), meme_id=meme.meme_id, run_id=run_id, seconds=seconds, created_at=now())
-    if stage.table == "predictions":
-        row.update(stage=variant.stage, prompt_version=variant.name, is_smoke=variant.is_smoke)
-    elif stage.table == "heatmaps":
-        row.update(method=variant.name, is_smoke=variant.is_smoke)
-    elif stage.table == "ocr":
-        row.update(engine=variant.model_id)
+    row.update(**variant.key_columns(), **stage.row_columns(variant), meme_id=meme.meme_id, run_id=run_id,
+               seconds=seconds, created_at=now())
     return row
 
 
@@ -379,9 +373,9 @@ def _safe_describe(stage: Stage) -> str:
 
 def _ocr_variant_id(stages: list[Stage], build_stage: Callable[[str], Stage]) -> str | None:
     """The OCR variant whose text feeds prompts (this run's OCR engine, even when OCR is not re-run)."""
-    ocr = next((s for s in stages if s.name == "ocr"), None)
+    ocr = next((s for s in stages if s.provides_ocr_text), None)
     try:
-        ocr = ocr or build_stage("ocr")
+        ocr = ocr or build_stage(OCR_TEXT_STAGE)
         variants = ocr.variants()
         return variants[0].variant_id if variants else None
     except Exception:

@@ -9,21 +9,21 @@ The tables and columns are the contract the dashboard reads: docs/schema.md.
 """
 from __future__ import annotations
 
-from pipeline.errors import VlmemesError
-
 import contextlib
 import fcntl
 import hashlib
 import json
 import os
 import time
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
+from pipeline.errors import VlmemesError
 from pipeline.images import ImageInfo
 
 SCHEMA_VERSION = "1"
@@ -145,7 +145,7 @@ CREATE TABLE IF NOT EXISTS summaries (  -- pipeline/summary.py: metrics per pred
 # opened since must allow for their absence.
 MIGRATIONS = """
 ALTER TABLE predictions ADD COLUMN IF NOT EXISTS label_mass DOUBLE;       -- VLM: p(toxic token) + p(non_toxic token)
-ALTER TABLE predictions ADD COLUMN IF NOT EXISTS parser_version VARCHAR;  -- VLM: pipeline.vlm_answer.PARSER_VERSION
+ALTER TABLE predictions ADD COLUMN IF NOT EXISTS parser_version VARCHAR;  -- VLM: pipeline.stages.vlm_answer.PARSER_VERSION
 """
 
 STAGE_TABLES = ("ocr", "predictions", "heatmaps")

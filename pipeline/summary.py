@@ -13,85 +13,28 @@ the stored rows count as current while the fingerprint stored with them (meta ke
 `summary_fingerprint`) equals the cache's (queries.stored_metrics); otherwise the dashboard computes
 the same numbers live with metrics_summary. A fully cached rerun therefore computes nothing here.
 (DuckDB's hash() may change with a DuckDB upgrade: the stored rows then merely count as stale.)
-The SQL that counts lives here, not in dashboard/queries.py, because the precompute and the
-dashboard must count the same way.
+The SQL that counts (fingerprint, prediction_counts) is pipeline/queries.py's, the one read layer
+of the dashboard, the report, `status` and this module, so the precompute and the dashboard count the
+same way.
 """
 from __future__ import annotations
 
 import json
 
-import numpy as np
-
-ROC_MAX_POINTS = 200            # points kept per ROC curve for drawing; AUROC uses every meme
-FINGERPRINT_KEY = "summary_fingerprint"         # meta key: the fingerprint the stored summary describes
-# Bumped whenever pipeline.metrics computes any stored number differently (an interval method, a
-# field of as_dict()): it is part of the fingerprint, so summaries stored by older code count as stale.
-METRICS_VERSION = "2"
-
-
-def fingerprint(con) -> str:
-    """The metrics code's version, and counts and hash sums of memes (id, label, retired) and
-    predictions (id, set, answer, score): equal fingerprints mean equal metrics (a collision of
-    64-bit hash sums is negligible)."""
-    row = con.execute("""
-        SELECT (SELECT count(*) FROM memes), (SELECT coalesce(sum(hash(meme_id, label, retired)), 0) FROM memes),
-               (SELECT count(*) FROM predictions),
-               (SELECT coalesce(sum(hash(meme_id, variant_id, label, score)), 0) FROM predictions)
-    """).fetchall()[0]
-    return ":".join([f"m{METRICS_VERSION}", *(str(v) for v in row)])
-
-
-def stored_fingerprint(con) -> str | None:
-    rows = con.execute("SELECT value FROM meta WHERE key = ?", [FINGERPRINT_KEY]).fetchall()
-    return rows[0][0] if rows else None
-
-
-def prediction_counts(con, include_retired: bool) -> dict[str, dict]:
-    """Per prediction set, counted in one statement over the memes with a true label:
-        "answers": memes per (true label, answer), an int array [truth][answer] with truth 0 =
-                   non_toxic, 1 = toxic and answer 0 = unparseable, 1 = non_toxic, 2 = toxic
-                   (pipeline.metrics.answer_table's layout);
-        "scores":  (distinct scores ascending, non-toxic memes, toxic memes) per score as numpy
-                   arrays (pipeline.metrics.ScoreCounts), or None when the set has no scores.
-    One GROUP BY (set, truth, answer, score) feeds both: the join with memes is done once."""
-    sets = [r[0] for r in con.execute("SELECT DISTINCT variant_id FROM predictions ORDER BY 1").fetchall()]
-    cols = con.execute("""
-        SELECT list_position($sets, p.variant_id)::INTEGER AS k,
-               list_position(['non_toxic', 'toxic'], m.label) AS t,
-               CASE WHEN p.label IS NULL THEN 0 ELSE coalesce(list_position(['non_toxic', 'toxic'], p.label), -1) END AS a,
-               CASE WHEN isfinite(p.score) THEN p.score END AS score,
-               count(*) AS n
-        FROM predictions p JOIN memes m USING (meme_id)
-        WHERE m.label IS NOT NULL AND (NOT m.retired OR $retired)
-        GROUP BY ALL
-    """, {"sets": sets, "retired": include_retired}).fetchnumpy()
-    if np.ma.is_masked(cols["t"]) or np.any(cols["a"] < 0):
-        raise ValueError("the cache holds a label other than 'toxic' / 'non_toxic' in memes or predictions")
-    k, t, a = (np.asarray(cols[c], dtype=np.int64) for c in ("k", "t", "a"))
-    n = np.asarray(cols["n"], dtype=np.int64)
-    answers = np.zeros((len(sets), 2, 3), dtype=np.int64)
-    np.add.at(answers, (k - 1, t - 1, a), n)
-
-    scored = ~np.ma.getmaskarray(cols["score"])
-    k, t, n = k[scored], t[scored], n[scored]
-    score = np.ma.getdata(cols["score"])[scored].astype(float)
-    order = np.lexsort((score, k))
-    k, t, n, score = k[order], t[order], n[order], score[order]
-    start = np.flatnonzero(np.r_[k.size > 0, (k[1:] != k[:-1]) | (score[1:] != score[:-1])])   # one per (set, score)
-    neg = np.add.reduceat(np.where(t == 1, n, 0), start) if start.size else np.zeros(0, np.int64)
-    pos = np.add.reduceat(np.where(t == 2, n, 0), start) if start.size else np.zeros(0, np.int64)
-    gk, gscore = k[start], score[start]
-    out = {}
-    for i, v in enumerate(sets, start=1):
-        lo, hi = np.searchsorted(gk, [i, i + 1])
-        out[v] = {"answers": answers[i - 1], "scores": (gscore[lo:hi], neg[lo:hi], pos[lo:hi]) if hi > lo else None}
-    return out
+from pipeline.queries import (  # noqa: F401
+    FINGERPRINT_KEY,
+    METRICS_VERSION,
+    ROC_MAX_POINTS,  # noqa: E402,F401
+    fingerprint,
+    prediction_counts,
+    stored_fingerprint,
+)
 
 
 def metrics_summary(con, include_retired: bool) -> dict[str, dict]:
     """{variant_id: {"classification": classification_from_counts(...).as_dict(), "roc": ROC points
     thinned to ROC_MAX_POINTS}} for every set in `predictions` (JSON-ready)."""
-    from pipeline.metrics import ScoreCounts, classification_from_counts, roc_points_from_counts   # scipy: ~0.6 s
+    from pipeline.metrics import ScoreCounts, classification_from_counts, roc_points_from_counts  # scipy: ~0.6 s
     out = {}
     for variant_id, c in prediction_counts(con, include_retired).items():
         sc = None if c["scores"] is None else ScoreCounts(*c["scores"])

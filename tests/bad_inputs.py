@@ -20,9 +20,9 @@ import os
 import struct
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -80,7 +80,7 @@ def truncated_png() -> bytes:
 
 
 def text_bytes() -> bytes:
-    return "Привет! Это текстовый файл, а не картинка.\n".encode("utf-8")
+    return "Привет! Это текстовый файл, а не картинка.\n".encode()
 
 
 def png_bytes() -> bytes:

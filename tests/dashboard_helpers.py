@@ -2,7 +2,7 @@
 an AppTest opener, and a real `streamlit run` server and Chromium page for the browser tests.
 
 The expectations here are written against the schema (pipeline/store.py) directly, not through
-dashboard/queries.py, so a wrong dashboard query cannot agree with itself.
+pipeline/queries.py, so a wrong dashboard query cannot agree with itself.
 """
 from __future__ import annotations
 

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_model_fixtures import broken_input, one_torch_thread, synthetic_inputs  # noqa: F401 (autouse)
 from transformers import AutoModel, AutoProcessor
 
-from pipeline.cam import CamStage, content_box, oriented_projection, seen_box, tokens_to_grid
 from pipeline.config import THUMBNAIL_MAX_SIDE
-from pipeline.stage import StageLoadError
-from tiny_model_fixtures import broken_input, one_torch_thread, synthetic_inputs  # noqa: F401 (autouse)
+from pipeline.stages.base import StageLoadError
+from pipeline.stages.cam import CamStage, content_box, oriented_projection, seen_box, tokens_to_grid
 
 KINDS = ("clip", "siglip")
 
@@ -121,7 +121,7 @@ def test_overlay_colours_only_the_centre_crop_clip_saw(tiny_models, tmp_path):
 
     path = tmp_path / "white.png"
     Image.new("RGB", (600, 200), "white").save(path)
-    from pipeline.stage import MemeInput
+    from pipeline.stages.base import MemeInput
     meme = MemeInput("white", path, path.name, None)
     stage = CamStage(str(tiny_models["clip"]), device="cpu", methods=["eigencam"], view="center-crop")
     row = stage.process([meme], stage.variants()[0])[0]
@@ -206,7 +206,7 @@ class _Activations(torch.nn.Module):
 
 
 def _eigencam_map(acts: np.ndarray) -> np.ndarray:
-    from pipeline.cam import GridEigenCAM
+    from pipeline.stages.cam import GridEigenCAM
     model = _Activations()
     cam = GridEigenCAM(model, [model.layer])
     cam.grid_wh = (acts.shape[3], acts.shape[2])
@@ -283,7 +283,7 @@ def test_pad_square_overlay_colours_the_whole_meme_and_skips_the_padding(tiny_mo
     clip_ip = AutoProcessor.from_pretrained(tiny_models["clip"]).image_processor
     assert seen_box(clip_ip, 400, 200, view="pad-square") == (0.0, 0.0, 1.0, 1.0)
 
-    from pipeline.cam import overlay
+    from pipeline.stages.cam import overlay
     image = Image.new("RGB", (600, 200), "white")
     grid = np.zeros((6, 6), np.float32)
     grid[0] = grid[-1] = 1.0  # hot only in the padding bands (rows 0 and 5 lie over y < 100 and y > 500 of the

@@ -10,17 +10,24 @@ import time
 
 import pytest
 import torch
+from PIL import Image
+from tiny_model_fixtures import broken_input, one_torch_thread, synthetic_inputs  # noqa: F401 (autouse)
 from transformers import AutoModel, AutoProcessor
 
-from PIL import Image
-
-from pipeline.clip import ClipStage, encode_texts, load_clip
-from pipeline.clip_prompts import (DEFAULT_PROMPT_SETS, ELLIPSIS, PROMPT_SETS, fit_text, get_prompt_sets, language_note,
-                                   normalize_ocr, views_of)
 from pipeline.config import NON_TOXIC, TOXIC
 from pipeline.hf import RANDOM_WEIGHTS_MARKER, is_random_weights
-from pipeline.stage import StageLoadError
-from tiny_model_fixtures import broken_input, one_torch_thread, synthetic_inputs  # noqa: F401 (autouse)
+from pipeline.stages.base import StageLoadError
+from pipeline.stages.clip import ClipStage, encode_texts, load_clip
+from pipeline.stages.clip_prompts import (
+    DEFAULT_PROMPT_SETS,
+    ELLIPSIS,
+    PROMPT_SETS,
+    fit_text,
+    get_prompt_sets,
+    language_note,
+    normalize_ocr,
+    views_of,
+)
 
 KINDS = ("clip", "siglip", "siglip2")
 LONG_CYRILLIC = ("Когда пришёл на работу в понедельник, а там опять совещание про совещания. " * 30)[:2000]
@@ -272,6 +279,7 @@ def test_fit_text_keeps_a_prefix_within_the_limit(tiny_models, wrap):
 def test_precompute_stores_clip_rows_with_the_ocr_text_in_the_prompt(tiny_models, synthetic_memes, tmp_path):
     """The real CLI (OCR with Tesseract, then CLIP) on 4 synthetic memes; a second run computes nothing."""
     import duckdb
+
     from pipeline.cli import main
     db = tmp_path / "clip.duckdb"
     args = ["precompute", "--memes", str(synthetic_memes), "--db", str(db), "--stages", "ocr,clip", "--limit", "4",
@@ -308,7 +316,7 @@ CAPTION_RGB, BODY_RGB = (255, 0, 0), (0, 0, 255)
 
 def tall_meme_with_top_caption(folder, size=(120, 360), caption_rows=30):
     """A tall meme: a pure red caption band in the top rows, pure blue below."""
-    from pipeline.stage import MemeInput
+    from pipeline.stages.base import MemeInput
     folder.mkdir(parents=True, exist_ok=True)
     image = Image.new("RGB", size, BODY_RGB)
     image.paste(Image.new("RGB", (size[0], caption_rows), CAPTION_RGB), (0, 0))

@@ -1,4 +1,4 @@
-"""The dashboard's metrics come from counts made in SQL (pipeline/summary.py, dashboard/queries.py): they must equal
+"""The dashboard's metrics come from counts made in SQL (pipeline/summary.py, pipeline/queries.py): they must equal
 pipeline.metrics run on the meme-level rows, on a real DuckDB file with label conflicts, retired
 memes, unparseable answers and answers without a score."""
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from dashboard import queries as q
 from pipeline import metrics, summary
+from pipeline import queries as q
 from pipeline.devtools.synth_db import synth_db
 
 
@@ -141,7 +141,7 @@ def test_metrics_stored_by_older_metrics_code_are_stale(tmp_path, monkeypatch):
     db = synth_db(tmp_path / "s.duckdb", 60, seed=3)
     with duckdb.connect(str(db), read_only=True) as con:
         assert q.stored_metrics(con, False) is not None
-        monkeypatch.setattr(summary, "METRICS_VERSION", "0")          # as if the code were newer than the summary
+        monkeypatch.setattr(q, "METRICS_VERSION", "0")                # as if the code were newer than the summary
         assert q.stored_metrics(con, False) is None
         assert summary.fingerprint(con).startswith("m0:")
 
@@ -183,6 +183,7 @@ def test_a_failing_summary_never_costs_the_run_its_record(tmp_path, synthetic_me
 def test_overview_shows_stored_or_live_metrics_and_the_same_numbers(tmp_path, monkeypatch):
     """The page says where its metrics come from; the table is identical either way."""
     from dashboard_helpers import all_text, app_opener
+
     from pipeline.store import Store
     db = synth_db(tmp_path / "s.duckdb", 200, seed=6)
     at = app_opener(monkeypatch)(db)

@@ -3,7 +3,7 @@
 Against (a) a filled cache (`dashboard_db`: synthetic, switchable to the real-pipeline `smoke_db`
 with one line), (b) an empty cache (schema only), (c) a missing file and a non-database file.
 Counts shown by the pages are checked against SQL written here (tests/dashboard_helpers.py), not
-against dashboard/queries.py. Filters, pagination, links and query params are exercised.
+against pipeline/queries.py. Filters, pagination, links and query params are exercised.
 """
 from __future__ import annotations
 
@@ -15,10 +15,19 @@ import sys
 from pathlib import Path
 
 import pytest
+from dashboard_helpers import (
+    PAGES,
+    all_text,
+    app_opener,
+    build_synth,
+    goto,
+    outcome_count,
+    prediction_sets,
+    sql,
+    variant_ids,
+    write,
+)
 from streamlit.testing.v1 import AppTest
-
-from dashboard_helpers import (PAGES, all_text, app_opener, build_synth, goto, outcome_count, prediction_sets,
-                               sql, variant_ids, write)
 
 COMMAND = "python -m pipeline precompute"
 SMOKE = "random-weight smoke run — not results"
@@ -550,7 +559,9 @@ def test_every_chart_is_valid_vega_lite(dashboard_db, app, monkeypatch):
 def test_synth_db_fills_every_table_consistently(tmp_path):
     """The synthetic cache the dashboard tests and benchmarks use: shapes as the pipeline writes them."""
     import io
+
     from PIL import Image
+
     from pipeline.config import MODEL_MAX_SIDE
     from pipeline.devtools.synth_db import main, synth_db
     db = synth_db(tmp_path / "s.duckdb", 60, seed=5)

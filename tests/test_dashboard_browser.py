@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from dashboard_helpers import ARTIFACTS, PAGES, chromium, outcome_count, prediction_sets, serve, sql, wait_idle
 
 

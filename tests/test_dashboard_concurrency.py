@@ -23,7 +23,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 from bad_inputs import child_env, precompute_argv
 from dashboard_helpers import ARTIFACTS, REPO, chromium, serve, sql, wait_idle
 from test_dashboard_safety import metric_values, open_page, problems

@@ -30,9 +30,22 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
-from dashboard_helpers import (ARTIFACTS, PAGES, REPO, Browser, all_text, app_opener, chromium, goto, prediction_sets,
-                               serve, sql, variant_ids, wait_idle, write)
+from dashboard_helpers import (
+    ARTIFACTS,
+    PAGES,
+    REPO,
+    Browser,
+    all_text,
+    app_opener,
+    chromium,
+    goto,
+    prediction_sets,
+    serve,
+    sql,
+    variant_ids,
+    wait_idle,
+    write,
+)
 
 TABLES = ("meta", "runs", "failures", "memes", "meme_paths", "variants", "ocr", "predictions", "heatmaps",
           "summaries")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 from dashboard_helpers import sql
+
 from pipeline import export
 from pipeline.cli import main
 
@@ -31,7 +31,7 @@ VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "met
 
 # ============================================================================ a small DOM from html.parser
 class Node:
-    def __init__(self, tag: str, attrs: dict, parent: "Node | None"):
+    def __init__(self, tag: str, attrs: dict, parent: Node | None):
         self.tag, self.attrs, self.parent = tag, attrs, parent
         self.children: list[Node | str] = []
 
@@ -45,11 +45,11 @@ class Node:
             if isinstance(c, Node):
                 yield from c.iter()
 
-    def find_all(self, tag: str | None = None, cls: str | None = None, **attrs) -> list["Node"]:
+    def find_all(self, tag: str | None = None, cls: str | None = None, **attrs) -> list[Node]:
         return [n for n in self.iter() if (tag is None or n.tag == tag) and (cls is None or cls in n.classes)
                 and all(n.attrs.get(k.replace("_", "-")) == v for k, v in attrs.items())]
 
-    def by_id(self, id_: str) -> "Node | None":
+    def by_id(self, id_: str) -> Node | None:
         return next((n for n in self.iter() if n.attrs.get("id") == id_), None)
 
     def text(self) -> str:

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from pipeline import hf
-from pipeline.stage import StageLoadError
+from pipeline.stages.base import StageLoadError
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ import pytest
 from sklearn.metrics import cohen_kappa_score, f1_score, roc_auc_score, roc_curve
 
 from pipeline import metrics
-from pipeline.metrics import (Estimate, agreement, classification_metrics, proportion_estimate,
-                              roc_curve_points)
+from pipeline.metrics import Estimate, agreement, classification_metrics, proportion_estimate, roc_curve_points
 
 T, N = "toxic", "non_toxic"
 Z = 1.959963984540054          # the 97.5% normal quantile

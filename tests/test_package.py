@@ -12,8 +12,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 from dashboard_helpers import free_port
+
 from pipeline import cli
 from pipeline.errors import VlmemesError, first_line
 from pipeline.store import Store, StoreError
@@ -50,7 +50,7 @@ def test_every_column_of_the_store_is_documented_in_schema_md(tmp_path):
 def test_user_errors_share_one_base_class_and_the_cli_reports_them_in_one_line(tmp_path, capsys):
     from pipeline.dataset import ScanError
     from pipeline.export import ExportError
-    from pipeline.stage import StageLoadError
+    from pipeline.stages.base import StageLoadError
     for cls in (StoreError, ScanError, StageLoadError, ExportError):
         assert issubclass(cls, VlmemesError)
     assert cli.main(["status", "--db", str(tmp_path / "nothing.duckdb")]) == 2

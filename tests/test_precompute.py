@@ -143,8 +143,10 @@ def test_cached_rerun_loads_no_model_library(smoke_db, synthetic_memes, tiny_mod
 def test_each_stage_and_its_model_are_freed_before_the_next_stage(tmp_path, synthetic_memes, tiny_models, monkeypatch):
     """A full run must not hold every model at once (CPU: Qwen 7.5 GB + two CLIPs): a finished stage
     is let go, its model with it, before the next one loads."""
-    import torch
     import weakref
+
+    import torch
+
     from pipeline import runner
     finished = []                                   # (stage name, weakref to the stage, weakref to its model)
     real_run_stage = runner.run_stage

@@ -17,13 +17,13 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import bad_inputs
 import pytest
+from bad_inputs import NEUTRAL, TOXIC, child_env, precompute_argv
 from PIL import Image
 
-import bad_inputs
-from bad_inputs import TOXIC, NEUTRAL, child_env, precompute_argv
 from pipeline.config import MODEL_MAX_SIDE, THUMBNAIL_MAX_SIDE
-from pipeline.stage import MemeInput
+from pipeline.stages.base import MemeInput
 from pipeline.store import Store
 
 HEAVY_MODULES = ("torch", "transformers", "easyocr", "cv2", "open_clip", "pytorch_grad_cam")

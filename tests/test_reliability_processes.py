@@ -16,11 +16,11 @@ import sys
 import time
 from pathlib import Path
 
+import bad_inputs
 import duckdb
 import pytest
-
-import bad_inputs
 from bad_inputs import child_env, precompute_argv
+
 from pipeline import runner
 from pipeline.devtools.synthetic_memes import draw_meme, write_meme_folder
 from pipeline.ocr import OcrStage

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from pipeline import runner
-from pipeline.stage import MemeInput, Stage, Variant
+from pipeline.stages.base import MemeInput, Stage, Variant
 
 
 def tiny_memes(root, n_toxic: int = 4, n_neutral: int = 3):
@@ -24,11 +24,15 @@ def tiny_memes(root, n_toxic: int = 4, n_neutral: int = 3):
 
 class FakeOcr(Stage):
     name, table, version = "ocr", "ocr", "1"
+    provides_ocr_text = True
 
     def __init__(self):
         self.calls = 0
 
-    def variants(self):
+    def row_columns(self, variant):
+        return dict(engine=variant.model_id)
+
+    def make_variants(self):
         return [Variant(stage="ocr", model_id="fake-ocr", name="fake-ocr")]
 
     def process(self, memes, variant):
@@ -46,9 +50,11 @@ class FakeJudge(Stage):
         self.batches: list[list[str]] = []
         self.seen_text: dict[str, str | None] = {}
 
-    def variants(self):
-        config = {"ocr_source": self.ocr_source} if self.needs_ocr_text else {}
-        return [Variant(stage="clip", model_id="fake-judge", name="fake-v1", config=config)]
+    def make_variants(self):
+        return [Variant(stage="clip", model_id="fake-judge", name="fake-v1", reads_ocr=self.needs_ocr_text)]
+
+    def row_columns(self, variant):
+        return dict(stage=variant.stage, prompt_version=variant.name, is_smoke=variant.is_smoke)
 
     def process(self, memes: list[MemeInput], variant):
         self.batches.append([m.rel_path for m in memes])

@@ -21,9 +21,8 @@ import shutil
 import stat
 
 import pytest
-from PIL import Image
-
 from dashboard_helpers import ARTIFACTS, outcome_count, prediction_sets, sql
+from PIL import Image
 from test_dashboard_safety import chromium, images, metric_values, open_page, serve, write
 
 # docs/sharing.md §3: serving the dashboard read-only

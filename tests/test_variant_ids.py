@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from variant_snapshot import COMBOS, RECORDING, build, snapshot
 
 
@@ -29,3 +28,18 @@ def test_a_changed_setting_changes_the_key():
     base = build("vlm", COMBOS["vlm"][0])
     other = build("vlm", {**COMBOS["vlm"][0], "max_new_tokens": 25})
     assert {v.variant_id for v in base.variants()}.isdisjoint(v.variant_id for v in other.variants())
+
+
+@pytest.mark.parametrize("stage, options", [("vlm", {**COMBOS["vlm"][0], "prompt_versions": ["label-first-ocr-v1"]}),
+                                            ("clip", {**COMBOS["clip"][0], "prompt_sets": ["ru-ocr-v1+pad"]})])
+def test_a_variant_that_reads_ocr_text_is_keyed_by_its_ocr_source(stage, options):
+    """By construction (Stage.variants): every variant that reads OCR text names the OCR variant it read,
+    so another OCR engine gives it another cache key (label-first-ocr-v1 did not record it before)."""
+    keys = []
+    for source in ("ocr-a", "ocr-b"):
+        s = build(stage, options)
+        s.ocr_source = source
+        (v,) = s.variants()
+        assert v.reads_ocr and v.config["ocr_source"] == source
+        keys.append(v.variant_id)
+    assert keys[0] != keys[1]

@@ -18,10 +18,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from pipeline.devtools.tiny_qwen import build_tiny_qwen  # noqa: E402
 from pipeline.hf import is_random_weights  # noqa: E402
-from pipeline.stage import MemeInput, StageLoadError  # noqa: E402
-from pipeline.vlm import (BNB_SKIP_MODULES, PARSER_VERSION, VlmStage, assistant_prefix,  # noqa: E402
-                          parse_answer)
-from pipeline.vlm_prompts import DEFAULT_PROMPT_VERSIONS, get_prompt  # noqa: E402
+from pipeline.stages.base import MemeInput, StageLoadError  # noqa: E402
+from pipeline.stages.vlm import BNB_SKIP_MODULES, PARSER_VERSION, VlmStage, assistant_prefix, parse_answer  # noqa: E402
+from pipeline.stages.vlm_prompts import DEFAULT_PROMPT_VERSIONS, get_prompt  # noqa: E402
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 MAX_PIXELS = 112 * 112
@@ -184,7 +183,7 @@ def test_score_is_read_off_the_generation_when_it_wrote_the_scoring_tokens(stage
     """An answer that starts with exactly the scoring tokens (a label-first `Класс: ...`) needs no second
     forward pass: the generation's own step has the same distribution. This random model never writes
     `Класс:`, so the scoring prefix is made what it did write, with no common label tokens."""
-    import pipeline.vlm as vlm
+    import pipeline.stages.vlm as vlm
     variant = next(v for v in stage.variants() if v.name == "label-first-v1")
     meme = memes[0]
     raw, new_tokens, steps = stage._generate(stage.encode(meme.image, get_prompt(variant.name).render()))
@@ -308,8 +307,8 @@ def test_quantize_without_bitsandbytes_says_so(tiny_qwen, monkeypatch):
         pytest.skip("bitsandbytes is installed here")
     except ImportError:
         pass
-    monkeypatch.setattr("pipeline.vlm.pick_device", lambda device: "cuda")
-    monkeypatch.setattr("pipeline.vlm.pick_dtype", lambda device, precision: torch.bfloat16)
+    monkeypatch.setattr("pipeline.stages.vlm.pick_device", lambda device: "cuda")
+    monkeypatch.setattr("pipeline.stages.vlm.pick_dtype", lambda device, precision: torch.bfloat16)
     with pytest.raises(StageLoadError, match="bitsandbytes"):
         VlmStage(model=str(tiny_qwen), device="cuda", quantize="4bit").load()
 
@@ -367,10 +366,12 @@ def test_cache_of_an_old_parser_is_reparsed_without_generating(tmp_path, synthet
     existed): a rerun re-parses the stored raw answers and fills label_mass from the stored logits,
     loads no model, generates nothing, keeps the variant ids, and stores metrics of the new labels."""
     import json as _json
+
     import duckdb
+
     from pipeline import summary
+    from pipeline.stages.vlm_answer import label_mass
     from pipeline.store import Store
-    from pipeline.vlm_answer import label_mass
     db = tmp_path / "old.duckdb"
     assert _vlm_precompute(db, synthetic_memes, tiny_models) == 0
     store = Store(db)
@@ -442,6 +443,7 @@ def _fingerprint(store) -> str:
 
 def test_store_migration_adds_the_new_columns_once(tmp_path):
     import duckdb
+
     from pipeline.store import Store
     db = tmp_path / "m.duckdb"
     Store(db)

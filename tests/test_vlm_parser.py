@@ -14,9 +14,15 @@ import re
 
 import pytest
 
-from pipeline.vlm import ParsedAnswer, parse_answer
-from pipeline.vlm_answer import (LOW_LABEL_MASS, ORDERS, PARSER_VERSION, is_low_label_mass, label_mass,
-                                 reasoning_before_class)
+from pipeline.stages.vlm import ParsedAnswer, parse_answer
+from pipeline.stages.vlm_answer import (
+    LOW_LABEL_MASS,
+    ORDERS,
+    PARSER_VERSION,
+    is_low_label_mass,
+    label_mass,
+    reasoning_before_class,
+)
 
 T, N = "toxic", "non_toxic"
 B, L, E = "*", "label-first", "explain-first"
@@ -414,7 +420,7 @@ def test_order_decides_between_conflicting_class_lines():
 
 
 def test_prompts_tell_the_parser_their_order():
-    from pipeline.vlm_prompts import PROMPTS, answer_order, get_prompt
+    from pipeline.stages.vlm_prompts import PROMPTS, answer_order, get_prompt
     assert get_prompt("label-first-v1").answer_order == "label-first"
     assert get_prompt("label-first-ocr-v1").answer_order == "label-first"
     assert get_prompt("explain-first-v1").answer_order == "explain-first"
@@ -452,7 +458,7 @@ def test_reasoning_before_class(answer, order, reasoning):
 
 
 def test_assistant_prefix_depends_on_prompt_version():
-    from pipeline.vlm import assistant_prefix
+    from pipeline.stages.vlm import assistant_prefix
     answer = "Объяснение: подпись оскорбляет.\nКласс: токсичный"
     assert assistant_prefix("label-first-v1", answer) == "Класс:"
     assert assistant_prefix("explain-first-v1", answer) == "Объяснение: подпись оскорбляет.\nКласс:"

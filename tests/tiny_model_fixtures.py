@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from pipeline.devtools.synthetic_memes import NEUTRAL_CAPTIONS, TOXIC_CAPTIONS, draw_meme, expected_text
-from pipeline.stage import MemeInput
+from pipeline.stages.base import MemeInput
+
 
 @pytest.fixture(scope="module", autouse=True)
 def one_torch_thread():

@@ -33,7 +33,9 @@ COMBOS = {
 
 def build(stage: str, options: dict):
     """The stage object for these options (construction only: no model is loaded)."""
-    from pipeline.cli import build_parser, stage_factory
+    from pipeline import stages
+    from pipeline.cli import build_parser
+    from pipeline.options import Options
     argv = ["precompute"]
     if stage == "ocr":
         argv += ["--ocr-engine", options["engine"]]
@@ -53,9 +55,9 @@ def build(stage: str, options: dict):
         argv += ["--device", options.get("device", "cpu"), "--precision", options.get("precision", "auto")]
     a = build_parser().parse_args(argv)
     if stage == "cam":
-        from pipeline.cam import CamStage
+        from pipeline.stages.cam import CamStage
         return CamStage(model=options["model"], methods=options["methods"], device="cpu", view=options["view"])
-    return stage_factory(a)(stage)
+    return stages.build(stage, Options.from_args(a))
 
 
 def snapshot() -> dict[str, list[dict]]:

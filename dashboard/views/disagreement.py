@@ -4,7 +4,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import analysis, charts, components as c, db, queries as q
+from dashboard import analysis, charts, db
+from dashboard import components as c
+from pipeline import queries as q
 
 CELLS = {"both_right": "Both right", "only_a_right": "Only A right", "only_b_right": "Only B right",
          "both_wrong": "Both wrong"}

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import components as c, db, queries as q
+from dashboard import components as c
+from dashboard import db
+from pipeline import queries as q
 
 GROUPS = {"fp": "False positives", "fn": "False negatives", "unparsed": "Unparseable answers"}
 TRUTH = c.TRUTH_FILTER

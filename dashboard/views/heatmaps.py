@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import components as c, db, imaging, queries as q
+from dashboard import components as c
+from dashboard import db, imaging
+from pipeline import queries as q
 
 VIEWS = {"overlay": "Overlay", "original": "Original", "side": "Side by side"}
 TRUTH = c.TRUTH_FILTER

@@ -7,7 +7,9 @@ import re
 import pandas as pd
 import streamlit as st
 
-from dashboard import components as c, db, imaging, queries as q
+from dashboard import components as c
+from dashboard import db, imaging
+from pipeline import queries as q
 
 ID_PATTERN = re.compile(r"[0-9a-f]{6,64}")
 THUMB_WIDTH = 384                      # thumbnails are stored at <= 384 px: show them at that size

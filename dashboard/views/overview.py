@@ -4,8 +4,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import analysis, charts, components as c, db, queries as q
-from pipeline.vlm_answer import LOW_LABEL_MASS
+from dashboard import analysis, charts, db
+from dashboard import components as c
+from pipeline import queries as q
+from pipeline.stages.vlm_answer import LOW_LABEL_MASS
 
 retired = c.page("Overview", "What the cache holds, and how every prediction set (model × prompt version) scores "
                  "against the folder labels.", "memes", "memes")

@@ -6,7 +6,9 @@ import json
 import pandas as pd
 import streamlit as st
 
-from dashboard import components as c, db, queries as q
+from dashboard import components as c
+from dashboard import db
+from pipeline import queries as q
 
 c.page("Runs", "Every `python -m pipeline precompute`: what it was asked, with which versions on which device, "
        "what it computed, and what failed.", "runs", "runs")

@@ -28,17 +28,16 @@ import itertools
 import json
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image
 
-from pipeline.config import MODEL_MAX_SIDE, NON_TOXIC, TOXIC
-from pipeline.devtools.synthetic_memes import (NEUTRAL_CAPTIONS, TOXIC_CAPTIONS, draw_meme, expected_text,
-                                               photo_background)
 from pipeline import summary
+from pipeline.config import MODEL_MAX_SIDE, NON_TOXIC, TOXIC
+from pipeline.devtools.synthetic_memes import NEUTRAL_CAPTIONS, TOXIC_CAPTIONS, draw_meme, expected_text, photo_background
 from pipeline.store import Store, short_hash
 
 THUMB_SIDE = 128                   # smaller than the pipeline's 384 px: keeps 100k-meme files small

@@ -24,9 +24,20 @@ from pathlib import Path
 import torch
 from tokenizers import pre_tokenizers
 from transformers import (
-    CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer,
-    Siglip2Config, Siglip2ImageProcessor, Siglip2Model, Siglip2Processor, Siglip2Tokenizer,
-    SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor,
+    CLIPConfig,
+    CLIPImageProcessor,
+    CLIPModel,
+    CLIPProcessor,
+    CLIPTokenizer,
+    Siglip2Config,
+    Siglip2ImageProcessor,
+    Siglip2Model,
+    Siglip2Processor,
+    Siglip2Tokenizer,
+    SiglipConfig,
+    SiglipImageProcessor,
+    SiglipModel,
+    SiglipProcessor,
 )
 
 from pipeline.hf import mark_random_weights

@@ -16,13 +16,13 @@ last block, `vision_model.encoder.layers[-1].layer_norm1` (as grad-cam's CLIP ex
     the same for every meme. Red = patches whose activations push the image towards «toxic».
     (Gradients have a sign: nothing to orient; stage version 1, unchanged.)
 
-Each method comes in the image views of pipeline.clip_prompts, so a map explains the score of the
+Each method comes in the image views of pipeline.stages.clip_prompts, so a map explains the score of the
 prompt sets with the same view: "pad-square" (the default; names `eigencam+pad`, `gradcam+pad`, the
 Grad-CAM pair being `ru-v1+pad`) and "center-crop" (names `eigencam`, `gradcam`; gradcam's cache
 key is the one it always had). `CamStage(view=...)` picks them ("all" = both); `views_of(prompt sets)`
-in pipeline.clip_prompts says which views a CLIP run used.
+in pipeline.stages.clip_prompts says which views a CLIP run used.
 
-The model is the one `--clip-model` names, loaded through `pipeline.clip.load_clip` in float32
+The model is the one `--clip-model` names, loaded through `pipeline.stages.clip.load_clip` in float32
 (gradients in bf16 are too coarse). Token sequences are mapped back to the patch grid
 image_size // patch_size (16x16 for ViT-L/14 at 224): CLIP puts a CLS token first, which is dropped;
 SigLIP has no CLS token (it pools with an attention head), so its whole sequence is patches.
@@ -41,17 +41,30 @@ use, not at module import: `variants()` of a fully cached rerun needs none of th
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from PIL import Image, ImageEnhance
 
-from pipeline.clip import (DEFAULT_CLIP_MODEL, check_text_inputs, each_or_batch, encode_texts, is_sigmoid_head,
-                           is_sigmoid_model, load_clip, pad_box, pooled, text_config_keys, view_images)
-from pipeline.clip_prompts import CENTER_CROP, DEFAULT_VIEW, PAD_SQUARE, VIEW_SUFFIX, VIEWS, cam_prompt_set
 from pipeline.config import THUMBNAIL_MAX_SIDE
 from pipeline.hf import is_random_weights, pick_device
 from pipeline.images import encode_jpeg
-from pipeline.stage import MemeInput, Stage, StageLoadError, Variant
+from pipeline.options import DEFAULTS, Options
+from pipeline.stages.base import MemeInput, Stage, StageLoadError, Variant
+from pipeline.stages.clip import (
+    DEFAULT_CLIP_MODEL,
+    check_text_inputs,
+    each_or_batch,
+    encode_texts,
+    is_sigmoid_head,
+    is_sigmoid_model,
+    load_clip,
+    pad_box,
+    pooled,
+    text_config_keys,
+    view_images,
+)
+from pipeline.stages.clip_prompts import CENTER_CROP, DEFAULT_VIEW, PAD_SQUARE, VIEW_SUFFIX, VIEWS, cam_prompt_set, views_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -108,7 +121,7 @@ class _OnGrid:
 def _torch_classes() -> dict[str, type]:
     """The classes built on torch / pytorch-grad-cam, defined on first use (torch, grad-cam, torchvision and
     scikit-learn take ~3 s to import, which a fully cached rerun must not pay). Also reachable as
-    module attributes: `pipeline.cam.PairLogits`, `GridEigenCAM`, `GridGradCAM`."""
+    module attributes: `pipeline.stages.cam.PairLogits`, `GridEigenCAM`, `GridGradCAM`."""
     import torch
     from pytorch_grad_cam import EigenCAM, GradCAM
 
@@ -133,7 +146,7 @@ def _torch_classes() -> dict[str, type]:
             # keep spinning right after the forward pass: on 2 cores a 256x1024 SVD took 1.4-6.5 s with 2 BLAS
             # threads and 0.1 s with one (docs/benchmarks.md). One thread for the SVD only.
             try:
-                from threadpoolctl import threadpool_limits   # installed with scikit-learn (grad-cam needs it)
+                from threadpoolctl import threadpool_limits  # installed with scikit-learn (grad-cam needs it)
             except ImportError:
                 return self._projection(*args, **kwargs)
             with threadpool_limits(limits=1, user_api="blas"):
@@ -257,7 +270,8 @@ class CamStage(Stage):
     needs_ocr_text = False
 
     def __init__(self, model: str = DEFAULT_CLIP_MODEL, methods: str | Sequence[str] | None = None,
-                 device: str = "auto", batch_size: int = 8, view: str | Sequence[str] | None = None):
+                 device: str = DEFAULTS.device, batch_size: int = DEFAULTS.batch_size,
+                 view: str | Sequence[str] | None = None):
         if methods is None or methods == "all":
             methods = METHODS
         elif isinstance(methods, str):
@@ -281,7 +295,16 @@ class CamStage(Stage):
         self.batch_size = max(1, int(batch_size))
         self._model = self._processor = None
 
-    def variants(self) -> list[Variant]:
+    @classmethod
+    def from_options(cls, o: Options) -> CamStage:
+        """CAM explains CLIP's score: the same model, and the views of the CLIP prompt sets chosen."""
+        return cls(model=o.clip_model, device=o.device, batch_size=o.batch_size,
+                   view=views_of(list(o.clip_prompts) if o.clip_prompts else None))
+
+    def row_columns(self, variant: Variant) -> dict:
+        return dict(method=variant.name, is_smoke=variant.is_smoke)
+
+    def make_variants(self) -> list[Variant]:
         """One variant per (view, method); name = method + the view's suffix ("" for center-crop)."""
         smoke = is_random_weights(self.model)
         text = text_config_keys(is_sigmoid_model(self.model))

@@ -10,7 +10,7 @@ cached answers with it without importing torch.
 PARSER_VERSION is stored with every VLM row (`predictions.parser_version`); a precompute re-parses
 stored raw answers whose version differs (runner -> VlmStage.refresh_cached), it never regenerates them.
 
-The rules (order = the prompt's `answer_order`, pipeline.vlm_prompts):
+The rules (order = the prompt's `answer_order`, pipeline.stages.vlm_prompts):
   * A class line is a key (`Класс`, `Class`, `Label`, `Ответ`, `Итоговый класс`, ...) at the start of
     a line or of a sentence (after `.!?;`, or a capitalised key such as `... Объяснение: x Класс: y`),
     markdown, numbering, bullets, table pipes and emoji markers around it ignored. A key in the middle

@@ -61,7 +61,7 @@ class VlmPrompt:
     # explain-first: the score is read after the model's own reasoning, not right after the prompt
     score_after_reasoning: bool = False
     # the answer layout the prompt asks for, which tells the parser which class line decides
-    # (pipeline.vlm_answer): "label-first" (the first one) or "explain-first" (the last one).
+    # (pipeline.stages.vlm_answer): "label-first" (the first one) or "explain-first" (the last one).
     # Not part of the variant's config: it changes how an answer is read, not the answer.
     answer_order: str = "label-first"
 

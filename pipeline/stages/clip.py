@@ -2,7 +2,7 @@
 
 Works with any Hugging Face image-text model that AutoModel/AutoProcessor load and that exposes
 `get_image_features` / `get_text_features` (CLIP, SigLIP, SigLIP2). One Variant per prompt set
-(pipeline.clip_prompts); each writes one `predictions` row per meme.
+(pipeline.stages.clip_prompts); each writes one `predictions` row per meme.
 
 Scores (logits are computed in float32 from L2-normalised embeddings, whatever the model precision):
   - CLIP (softmax head): logit_k = exp(logit_scale) * cos(image, prompt_k);
@@ -20,7 +20,7 @@ token). SigLIP-family models were trained on texts padded to max_length *without
 `input_ids` only. That changed SigLIP results, so SigLIP variants carry `text_inputs: "input_ids"`
 in their config (a new cache key); CLIP variants keep the config and key they had.
 
-Image view (the prompt set's `view`, see pipeline.clip_prompts): "center-crop" hands the meme to the
+Image view (the prompt set's `view`, see pipeline.stages.clip_prompts): "center-crop" hands the meme to the
 processor as is (CLIP: resize + centre crop, cutting tall/wide memes' captions); "pad-square" (the
 default) first pads it to a centred square in the processor's mean colour, so the whole meme is seen.
 
@@ -34,19 +34,21 @@ building the stage and asking its `variants()` (all a fully cached rerun does) n
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from pipeline.errors import first_line
-from pipeline.clip_prompts import CENTER_CROP, PAD_SQUARE, PROMPT_SETS, VIEWS, PromptSet, get_prompt_sets, language_note
 from pipeline.config import NON_TOXIC, TOXIC
+from pipeline.errors import first_line
 from pipeline.hf import hub_reachable, is_random_weights, pick_device, pick_dtype, precision_name, resolve_source
-from pipeline.stage import MemeInput, Stage, StageLoadError, Variant
+from pipeline.options import DEFAULTS, Options
+from pipeline.stages.base import MemeInput, Stage, StageLoadError, Variant, prediction_row_columns
+from pipeline.stages.clip_prompts import CENTER_CROP, PAD_SQUARE, PROMPT_SETS, VIEWS, PromptSet, get_prompt_sets, language_note
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14"
+DEFAULT_CLIP_MODEL = DEFAULTS.clip_model
 
 
 # --------------------------------------------------------------------------- model loading and encoding
@@ -277,8 +279,8 @@ class ClipStage(Stage):
     version = "1"
     needs_ocr_text = True
 
-    def __init__(self, model: str = DEFAULT_CLIP_MODEL, prompt_sets: str | Sequence[str] | None = None,
-                 device: str = "auto", precision: str = "auto", batch_size: int = 16):
+    def __init__(self, model: str = DEFAULTS.clip_model, prompt_sets: str | Sequence[str] | None = None,
+                 device: str = DEFAULTS.device, precision: str = DEFAULTS.precision, batch_size: int = DEFAULTS.batch_size):
         self.model = model
         self.prompt_sets: list[PromptSet] = get_prompt_sets(prompt_sets)
         self.device = device
@@ -293,15 +295,22 @@ class ClipStage(Stage):
     def _precision_name(self) -> str:
         return resolve_precision(self.device, self.precision)[1]
 
-    def variants(self) -> list[Variant]:
+    @classmethod
+    def from_options(cls, o: Options) -> ClipStage:
+        return cls(model=o.clip_model, prompt_sets=list(o.clip_prompts) if o.clip_prompts else None,
+                   device=o.device, precision=o.precision, batch_size=o.batch_size)
+
+    def make_variants(self) -> list[Variant]:
         smoke = is_random_weights(self.model)
         precision = self._precision_name()
         text = text_config_keys(is_sigmoid_model(self.model))
         return [Variant(stage=self.name, model_id=self.model, name=ps.version,
-                        config=dict(ps.describe(), precision=precision, **text,
-                                    **({"ocr_source": self.ocr_source} if ps.uses_ocr else {})),
-                        stage_version=self.version, is_smoke=smoke)
+                        config=dict(ps.describe(), precision=precision, **text),
+                        stage_version=self.version, is_smoke=smoke, reads_ocr=ps.uses_ocr)
                 for ps in self.prompt_sets]
+
+    def row_columns(self, variant: Variant) -> dict:
+        return prediction_row_columns(variant)
 
     def describe(self) -> str:
         note = next((n for ps in self.prompt_sets if (n := language_note(self.model, ps))), None)

@@ -1,6 +1,7 @@
-"""ALL the dashboard's SQL, as named functions: `f(con, ...params) -> rows`. One exception: the
-counts behind the metrics are pipeline/summary.py's (the precompute stores the same numbers), run
-here through `live_metrics` when the stored ones are not current.
+"""The one read layer of the cache: ALL the SQL that reads it, as named functions `f(con, ...params) -> rows`,
+for the dashboard, the HTML report (pipeline/export.py), `vlmemes status` and the stored metrics
+(pipeline/summary.py, whose counts the precompute stores and the dashboard reads). No Streamlit here.
+The writer is pipeline/store.py.
 
 Rules kept here:
   * values always travel as DuckDB parameters (`$name`), never formatted into the SQL text;
@@ -18,17 +19,23 @@ errors and agreement, but shown in galleries that do not need a truth (heatmaps)
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
 
-from pipeline import summary
+ROC_MAX_POINTS = 200            # points kept per ROC curve for drawing; AUROC uses every meme
+METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "auroc", "unparseable_rate")
+FINGERPRINT_KEY = "summary_fingerprint"         # meta key: the fingerprint the stored summary describes
+# Bumped whenever pipeline.metrics computes any stored number differently (an interval method, a
+# field of as_dict()): it is part of the fingerprint, so summaries stored by older code count as stale.
+METRICS_VERSION = "2"
 
 TABLES = ("meta", "runs", "failures", "memes", "meme_paths", "variants", "ocr", "predictions", "heatmaps",
           "summaries")
-PREDICTION_STAGES = ("clip", "vlm")
+
 OUTCOMES = ("fp", "fn", "unparsed", "right")
 CELLS = ("both_right", "only_a_right", "only_b_right", "both_wrong")
 PRED_CLASSES = ("toxic", "non_toxic", "unparsed", "none")
@@ -58,7 +65,7 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-# The label-token mass of a VLM score (pipeline.vlm_answer.label_mass): the stored column, or for a
+# The label-token mass of a VLM score (pipeline.stages.vlm_answer.label_mass): the stored column, or for a
 # cache no precompute has opened since the column exists, the same number from the stored log-probs.
 _MASS_FROM_LOGITS = ("CASE WHEN p.stage = 'vlm' THEN exp(TRY_CAST(json_extract_string(p.logits, '$.toxic') AS DOUBLE))"
                      " + exp(TRY_CAST(json_extract_string(p.logits, '$.non_toxic') AS DOUBLE)) END")
@@ -69,6 +76,66 @@ def _mass_sql(con: duckdb.DuckDBPyConnection) -> str:
     has = con.execute("SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = 'predictions' "
                       "AND column_name = 'label_mass'").fetchall()[0][0]
     return "p.label_mass" if has else _MASS_FROM_LOGITS
+
+
+# =============================================================================== metrics counts
+def fingerprint(con) -> str:
+    """The metrics code's version, and counts and hash sums of memes (id, label, retired) and
+    predictions (id, set, answer, score): equal fingerprints mean equal metrics (a collision of
+    64-bit hash sums is negligible)."""
+    row = con.execute("""
+        SELECT (SELECT count(*) FROM memes), (SELECT coalesce(sum(hash(meme_id, label, retired)), 0) FROM memes),
+               (SELECT count(*) FROM predictions),
+               (SELECT coalesce(sum(hash(meme_id, variant_id, label, score)), 0) FROM predictions)
+    """).fetchall()[0]
+    return ":".join([f"m{METRICS_VERSION}", *(str(v) for v in row)])
+
+
+def stored_fingerprint(con) -> str | None:
+    rows = con.execute("SELECT value FROM meta WHERE key = ?", [FINGERPRINT_KEY]).fetchall()
+    return rows[0][0] if rows else None
+
+
+def prediction_counts(con, include_retired: bool) -> dict[str, dict]:
+    """Per prediction set, counted in one statement over the memes with a true label:
+        "answers": memes per (true label, answer), an int array [truth][answer] with truth 0 =
+                   non_toxic, 1 = toxic and answer 0 = unparseable, 1 = non_toxic, 2 = toxic
+                   (pipeline.metrics.answer_table's layout);
+        "scores":  (distinct scores ascending, non-toxic memes, toxic memes) per score as numpy
+                   arrays (pipeline.metrics.ScoreCounts), or None when the set has no scores.
+    One GROUP BY (set, truth, answer, score) feeds both: the join with memes is done once."""
+    sets = [r[0] for r in con.execute("SELECT DISTINCT variant_id FROM predictions ORDER BY 1").fetchall()]
+    cols = con.execute("""
+        SELECT list_position($sets, p.variant_id)::INTEGER AS k,
+               list_position(['non_toxic', 'toxic'], m.label) AS t,
+               CASE WHEN p.label IS NULL THEN 0 ELSE coalesce(list_position(['non_toxic', 'toxic'], p.label), -1) END AS a,
+               CASE WHEN isfinite(p.score) THEN p.score END AS score,
+               count(*) AS n
+        FROM predictions p JOIN memes m USING (meme_id)
+        WHERE m.label IS NOT NULL AND (NOT m.retired OR $retired)
+        GROUP BY ALL
+    """, {"sets": sets, "retired": include_retired}).fetchnumpy()
+    if np.ma.is_masked(cols["t"]) or np.any(cols["a"] < 0):
+        raise ValueError("the cache holds a label other than 'toxic' / 'non_toxic' in memes or predictions")
+    k, t, a = (np.asarray(cols[c], dtype=np.int64) for c in ("k", "t", "a"))
+    n = np.asarray(cols["n"], dtype=np.int64)
+    answers = np.zeros((len(sets), 2, 3), dtype=np.int64)
+    np.add.at(answers, (k - 1, t - 1, a), n)
+
+    scored = ~np.ma.getmaskarray(cols["score"])
+    k, t, n = k[scored], t[scored], n[scored]
+    score = np.ma.getdata(cols["score"])[scored].astype(float)
+    order = np.lexsort((score, k))
+    k, t, n, score = k[order], t[order], n[order], score[order]
+    start = np.flatnonzero(np.r_[k.size > 0, (k[1:] != k[:-1]) | (score[1:] != score[:-1])])   # one per (set, score)
+    neg = np.add.reduceat(np.where(t == 1, n, 0), start) if start.size else np.zeros(0, np.int64)
+    pos = np.add.reduceat(np.where(t == 2, n, 0), start) if start.size else np.zeros(0, np.int64)
+    gk, gscore = k[start], score[start]
+    out = {}
+    for i, v in enumerate(sets, start=1):
+        lo, hi = np.searchsorted(gk, [i, i + 1])
+        out[v] = {"answers": answers[i - 1], "scores": (gscore[lo:hi], neg[lo:hi], pos[lo:hi]) if hi > lo else None}
+    return out
 
 
 # =============================================================================== what is there
@@ -110,6 +177,29 @@ def variants_overview(con) -> pd.DataFrame:
         FROM variants v LEFT JOIN rows r USING (variant_id)
         ORDER BY list_position(['ocr', 'clip', 'vlm', 'cam'], v.stage), v.model_id, v.name, v.variant_id
     """)
+
+
+# =============================================================================== status (`vlmemes status`)
+@query
+def cache_status(con) -> dict[str, Any]:
+    """Meme counts, rows per variant, and the last run with its failures: what `vlmemes status` prints."""
+    memes = con.execute("SELECT count(*), count(*) FILTER (label = 'toxic'), count(*) FILTER (label = 'non_toxic'), "
+                        "count(*) FILTER (label_conflict), count(*) FILTER (retired) FROM memes").fetchall()[0]
+    variants = con.execute("""
+        SELECT v.stage, v.model_id, v.name, v.is_smoke, v.variant_id, coalesce(o.n, p.n, h.n, 0) AS n_rows
+        FROM variants v
+        LEFT JOIN (SELECT variant_id, count(*) n FROM ocr GROUP BY ALL) o USING (variant_id)
+        LEFT JOIN (SELECT variant_id, count(*) n FROM predictions GROUP BY ALL) p USING (variant_id)
+        LEFT JOIN (SELECT variant_id, count(*) n FROM heatmaps GROUP BY ALL) h USING (variant_id)
+        ORDER BY list_position(['ocr', 'clip', 'vlm', 'cam'], v.stage), v.model_id, v.name
+    """).fetchall()
+    last = con.execute("""
+        SELECT r.run_id, r.status, r.started_at, r.finished_at,
+               (SELECT count(*) FROM failures f WHERE f.run_id = r.run_id)
+        FROM runs r ORDER BY r.run_id DESC LIMIT 1
+    """).fetchall()
+    return {"memes": dict(zip(("total", "toxic", "non_toxic", "conflicts", "retired"), memes)),
+            "variants": variants, "last_run": last[0] if last else None}
 
 
 # =============================================================================== overview
@@ -193,7 +283,7 @@ def stored_metrics(con, include_retired: bool) -> dict | None:
     if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = 'summaries'"
                        ).fetchall()[0][0]:
         return None
-    if summary.stored_fingerprint(con) != summary.fingerprint(con):
+    if stored_fingerprint(con) != fingerprint(con):
         return None
     rows = con.execute("""
         SELECT variant_id, classification, roc, run_id FROM summaries WHERE include_retired = $retired
@@ -206,7 +296,8 @@ def stored_metrics(con, include_retired: bool) -> dict | None:
 
 @query
 def live_metrics(con, include_retired: bool) -> dict[str, dict]:
-    """The same metrics computed now: pipeline.summary.metrics_summary (its SQL counts every answer)."""
+    """The same metrics computed now: pipeline.summary.metrics_summary (prediction_counts, then pipeline.metrics)."""
+    from pipeline import summary
     return summary.metrics_summary(con, include_retired)
 
 
@@ -558,3 +649,86 @@ def failures_page(con, run_id: int | None, stage: str | None, limit: int, offset
 def failure_stages(con) -> list[str]:
     return [r[0] for r in con.execute("SELECT DISTINCT stage FROM failures WHERE stage IS NOT NULL ORDER BY 1")
             .fetchall()]
+
+
+# =============================================================================== the HTML report (pipeline/export.py)
+# The report never reads runs.memes_root or runs.args (local paths): its queries name their columns.
+@query
+def report_memes(con) -> list[tuple]:
+    """(meme_id, label, retired) of every meme."""
+    return con.execute("SELECT meme_id, label, retired FROM memes").fetchall()
+
+
+@query
+def report_variants(con) -> list[dict]:
+    """Every variant in stage order (ocr, clip, vlm, cam), then model and name."""
+    return _records(con, "SELECT variant_id, stage, model_id, name, is_smoke FROM variants "
+                         "ORDER BY list_position(['ocr', 'clip', 'vlm', 'cam'], stage), model_id, name")
+
+
+@query
+def report_predictions(con, variant_ids: list[str]) -> list[tuple]:
+    """(variant_id, meme_id, label, score, stage, logits) of the given prediction sets."""
+    return con.execute("SELECT variant_id, meme_id, label, score, stage, logits FROM predictions "
+                       "WHERE variant_id IN (SELECT unnest(?))", [list(variant_ids)]).fetchall()
+
+
+@query
+def report_format_counts(con) -> list[tuple]:
+    return con.execute("SELECT coalesce(format, '?'), count(*) FROM memes WHERE NOT retired GROUP BY 1 "
+                       "ORDER BY 2 DESC").fetchall()
+
+
+@query
+def report_ocr_summary(con, variant_id: str) -> tuple:
+    """(rows, rows without text, mean confidence) of one OCR variant."""
+    return con.execute("SELECT count(*), count(*) FILTER (coalesce(trim(text), '') = ''), avg(mean_confidence) "
+                       "FROM ocr WHERE variant_id = ?", [variant_id]).fetchall()[0]
+
+
+@query
+def report_heatmap_count(con, variant_id: str) -> int:
+    return con.execute("SELECT count(*) FROM heatmaps WHERE variant_id = ?", [variant_id]).fetchall()[0][0]
+
+
+@query
+def report_runs(con) -> list[dict]:
+    return _records(con, "SELECT run_id, command, started_at, finished_at, status, device, git_commit, models, "
+                         "is_smoke FROM runs ORDER BY run_id")
+
+
+@query
+def report_failures(con, recent: int = 20) -> tuple[list[tuple], list[tuple]]:
+    """Failures per (stage, error type), and the `recent` newest (stage, error type, path, message)."""
+    per_kind = con.execute("SELECT stage, error_type, count(*) FROM failures GROUP BY ALL ORDER BY 3 DESC, 1, 2").fetchall()
+    newest = con.execute("SELECT stage, error_type, path, message FROM failures ORDER BY created_at DESC LIMIT ?",
+                         [int(recent)]).fetchall()
+    return per_kind, newest
+
+
+@query
+def report_cards(con, meme_ids: list[str], images: bool, cam_variants: list[str],
+                 set_variants: list[str]) -> dict[str, list]:
+    """What the report's gallery cards show of these memes: meme rows (with thumbnails when `images`),
+    CAM overlays of `cam_variants`, every OCR text, and the answers of `set_variants`."""
+    cols = "meme_id, label, rel_path, width, height, format" + (", thumbnail, thumbnail_mime" if images else "")
+    out = {"memes": _records(con, f"SELECT {cols} FROM memes WHERE meme_id IN (SELECT unnest(?))", [meme_ids]),
+           "overlays": [], "ocr": [], "answers": []}
+    if images and cam_variants:
+        out["overlays"] = con.execute(
+            "SELECT meme_id, variant_id, overlay FROM heatmaps WHERE meme_id IN (SELECT unnest(?)) "
+            "AND variant_id IN (SELECT unnest(?)) AND overlay IS NOT NULL", [meme_ids, cam_variants]).fetchall()
+    out["ocr"] = con.execute(
+        "SELECT o.meme_id, coalesce(v.name, o.engine), o.text FROM ocr o LEFT JOIN variants v USING (variant_id) "
+        "WHERE o.meme_id IN (SELECT unnest(?)) ORDER BY 2", [meme_ids]).fetchall()
+    if set_variants:
+        out["answers"] = con.execute(
+            "SELECT meme_id, variant_id, label, score, explanation, raw_answer FROM predictions "
+            "WHERE meme_id IN (SELECT unnest(?)) AND variant_id IN (SELECT unnest(?))", [meme_ids, set_variants]).fetchall()
+    return out
+
+
+@query
+def table_names(con) -> list[str]:
+    return [t for (t,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+                                      "AND schema_name = 'main' ORDER BY table_name").fetchall()]

@@ -1,8 +1,8 @@
 """The VLM stage: Qwen2.5-VL judges each meme toxic / non_toxic, explains why, and gives p(toxic).
 
-Per meme and prompt version (`pipeline.vlm_prompts`) the stage stores:
+Per meme and prompt version (`pipeline.stages.vlm_prompts`) the stage stores:
   raw_answer   the greedy answer (do_sample=False, at most `max_new_tokens` new tokens)
-  label        `parse_answer(raw_answer, prompt.answer_order).label` (pipeline.vlm_answer): toxic |
+  label        `parse_answer(raw_answer, prompt.answer_order).label` (pipeline.stages.vlm_answer): toxic |
                non_toxic | None when the answer states no class (a refusal, an empty or cut-off answer,
                the template echoed back); None is never replaced by a default class, the dashboard
                counts and shows these answers. label-first prompts: the first class line decides;
@@ -49,14 +49,22 @@ from typing import Any
 from pipeline.config import NON_TOXIC, TOXIC
 from pipeline.errors import first_line
 from pipeline.hf import is_random_weights, pick_device, pick_dtype, precision_name, resolve_source
-from pipeline.stage import MemeInput, Stage, StageLoadError, Variant
-from pipeline.vlm_answer import (  # noqa: F401  (re-exported)
-    LOW_LABEL_MASS, PARSER_VERSION, ParsedAnswer, is_low_label_mass, label_mass, parse_answer, reasoning_before_class)
-from pipeline.vlm_prompts import CLASS_PREFIX, DEFAULT_PROMPT_VERSIONS, LABEL_WORDS, answer_order, get_prompt
+from pipeline.options import DEFAULTS, Options
+from pipeline.stages.base import MemeInput, Stage, StageLoadError, Variant, prediction_row_columns
+from pipeline.stages.vlm_answer import (  # noqa: F401  (re-exported)
+    LOW_LABEL_MASS,
+    PARSER_VERSION,
+    ParsedAnswer,
+    is_low_label_mass,
+    label_mass,
+    parse_answer,
+    reasoning_before_class,
+)
+from pipeline.stages.vlm_prompts import CLASS_PREFIX, DEFAULT_PROMPT_VERSIONS, LABEL_WORDS, answer_order, get_prompt
 
-DEFAULT_VLM_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
-DEFAULT_MAX_PIXELS = 640 * 640
-DEFAULT_MAX_NEW_TOKENS = 160
+DEFAULT_VLM_MODEL = DEFAULTS.vlm_model
+DEFAULT_MAX_PIXELS = DEFAULTS.max_pixels
+DEFAULT_MAX_NEW_TOKENS = DEFAULTS.max_new_tokens
 MAX_NEW_TOKENS_LIMIT = 1024
 TORCH_DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}   # as str(torch.<dtype>) without "torch."
 # Module names bitsandbytes must leave alone: the vision tower (`model.visual` in transformers 5,
@@ -67,8 +75,8 @@ _NEUTRAL_GENERATION = dict(do_sample=False, num_beams=1, temperature=1.0, top_k=
 
 
 # =========================================================================== answer parsing
-# The parser lives in pipeline.vlm_answer (pure Python, so a precompute can re-parse cached answers
-# without torch); re-exported here for the callers that import it from pipeline.vlm.
+# The parser lives in pipeline.stages.vlm_answer (pure Python, so a precompute can re-parse cached answers
+# without torch); re-exported here for the callers that import it from pipeline.stages.vlm.
 def assistant_prefix(prompt_version: str, raw_answer: str) -> str:
     """The text the score is read after: `Класс:`, preceded by the reasoning for explain-first prompts
     (the answer up to the class line that decides it under the prompt's answer_order)."""
@@ -88,8 +96,8 @@ class VlmStage(Stage):
     batch_size = 1
 
     def __init__(self, model: str = DEFAULT_VLM_MODEL, prompt_versions: list[str] | tuple[str, ...] | None = None,
-                 device: str = "auto", quantize: str = "none", max_pixels: int = DEFAULT_MAX_PIXELS,
-                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, precision: str = "auto"):
+                 device: str = DEFAULTS.device, quantize: str = DEFAULTS.quantize, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, precision: str = DEFAULTS.precision):
         self.model_name = model
         self.prompts = [get_prompt(v) for v in (prompt_versions or DEFAULT_PROMPT_VERSIONS)]
         if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
@@ -119,12 +127,20 @@ class VlmStage(Stage):
             return self.precision
         return TORCH_DTYPE_NAMES[name]
 
-    def variants(self) -> list[Variant]:
+    @classmethod
+    def from_options(cls, o: Options) -> VlmStage:
+        return cls(model=o.vlm_model, prompt_versions=list(o.vlm_prompts) if o.vlm_prompts else None, device=o.device,
+                   precision=o.precision, quantize=o.quantize, max_pixels=o.max_pixels, max_new_tokens=o.max_new_tokens)
+
+    def row_columns(self, variant: Variant) -> dict:
+        return prediction_row_columns(variant)
+
+    def make_variants(self) -> list[Variant]:
         dtype = self._dtype_name()
         smoke = is_random_weights(self.model_name)
         return [Variant(
             stage=self.name, model_id=self.model_name, name=p.version, stage_version=self.version, is_smoke=smoke,
-            config=dict(prompt=p.template, uses_ocr=p.uses_ocr, max_pixels=self.max_pixels,
+            reads_ocr=p.uses_ocr, config=dict(prompt=p.template, uses_ocr=p.uses_ocr, max_pixels=self.max_pixels,
                         max_new_tokens=self.max_new_tokens, quantize=self.quantize, dtype=dtype,
                         decoding="greedy",
                         score_after="reasoning + Класс:" if p.score_after_reasoning else "Класс:"))

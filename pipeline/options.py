@@ -1,0 +1,70 @@
+"""Every option of a precompute, with its default, in one frozen dataclass.
+
+`Options` is the single home of the defaults: model ids, prompt sets, batch size, pixel budget,
+generation bound, device and precision. The CLI builds one from its arguments (`from_args`), the stage
+registry builds each stage from it (`pipeline.stages.build`), and the run record stores it
+(`runs.args` = `as_record()`), so what a run was asked is one JSON object with one key per field.
+Stage classes take the same defaults from `DEFAULTS` when they are built directly (tests, benchmarks).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import DEFAULT_DB, DEFAULT_MEMES_DIR
+from pipeline.stages import STAGE_ORDER
+
+
+@dataclass(frozen=True)
+class Options:
+    memes: Path = DEFAULT_MEMES_DIR
+    db: Path = DEFAULT_DB
+    stages: tuple[str, ...] = STAGE_ORDER
+    limit: int | None = None                       # only the first N memes (sorted by path)
+    force: bool = False                            # recompute what is cached
+    # OCR
+    ocr_engine: str = "auto"                       # auto | easyocr | tesseract | craft-tesseract
+    # CLIP (and CAM, which explains CLIP's score)
+    clip_model: str = "openai/clip-vit-large-patch14"
+    clip_prompts: tuple[str, ...] | None = None    # None: the default (pad-to-square) sets; ("all",): every set
+    batch_size: int = 8                            # CLIP/CAM images per batch
+    # VLM
+    vlm_model: str = "Qwen/Qwen2.5-VL-3B-Instruct"
+    vlm_prompts: tuple[str, ...] | None = None     # None: label-first-v1, explain-first-v1
+    quantize: str = "none"                         # none | 8bit | 4bit (bitsandbytes, CUDA)
+    max_pixels: int = 640 * 640                    # VLM image pixel budget (bounds visual tokens)
+    max_new_tokens: int = 160                      # VLM generation bound
+    # every model stage
+    device: str = "auto"                           # auto | cpu | cuda
+    precision: str = "auto"                        # auto | fp32 | bf16 | fp16
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)   # CLI arguments that are not options
+
+    @classmethod
+    def from_args(cls, args: Any) -> Options:
+        """From an argparse Namespace (or any object with these attributes); None means "the default"."""
+        values = {}
+        for f in dataclasses.fields(cls):
+            if f.name == "extra" or not hasattr(args, f.name):
+                continue
+            v = getattr(args, f.name)
+            if v is None and f.name not in ("limit", "clip_prompts", "vlm_prompts"):
+                continue
+            if isinstance(v, list):
+                v = tuple(v)
+            values[f.name] = v
+        return cls(**values)
+
+    def as_record(self) -> dict[str, Any]:
+        """JSON-ready: what `runs.args` stores."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name == "extra":
+                continue
+            v = getattr(self, f.name)
+            out[f.name] = str(v) if isinstance(v, Path) else (list(v) if isinstance(v, tuple) else v)
+        return out
+
+
+DEFAULTS = Options()

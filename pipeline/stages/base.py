@@ -1,0 +1,129 @@
+"""The small interface every pipeline stage implements, and its cache key.
+
+A stage (OCR, CLIP, VLM, CAM) offers one or more *variants*: one engine/model with one
+configuration (a prompt version, a CAM method, ...). A result is cached per
+(meme_id, variant_id), where variant_id hashes (stage, model_id, config_hash, stage_version),
+so a new model, prompt, setting or stage code version adds rows beside the old ones.
+
+    class MyStage(Stage):
+        name = "clip"; table = "predictions"; version = "1"
+        @classmethod
+        def from_options(cls, o: Options) -> MyStage: ...  # pipeline.options.Options -> the stage
+        def make_variants(self) -> list[Variant]: ...  # cheap: no model loading here
+        def load(self) -> None: ...                      # heavy; called only if something is uncached
+        def process(self, memes, variant) -> list[dict | Exception]: ...
+        def row_columns(self, variant) -> dict: ...      # the table's columns that come from the variant
+
+`process` returns, for each meme in order, the stage-specific columns of its row (the runner adds
+the key columns, row_columns(variant), run_id, seconds and created_at) or the exception that item raised.
+
+OCR text: a variant that reads it says so (`Variant.reads_ocr`); `Stage.variants()` then adds the OCR
+variant it reads (`ocr_source`, set by the runner) to its config, so a new OCR engine or OCR version
+gives that variant a new cache key. This holds for every stage by construction: subclasses implement
+make_variants(), never variants().
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from pipeline.errors import VlmemesError
+from pipeline.images import load_rgb
+from pipeline.store import short_hash
+
+
+class StageLoadError(VlmemesError):
+    """The stage's model/engine cannot be loaded; the message says what to do (one line)."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    stage: str                  # ocr | clip | vlm | cam
+    model_id: str               # HF id, local path, or OCR engine name
+    name: str                   # prompt version / CAM method / engine: what the dashboard shows
+    config: dict = field(default_factory=dict)   # everything that changes the result
+    stage_version: str = "1"
+    is_smoke: bool = False      # random-weight model: never results
+    reads_ocr: bool = False     # its input includes the meme's OCR text (config then names the OCR source)
+
+    @property
+    def config_hash(self) -> str:
+        return short_hash(self.stage, self.name, self.config)
+
+    @property
+    def variant_id(self) -> str:
+        return short_hash(self.stage, self.model_id, self.config_hash, self.stage_version)
+
+    def key_columns(self) -> dict[str, Any]:
+        return dict(variant_id=self.variant_id, model_id=self.model_id,
+                    config_hash=self.config_hash, stage_version=self.stage_version)
+
+    def variants_row(self, run_id: int) -> dict[str, Any]:
+        return dict(variant_id=self.variant_id, stage=self.stage, model_id=self.model_id, name=self.name,
+                    config_hash=self.config_hash, stage_version=self.stage_version,
+                    config=json.dumps(self.config, sort_keys=True, ensure_ascii=False, default=str),
+                    is_smoke=self.is_smoke, first_run_id=run_id)
+
+
+@dataclass
+class MemeInput:
+    """One meme as a stage sees it. `ocr_text` is filled from the cache for stages that use it."""
+    meme_id: str
+    path: Path                  # absolute path of the original file
+    rel_path: str
+    label: str | None
+    ocr_text: str | None = None
+
+    @cached_property
+    def image(self) -> Image.Image:
+        """Upright RGB, at most MODEL_MAX_SIDE on its long side (decoded once per meme)."""
+        return load_rgb(self.path)
+
+
+class Stage:
+    name: str = ""
+    table: str = ""             # ocr | predictions | heatmaps
+    version: str = "1"
+    needs_ocr_text: bool = False    # some variant reads OCR text: the runner fills MemeInput.ocr_text
+    provides_ocr_text: bool = False  # this stage's rows are the OCR text others read (pipeline.stages.OCR_TEXT_STAGE)
+    # For stages that need OCR text: the OCR variant whose text they read (set by the runner).
+    # Variants that fold OCR text into their prompts put it in their config, so new OCR -> new cache key.
+    ocr_source: str | None = None
+    batch_size: int = 1
+
+    @classmethod
+    def from_options(cls, options) -> Stage:
+        """The stage configured by a pipeline.options.Options (what the registry calls)."""
+        raise NotImplementedError
+
+    def make_variants(self) -> list[Variant]:
+        raise NotImplementedError
+
+    def variants(self) -> list[Variant]:
+        """make_variants(), with the OCR source in the config of every variant that reads OCR text."""
+        return [replace(v, config={**v.config, "ocr_source": self.ocr_source}) if v.reads_ocr else v
+                for v in self.make_variants()]
+
+    def row_columns(self, variant: Variant) -> dict[str, Any]:
+        """Columns of this stage's table that come from the variant, not from process()."""
+        return {}
+
+    def load(self) -> None:
+        """Load models/engines. Raise StageLoadError with an actionable one-line message."""
+
+    def process(self, memes: list[MemeInput], variant: Variant) -> list[dict | Exception]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """What is actually used (e.g. the OCR engine `auto` resolved to), printed and stored in runs."""
+        return ", ".join(sorted({v.model_id for v in self.variants()}))
+
+
+def prediction_row_columns(variant: Variant) -> dict[str, Any]:
+    """The `predictions` columns every prediction stage (CLIP, VLM) fills from its variant."""
+    return dict(stage=variant.stage, prompt_version=variant.name, is_smoke=variant.is_smoke)
