@@ -97,7 +97,9 @@ def measure(db: Path, warmup_db: Path, repeat: int) -> dict:
     con.close()
 
     t0 = time.perf_counter()
-    import dashboard.analysis  # noqa: F401,E401
+    import dashboard.analysis  # noqa: F401
+    import dashboard.charts  # noqa: F401
+    import dashboard.components  # noqa: F401
     startup = time.perf_counter() - t0
     at = AppTest.from_file(str(APP), default_timeout=600)
 

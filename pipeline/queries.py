@@ -26,6 +26,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from pipeline import stages
+
+PREDICTION_STAGES = stages.PREDICTION_STAGES   # the stages whose rows are predictions (clip, vlm)
 ROC_MAX_POINTS = 200            # points kept per ROC curve for drawing; AUROC uses every meme
 METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "auroc", "unparseable_rate")
 FINGERPRINT_KEY = "summary_fingerprint"         # meta key: the fingerprint the stored summary describes
