@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=None, help="scratch folder (default: a new temporary one)")
     p.add_argument("--copies", default="1,2,4", help="folder sizes for `scaling`, as multiples of --memes")
     p.add_argument("--baseline-ref", default=None, help="`ab`: git ref of the baseline (e.g. HEAD)")
-    p.add_argument("--baseline-files", default="pipeline/clip.py,pipeline/cam.py,pipeline/hf.py,pipeline/vlm.py,"
+    p.add_argument("--baseline-files", default="pipeline/stages/clip.py,pipeline/stages/cam.py,pipeline/hf.py,pipeline/stages/vlm.py,"
                    "pipeline/cli.py", help="`ab`: files taken from --baseline-ref")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--scan-memes", type=int, default=2000, help="`scan`: how many synthetic JPEG memes")

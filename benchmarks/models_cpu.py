@@ -162,7 +162,7 @@ def meme_inputs(memes_dir: Path, n: int | None = None, spread: bool = True):
 
 def fill_ocr(memes) -> float:
     """OCR text (tesseract engine) into each MemeInput.ocr_text, as the runner does; returns seconds."""
-    from pipeline.ocr import OcrStage
+    from pipeline.stages.ocr import OcrStage
     stage = OcrStage(engine="tesseract")
     stage.load()
     v = stage.variants()[0]
@@ -432,7 +432,7 @@ def section_cam(a) -> None:
     table(["method", "batch", "s/meme", "peak RSS GB (process)", "stage.load() s"], rows)
     print(f"\nBest of {a.repeats} repeats; torch threads {torch.get_num_threads()}.")
 
-    # EigenCAM's SVD with numpy's BLAS threads unlimited (as before pipeline/cam.py limited them to one), interleaved
+    # EigenCAM's SVD with numpy's BLAS threads unlimited (as before pipeline/stages/cam.py limited them to one), interleaved
     from pytorch_grad_cam import EigenCAM
 
     import pipeline.stages.cam as cam_module
@@ -460,8 +460,8 @@ def section_cam(a) -> None:
 
 # =========================================================================== OCR
 def section_ocr(a) -> None:
-    from pipeline.ocr import OcrStage, resolve_engine
     from pipeline.stages.base import StageLoadError
+    from pipeline.stages.ocr import OcrStage, resolve_engine
     memes = meme_inputs(a.memes, None)
     for m in memes:
         m.image  # noqa: B018

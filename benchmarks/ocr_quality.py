@@ -8,7 +8,7 @@ Draws (seeded) `--n-captioned` memes (white outlined captions over busy backgrou
 in the "band" layout: black text on a white strip; sizes 300..720 px; every third one re-saved as
 a quality-60 JPEG) and `--n-textless` text-free pictures, runs each engine and prints a Markdown table:
   CER          sum of Levenshtein edits / sum of reference characters, over all captioned memes,
-               after `pipeline.ocr.normalize_text` (case-folded, ё->е, whitespace runs -> one space);
+               after `pipeline.stages.ocr.normalize_text` (case-folded, ё->е, whitespace runs -> one space);
                punctuation counts.
   halluc/img   non-space characters read from a text-free picture, averaged over them.
   s/img        wall seconds per picture (model loading excluded), on this machine; CPU s/img is
@@ -28,12 +28,11 @@ from pathlib import Path
 from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.devtools.synthetic_memes import caption_pairs, draw_meme, draw_textless, expected_text  # noqa: E402
 from pipeline.images import load_rgb  # noqa: E402
-from pipeline.ocr import (ENGINES, OcrStage, edit_distance, normalize_text)  # noqa: E402
-from pipeline.stage import StageLoadError  # noqa: E402
+from pipeline.stages.base import StageLoadError  # noqa: E402
+from pipeline.stages.ocr import ENGINES, OcrStage, edit_distance, normalize_text  # noqa: E402
 
 SIZES = ((400, 300), (500, 500), (640, 480), (300, 400), (720, 540))
 

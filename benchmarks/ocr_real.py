@@ -8,7 +8,7 @@ Engines: craft-tesseract (today's settings), craft-tesseract-v1 (the settings of
 before the toxic-punchline fixes, for a before/after in one run), tesseract. `--set k=v` overrides
 a TESSERACT_PARAMS entry for the craft-tesseract engines (experiments). Prints, per engine, a
 Markdown row: CER toxic / neutral / corpus (captioned memes, total edits / total reference chars
-after pipeline.ocr.normalize_text), memes read exactly, obscene-word and other-word recall,
+after pipeline.stages.ocr.normalize_text), memes read exactly, obscene-word and other-word recall,
 hallucinated characters on the caption-free memes, wall and CPU seconds per picture; and the CPU.
 Skips (exit 0) when ../shared/memes is missing. Never commit what it reads (--show-errors, --dump):
 only the transcription is test data.
@@ -23,11 +23,10 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.images import load_rgb  # noqa: E402
-from pipeline.ocr import OcrStage, normalize_text  # noqa: E402
-from pipeline.ocr_eval import REAL_MEMES, changed_files, load_transcriptions, score  # noqa: E402
+from pipeline.stages.ocr import OcrStage, normalize_text  # noqa: E402
+from pipeline.stages.ocr_quality import REAL_MEMES, changed_files, load_transcriptions, score  # noqa: E402
 
 # What OcrStage version 1 did, as overrides of today's TESSERACT_PARAMS.
 V1_TESSERACT = dict(rescue_heights=[])  # v1: no second reading, no lower cut for caption-sized lines

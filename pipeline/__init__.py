@@ -9,7 +9,7 @@ Modules, one concern each (docs/architecture.md draws how they connect):
   dataset   scanning the meme folder (ids, labels, conflicts, bad files)
   stages/   the stages, one module each, and their registry (order, construction from Options):
               base (Stage, Variant, MemeInput: the interface and the cache key), clip + clip_prompts,
-              vlm + vlm_prompts + vlm_answer (the answer parser), cam; ocr (pipeline/ocr.py for now)
+              vlm + vlm_prompts + vlm_answer (the answer parser), cam, ocr + ocr_binarize + ocr_quality
   runner    runs stages over memes: cache lookups, batches, progress, failures, summary
   store     the only code that writes the DuckDB file (schema in docs/schema.md)
   queries   the only code that reads it: the dashboard's, the report's, status' and summary's SQL

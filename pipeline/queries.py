@@ -12,7 +12,7 @@ Rules kept here:
     returned as plain Python (lists of dicts, dicts) or a pandas DataFrame, so it can be memoised.
 
 `include_retired` (memes no longer found by the latest scan) is False on every page by default.
-OCR text is stored trimmed (pipeline/ocr.py), so "has text" is `text <> ''` and its length is `length(text)`.
+OCR text is stored trimmed (pipeline/stages/ocr.py), so "has text" is `text <> ''` and its length is `length(text)`.
 A meme whose label is NULL (label_conflict) has no true label: it is left out of metrics,
 errors and agreement, but shown in galleries that do not need a truth (heatmaps).
 """

@@ -15,12 +15,26 @@ from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pipeline.devtools.synthetic_memes import (NON_TOXIC_FOLDER, TOXIC_FOLDER, draw_meme,  # noqa: E402
-                                               draw_textless, expected_text, write_meme_folder)
+from pipeline.devtools.synthetic_memes import (  # noqa: E402
+    NON_TOXIC_FOLDER,
+    TOXIC_FOLDER,
+    draw_meme,
+    draw_textless,
+    expected_text,
+    write_meme_folder,
+)
 from pipeline.images import load_rgb  # noqa: E402
-from pipeline.ocr import (TESSERACT_INSTALL, OcrStage, TextBox, char_error_rate, edit_distance,  # noqa: E402
-                          merge_line_boxes, normalize_text, reading_order)
-from pipeline.stage import MemeInput, StageLoadError  # noqa: E402
+from pipeline.stages.base import MemeInput, StageLoadError  # noqa: E402
+from pipeline.stages.ocr import (  # noqa: E402
+    TESSERACT_INSTALL,
+    OcrStage,
+    TextBox,
+    char_error_rate,
+    edit_distance,
+    merge_line_boxes,
+    normalize_text,
+    reading_order,
+)
 
 CAPTIONED = [  # (top, bottom, size, seed, style, re-saved as JPEG)
     ("КОГДА ПРИШЁЛ НА РАБОТУ", "А ТАМ ОПЯТЬ СОВЕЩАНИЕ", (400, 300), 11, "outline", False),
@@ -219,7 +233,7 @@ def test_line_boxes_merge_and_read_top_to_bottom_left_to_right():
 # tests/data/ocr_transcriptions.json is a by-eye transcription of ../shared/memes (text only; the
 # pictures are never committed). The tests that read the pictures skip where the folder is missing.
 
-from pipeline.ocr_eval import REAL_MEMES, changed_files, load_transcriptions, score, words  # noqa: E402
+from pipeline.stages.ocr_quality import REAL_MEMES, changed_files, load_transcriptions, score, words  # noqa: E402
 
 # The v2 levels on the 51 real memes (docs/ocr.md; v1: corpus 0.188, toxic 0.230, obscene recall 0.64),
 # with a little slack. The targets (corpus <= 0.10, obscene recall >= 0.90) are not reached yet.

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from pipeline.cli import main
-from pipeline.ocr import OcrStage
+from pipeline.stages.ocr import OcrStage
 from pipeline.store import Store
 
 

@@ -23,7 +23,7 @@ from bad_inputs import child_env, precompute_argv
 
 from pipeline import runner
 from pipeline.devtools.synthetic_memes import draw_meme, write_meme_folder
-from pipeline.ocr import OcrStage
+from pipeline.stages.ocr import OcrStage
 from pipeline.store import Store, StoreError, connect
 
 N_MEMES = 12

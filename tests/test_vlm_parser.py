@@ -4,7 +4,7 @@ explanation fragments.
 The table mixes classes so that a parser which always says "toxic", or one that calls any mention of
 «токсичный» toxic, or one that falls back to a default class, fails many rows. Order `B` rows must
 read the same under both orders ("label-first" and "explain-first"); `L` / `E` rows are read with
-that order only. The rules: pipeline/vlm_answer.py.
+that order only. The rules: pipeline/stages/vlm_answer.py.
 """
 from __future__ import annotations
 

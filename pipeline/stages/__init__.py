@@ -1,7 +1,7 @@
 """The pipeline stages, one module each, and the registry that owns their order and construction.
 
     base          the interface every stage implements (Stage, Variant, MemeInput) and the cache key
-    ocr           text on the meme (pipeline.ocr until it moves here)
+    ocr           text on the meme;  ocr_binarize  caption crops -> black on white;  ocr_quality  CER and scoring
     clip          CLIP / SigLIP zero-shot p(toxic);   clip_prompts  its versioned prompt sets and views
     vlm           Qwen2.5-VL answer + p(toxic);       vlm_prompts   its prompts;  vlm_answer  the parser
     cam           CAM heat maps on the CLIP vision tower
@@ -34,7 +34,7 @@ class StageEntry:
 
 
 REGISTRY: tuple[StageEntry, ...] = (
-    StageEntry("ocr", "pipeline.ocr", "OcrStage", "ocr"),
+    StageEntry("ocr", "pipeline.stages.ocr", "OcrStage", "ocr"),
     StageEntry("clip", "pipeline.stages.clip", "ClipStage", "predictions"),
     StageEntry("vlm", "pipeline.stages.vlm", "VlmStage", "predictions"),
     StageEntry("cam", "pipeline.stages.cam", "CamStage", "heatmaps"),

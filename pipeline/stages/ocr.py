@@ -45,7 +45,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from pipeline.stage import MemeInput, Stage, StageLoadError, Variant
+from pipeline.errors import first_line
+from pipeline.stages.base import MemeInput, Stage, StageLoadError, Variant
+from pipeline.stages.ocr_binarize import letter_ink, meme_binarizations, otsu_minority_ink, pad_white, scale_to_height
+from pipeline.stages.ocr_quality import char_error_rate, edit_distance, normalize_text  # noqa: F401  (re-exported)
 
 ENGINES = ("auto", "easyocr", "tesseract", "craft-tesseract")
 TESSERACT_INSTALL = "apt-get install tesseract-ocr tesseract-ocr-rus"
@@ -88,34 +91,6 @@ EASYOCR_PARAMS: dict[str, Any] = dict(languages=["ru", "en"], min_conf=0.30, wid
 
 _WORD_CHARS = re.compile(r"\w", re.UNICODE)
 _SPECK_CHARS = "'\"‘’`|[]{}_\\/"  # what Tesseract makes of specks next to a word
-
-
-# ----------------------------------------------------------------------------- quality measures
-
-def normalize_text(text: str) -> str:
-    """What OCR quality is measured on: case-folded, ё->е, all whitespace runs (line breaks too) -> one space."""
-    return " ".join(text.casefold().replace("ё", "е").split())
-
-
-def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance (insertions, deletions, substitutions each cost 1)."""
-    if len(a) < len(b):
-        a, b = b, a
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
-
-
-def char_error_rate(predicted: str, reference: str) -> float:
-    """Edit distance / reference length, both normalised with `normalize_text` (1.0 if reference is empty and prediction not)."""
-    p, r = normalize_text(predicted), normalize_text(reference)
-    if not r:
-        return 0.0 if not p else 1.0
-    return edit_distance(p, r) / len(r)
 
 
 # ----------------------------------------------------------------------------- engine discovery
@@ -168,124 +143,6 @@ def check_tesseract(lang: str = "rus") -> str:
         raise StageLoadError(f"Tesseract has no '{'+'.join(missing)}' language data (found: {', '.join(sorted(langs)) or 'none'}): "
                              f"{TESSERACT_INSTALL}")
     return version.splitlines()[0].strip()
-
-
-# ----------------------------------------------------------------------------- preprocessing
-
-def _otsu_minority_ink(grey: np.ndarray) -> np.ndarray:
-    """Otsu binarisation with the minority class as black ink on white."""
-    import cv2
-    _, bw = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    ink_is_white = (bw > 0).mean() < 0.5
-    return 255 - bw if ink_is_white else bw
-
-
-def _letter_ink(rgb: np.ndarray, p: dict[str, Any], text: str, require_outline: bool,
-                line_crop: bool = True, open_sides: tuple[bool, bool] = (False, False)) -> np.ndarray:
-    """Letters of one colour -> black ink on white, keeping only letter-like blobs.
-
-    text="light": white-ish letters (the classic meme caption, outlined in black); text="dark":
-    black letters (outlined in white, or on a light strip). Blobs running into the crop's edge are
-    background unless letter-sized (a caption at the picture's edge is cut by it). With
-    require_outline a blob must also be mostly rimmed by pixels of the opposite tone, as outlined
-    captions are; that drops white clouds, faces and highlights. Blobs are labelled after a 1-px
-    erosion, so a broken outline does not join letters to a background of the same tone.
-    line_crop=False (a whole picture): only large blobs running into its edge are dropped.
-    open_sides (left, right): that side of the crop is the picture's edge, so letters cut by it
-    are kept like those cut by the top/bottom."""
-    import cv2
-    lo, hi = rgb.min(axis=2), rgb.max(axis=2)
-    if text == "light":
-        mask = (lo >= p["light_min"]) & ((hi - lo) <= p["light_chroma_max"])
-        rim_ok = hi <= p["dark_max"]
-    else:
-        mask = hi <= p["dark_max"]
-        rim_ok = lo >= p["light_min"]
-    mask = mask.astype(np.uint8)
-    cut = cv2.erode(mask, np.ones((3, 3), np.uint8))
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(cut, connectivity=4)
-    if n <= 1:
-        return np.full(mask.shape, 255, np.uint8)
-    # Grow labels back over the eroded pixel (within the mask).
-    labels = np.where(mask > 0, cv2.dilate(labels.astype(np.float32), np.ones((3, 3), np.uint8)), 0).astype(np.int32)
-    H, W = mask.shape
-    x, y, w, h = stats[:, 0] - 1, stats[:, 1] - 1, stats[:, 2] + 2, stats[:, 3] + 2
-    if line_crop:
-        # CRAFT boxes have side margins, so no letter reaches the crop's left/right edge; a caption
-        # cut by the top/bottom of the picture can reach those, if letter-sized.
-        touches_left, touches_right = x <= 0, x + w >= W
-        touches_side = (touches_left & ~open_sides[0]) | (touches_right & ~open_sides[1])
-        touches_end = (y <= 0) | (y + h >= H) | touches_left | touches_right
-        keep = ~touches_side & ~(touches_end & ((w > 1.2 * H) | (h > 0.9 * H)))
-        keep &= stats[:, 4] >= p["min_blob_area"] * H * H  # specks of texture, JPEG noise
-        if p.get("thin_blob"):  # slivers of background caught between two letters' outlines
-            keep &= ~((stats[:, 2] < p["thin_blob"] * H) & (stats[:, 3] > 2 * stats[:, 2]))
-        if p.get("end_speck"):  # bits of outline where the picture's edge cuts a caption
-            keep &= ~(((y <= 0) | (y + h >= H)) & (stats[:, 3] < p["end_speck"] * H))
-    else:  # a whole picture: light regions running into its edge are background unless small
-        touches = (x <= 0) | (y <= 0) | (x + w >= W) | (y + h >= H)
-        keep = ~(touches & ((w > 0.15 * W) | (h > 0.15 * H))) & (stats[:, 4] >= 12)
-    if require_outline:
-        # The rim: a ring 2..4 px outside each blob (past the anti-aliased edge), each rim pixel
-        # taking the label of the blob next to it.
-        grown = cv2.dilate(labels.astype(np.float32), np.ones((9, 9), np.uint8)).astype(np.int32)
-        near = cv2.dilate((labels > 0).astype(np.uint8), np.ones((3, 3), np.uint8))
-        rim = (near == 0) & (grown > 0)
-        rim_total = np.bincount(grown[rim], minlength=n)
-        rim_good = np.bincount(grown[rim & rim_ok], minlength=n)
-        keep &= rim_good >= p["outline_min_fraction"] * np.maximum(rim_total, 1)
-    keep[0] = False
-    return np.where(keep[labels], 0, 255).astype(np.uint8)
-
-
-def _solidity(ink: np.ndarray) -> float:
-    """Ink / (ink + the holes it encloses): about 1 for letters, under 0.6 for outlines drawn round letters."""
-    import cv2
-    m = (ink == 0).astype(np.uint8)
-    area = int(m.sum())
-    if not area:
-        return 0.0
-    outside = np.pad(1 - m, 1, constant_values=1)
-    ff = np.zeros((outside.shape[0] + 2, outside.shape[1] + 2), np.uint8)
-    cv2.floodFill(outside, ff, (0, 0), 2)
-    holes = int((outside[1:-1, 1:-1] == 1).sum())
-    return area / (area + holes)
-
-
-def meme_binarizations(rgb: np.ndarray, p: dict[str, Any] = TESSERACT_PARAMS,
-                       open_sides: tuple[bool, bool] = (False, False)) -> dict[str, np.ndarray]:
-    """Black-on-white candidates for one line crop, most usual meme caption style first.
-
-    Of the two outlined styles (light letters rimmed by dark, dark rimmed by light) only one is
-    kept: the outline round white letters passes as dark letters, and the holes of black letters
-    as light ones. Outlines enclose what they are drawn round (low solidity), so the style whose
-    blobs are not ring-like wins; if both or neither are, the one with more ink."""
-    import cv2
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    light = _letter_ink(rgb, p, "light", True, open_sides=open_sides)
-    dark = _letter_ink(rgb, p, "dark", True, open_sides=open_sides)
-    ring_light, ring_dark = _solidity(light) < p["ring_solidity"], _solidity(dark) < p["ring_solidity"]
-    if ring_light != ring_dark:
-        outlined = dark if ring_light else light
-    else:
-        outlined = light if (light == 0).sum() >= (dark == 0).sum() else dark
-    return {"outlined": outlined, "contrast": _otsu_minority_ink(grey),
-            "light": _letter_ink(rgb, p, "light", False, open_sides=open_sides)}
-
-
-def _scale(rgb: np.ndarray, height: int) -> tuple[np.ndarray, float]:
-    """Resize so the crop is `height` px tall (factor clipped to 0.25..6)."""
-    import cv2
-    scale = float(np.clip(height / max(rgb.shape[0], 1), 0.25, 6.0))
-    if abs(scale - 1) > 0.02:
-        interp = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
-        rgb = cv2.resize(rgb, (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale))),
-                         interpolation=interp)
-    return rgb, scale
-
-
-def _pad(bw: np.ndarray, pad: int) -> np.ndarray:
-    return np.pad(bw, pad, constant_values=255)
 
 
 # ----------------------------------------------------------------------------- reading order
@@ -416,8 +273,8 @@ def _read_candidates(masks: list[np.ndarray], p: dict[str, Any], line_height: in
     for bw in masks:
         if (bw == 0).mean() < 0.01:  # no ink at all
             continue
-        bw, _ = _scale(bw, line_height)
-        words = _tesseract_words(_pad(bw, p["pad"]), p["lang"], psm=7, extra=p.get("tess_config", ""))
+        bw, _ = scale_to_height(bw, line_height)
+        words = _tesseract_words(pad_white(bw, p["pad"]), p["lang"], psm=7, extra=p.get("tess_config", ""))
         readings.append((_mean_conf(words), _n_alnum(words), words))
         if stop_at is not None and readings[-1][0] >= stop_at:
             break
@@ -446,7 +303,7 @@ def read_line(rgb_crop: np.ndarray, p: dict[str, Any] = TESSERACT_PARAMS,
     candidates are read again at the `rescue_heights` and the line is kept at the lower
     `big_min_line_conf` / `big_min_word_conf`. Heavy condensed caption fonts (and words Tesseract
     does not know: the obscene ones) get low confidences, so the v1 cut dropped whole punchlines."""
-    scaled, _ = _scale(rgb_crop, p["work_height"])
+    scaled, _ = scale_to_height(rgb_crop, p["work_height"])
     masks = list(meme_binarizations(scaled, p, open_sides).values())
     readings = _read_candidates(masks, p, p["line_height"], p["good_enough_conf"])
     conf, words = _best(readings)
@@ -623,11 +480,11 @@ class OcrStage(Stage):
         big = cv2.resize(rgb, (round(w * scale), round(h * scale)),
                          interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA)
         grey = cv2.cvtColor(big, cv2.COLOR_RGB2GRAY)
-        candidates = [_letter_ink(big, p, "light", True, line_crop=False), _otsu_minority_ink(grey), grey]
+        candidates = [letter_ink(big, p, "light", True, line_crop=False), otsu_minority_ink(grey), grey]
         best: tuple[float, list[TextBox]] = (0.0, [])
         for image in candidates:
             by_line: dict[tuple, list[dict[str, Any]]] = {}
-            for wd in _tesseract_words(_pad(image, p["pad"]), p["lang"], psm=q["psm"]):
+            for wd in _tesseract_words(pad_white(image, p["pad"]), p["lang"], psm=q["psm"]):
                 by_line.setdefault(wd["line"], []).append(wd)
             boxes, score = [], 0.0
             for line in by_line.values():
@@ -669,7 +526,7 @@ class OcrStage(Stage):
             reader.get_textbox, reader.get_detector = get_textbox, get_detector
             reader.detector = get_detector(str(craft), device=reader.device, quantize=False)
         except Exception as e:  # MD5 mismatch, unreadable file, ...
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            msg = first_line(e)
             raise StageLoadError(f"EasyOCR cannot load its weights ({msg}); replace {weights} from {EASYOCR_RU_URL}") from None
         self._reader = reader
 

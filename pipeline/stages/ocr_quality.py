@@ -1,11 +1,12 @@
-"""Scoring OCR readings of the real labelled memes against the committed transcription.
+"""OCR quality: the measures (normalize_text, edit_distance, char_error_rate) and the scoring of readings of
+the real labelled memes against the committed transcription.
 
 tests/data/ocr_transcriptions.json holds, per picture of ../shared/memes (key: path relative to
 that folder), its SHA-256, label (toxic | neutral), the caption `text` ('' = caption-free) and the
 `obscene` words of the caption (see its "_about" for the transcription rules). Only the text is
 committed, never the pictures. Used by benchmarks/ocr_real.py and tests/test_ocr.py.
 
-All measures are on `pipeline.ocr.normalize_text` output (case-folded, ё->е, whitespace collapsed):
+All measures are on `normalize_text` output (case-folded, ё->е, whitespace collapsed):
   CER              total Levenshtein edits / total reference characters, over captioned memes
                    (per label and for the corpus), punctuation counted;
   exact            captioned memes read exactly;
@@ -23,9 +24,38 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pipeline.ocr import edit_distance, normalize_text
+from pipeline.config import PROJECT_ROOT
 
-REPO = Path(__file__).resolve().parent.parent
+# ----------------------------------------------------------------------------- quality measures
+
+def normalize_text(text: str) -> str:
+    """What OCR quality is measured on: case-folded, ё->е, all whitespace runs (line breaks too) -> one space."""
+    return " ".join(text.casefold().replace("ё", "е").split())
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (insertions, deletions, substitutions each cost 1)."""
+    if len(a) < len(b):
+        a, b = b, a
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def char_error_rate(predicted: str, reference: str) -> float:
+    """Edit distance / reference length, both normalised with `normalize_text` (1.0 if reference is empty and prediction not)."""
+    p, r = normalize_text(predicted), normalize_text(reference)
+    if not r:
+        return 0.0 if not p else 1.0
+    return edit_distance(p, r) / len(r)
+
+
+
+REPO = PROJECT_ROOT
 TRANSCRIPTIONS = REPO / "tests" / "data" / "ocr_transcriptions.json"
 REAL_MEMES = REPO.parent / "shared" / "memes"
 LABELS = ("toxic", "neutral")
