@@ -81,10 +81,11 @@ def shared_memes() -> Path:
 #   browser  its body drives Chromium (dashboard_helpers.chromium)
 #   process  its body starts another process: a streamlit server (serve), the CLI or a script in a
 #            subprocess, a process it kills
-#   slow     it needs a real pipeline run, tiny models, or the real memes (fixtures below), or is marked so
+#   slow     it needs a real pipeline run, tiny models, the real memes, real OCR or a large synthetic cache
 _SLOW_FIXTURES = {"smoke_db", "tiny_models", "synthetic_memes", "shared_memes", "dashboard_db", "hostile_db",
                   "hostile_report", "large_db"}
-_PROCESS_CALLS = ("serve(", "subprocess.", "Popen(", "run_cli(", "os.kill(")
+_PROCESS_CALLS = ("serve(", "subprocess.", "Popen(", "run_cli(", "os.kill(", "Process(", "Child(")
+_SLOW_CALLS = ("OcrStage(", "REAL_MEMES", "synth_db(", "build_synth(", "write_meme_folder(")   # real OCR, real memes, big caches
 
 
 def _spawning_helpers(module) -> tuple[str, ...]:
@@ -120,5 +121,5 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.browser)
         if any(call in source for call in calls):
             item.add_marker(pytest.mark.process)
-        if _SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+        if _SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or any(call in source for call in _SLOW_CALLS):
             item.add_marker(pytest.mark.slow)
