@@ -869,7 +869,20 @@ def agreement_from_counts(
     if table.shape != (2, 3, 3):
         raise ValueError(f"answer table of two prediction sets has shape (2, 3, 3), not {table.shape}")
     n = int(table.sum())
-    # answer index 1 = non_toxic, 2 = toxic: right where it equals truth + 1
+    by_label, total = _right_wrong_cells(table)
+
+    kappa = kappa_estimate(table.sum(axis=0), rng=np.random.default_rng(seed), n_boot=n_boot, fast=fast)
+
+    bb, cc = total["only_a_right"], total["only_b_right"]
+    p = float(binomtest(bb, bb + cc, 0.5).pvalue) if bb + cc else None
+    return AgreementReport(n=n, table=total, by_label=by_label, kappa=kappa, mcnemar_p=p,
+                           reading=_reading(n, bb, cc, p, name_a, name_b))
+
+
+def _right_wrong_cells(table: np.ndarray) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    """Memes per (A right?, B right?) cell of a (truth, answer A, answer B) table: per true label and
+    in total. Answer index 1 = non_toxic, 2 = toxic: an answer is right where it equals truth + 1;
+    an unparseable answer (index 0) is wrong."""
     right = np.zeros((2, 3), dtype=bool)
     right[0, 1] = right[1, 2] = True
     by_label = {}
@@ -879,13 +892,7 @@ def agreement_from_counts(
         by_label[label] = {"both_right": int(t[ra & rb].sum()), "only_a_right": int(t[ra & ~rb].sum()),
                            "only_b_right": int(t[~ra & rb].sum()), "both_wrong": int(t[~ra & ~rb].sum())}
     total = {k: by_label[TOXIC][k] + by_label[NON_TOXIC][k] for k in _TABLE_KEYS}
-
-    kappa = kappa_estimate(table.sum(axis=0), rng=np.random.default_rng(seed), n_boot=n_boot, fast=fast)
-
-    bb, cc = total["only_a_right"], total["only_b_right"]
-    p = float(binomtest(bb, bb + cc, 0.5).pvalue) if bb + cc else None
-    return AgreementReport(n=n, table=total, by_label=by_label, kappa=kappa, mcnemar_p=p,
-                           reading=_reading(n, bb, cc, p, name_a, name_b))
+    return by_label, total
 
 
 # ----------------------------------------------------------------------------- paired comparisons
@@ -1067,16 +1074,7 @@ def paired_comparison_from_counts(table: np.ndarray, score_rows: Iterable[Sequen
     if table.shape != (2, 3, 3):
         raise ValueError(f"answer table of two prediction sets has shape (2, 3, 3), not {table.shape}")
     n = int(table.sum())
-    right = np.zeros((2, 3), dtype=bool)
-    right[0, 1] = right[1, 2] = True
-    cells = {"both_right": 0, "only_a_right": 0, "only_b_right": 0, "both_wrong": 0}
-    for truth in (0, 1):
-        ra, rb = right[truth][:, None], right[truth][None, :]
-        t = table[truth]
-        cells["both_right"] += int(t[ra & rb].sum())
-        cells["only_a_right"] += int(t[ra & ~rb].sum())
-        cells["only_b_right"] += int(t[~ra & rb].sum())
-        cells["both_wrong"] += int(t[~ra & ~rb].sum())
+    _, cells = _right_wrong_cells(table)
     a, b, c, d = cells["both_right"], cells["only_a_right"], cells["only_b_right"], cells["both_wrong"]
     acc_a, acc_b = proportion_estimate(a + b, n), proportion_estimate(a + c, n)
     lim = _newcombe10(a, b, c, d)

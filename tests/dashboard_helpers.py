@@ -139,6 +139,33 @@ class Server:
     log: Path
 
 
+def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    """Until a Streamlit server at `url` answers /_stcore/health with 200; fails the test with the end of
+    `log` (and kills the server) if it exits or is not up within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+def holm_by_hand(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjustment written out independently of pipeline.metrics (for checking it)."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    out, running = [0.0] * len(pvalues), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        out[i] = running
+    return out
+
+
 @contextlib.contextmanager
 def serve(db: Path, log: Path, *extra: str, env: dict | None = None):
     """`streamlit run dashboard/app.py --server.headless true ... -- --db db` on a free port until the block ends.
@@ -157,18 +184,7 @@ def serve(db: Path, log: Path, *extra: str, env: dict | None = None):
              "--server.port", str(port), "--server.fileWatcherType", "none", *extra, "--", "--db", str(db)],
             cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
+    wait_healthy(url, proc, log)
     try:
         yield Server(url, proc, log)
     finally:

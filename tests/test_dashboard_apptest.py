@@ -21,6 +21,7 @@ from dashboard_helpers import (
     app_opener,
     build_synth,
     goto,
+    holm_by_hand,
     outcome_count,
     prediction_sets,
     sql,
@@ -333,16 +334,6 @@ def test_disagreement_table_and_cells_match_sql(dashboard_db, app):
     assert "same prediction set" in all_text(at)
 
 
-def _holm(pvalues: list[float]) -> list[float]:
-    """Holm's step-down adjustment written out independently of pipeline.metrics."""
-    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
-    out, running = [0.0] * len(pvalues), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
-        out[i] = running
-    return out
-
-
 def test_disagreement_paired_tests_and_holm_match_an_independent_computation(large_db, app):
     """Accuracy and AUROC differences of the chosen pair, and the all-pairs table with Holm-adjusted
     McNemar p-values, against scipy / scikit-learn on rows read with SQL written here."""
@@ -378,7 +369,7 @@ def test_disagreement_paired_tests_and_holm_match_an_independent_computation(lar
     assert len(table) == len(pairs)
     raw = [expected(x, y)[1] for x, y in pairs]
     assert None not in raw
-    adjusted = _holm(raw)
+    adjusted = holm_by_hand(raw)
     fmt = (lambda p: f"{p:.3g}" if p >= 0.001 else "< 0.001")
     assert list(table["McNemar p"]) == [fmt(p) for p in raw]
     assert list(table["McNemar p (Holm)"]) == [fmt(p) for p in adjusted]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from dashboard_helpers import sql
+from dashboard_helpers import holm_by_hand, sql
 
 from pipeline import export
 from pipeline.cli import main
@@ -195,16 +195,6 @@ def test_report_has_every_section_and_the_numbers_of_the_cache(hostile_report):
         assert f"first {export.MAX_PAIRS} of {n_pairs} pairs" in dom.by_id("pairs-note").text()
 
 
-def _holm(pvalues: list[float]) -> list[float]:
-    """Holm's step-down adjustment, written out independently of pipeline.metrics."""
-    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
-    out, running = [0.0] * len(pvalues), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
-        out[i] = running
-    return out
-
-
 def _pval(p: float) -> str:
     return f"{p:.3g}" if p >= 0.001 else "< 0.001"
 
@@ -237,7 +227,7 @@ def test_pairs_show_paired_differences_and_holm_adjusted_p_values(hostile_report
         assert p.find_all("tr", data_test="auroc")[0].find_all("td")[0].text() == f"{auc:.3f}".replace("-0.000", "0.000")
         assert "Holm-Bonferroni" in p.find_all("p", data_adjustment="holm")[0].text()
     tested = [i for i, x in enumerate(raw) if x is not None]
-    adjusted = dict(zip(tested, _holm([raw[i] for i in tested])))
+    adjusted = dict(zip(tested, holm_by_hand([raw[i] for i in tested])))
     assert shown_holm == [_pval(adjusted[i]) if i in adjusted else "–" for i in range(len(raw))]
 
 

@@ -6,13 +6,11 @@ import re
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import duckdb
 import pytest
-from dashboard_helpers import free_port
+from dashboard_helpers import free_port, wait_healthy
 
 from pipeline import cli
 from pipeline.errors import VlmemesError, first_line
@@ -77,17 +75,7 @@ def test_vlmemes_dashboard_serves_the_given_cache(smoke_db, tmp_path):
         proc = subprocess.Popen([str(exe), "dashboard", "--db", str(smoke_db), "--port", str(port), "--headless",
                                  "--address", "127.0.0.1"], stdout=fh, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.5)
+        wait_healthy(f"http://127.0.0.1:{port}", proc, log)
         argv = cli.dashboard_command(cli.build_parser().parse_args(["dashboard", "--db", str(smoke_db)]))
         assert argv[-2:] == ["--db", str(smoke_db)] and Path(argv[4]).name == "app.py"
     finally:
