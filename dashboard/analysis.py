@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import itertools
 
-import numpy as np
 import streamlit as st
 
 from dashboard import db
 from pipeline import queries as q
 from pipeline import summary
-from pipeline.metrics import agreement_from_counts, answer_table, holm_adjust_comparisons, paired_comparison
+from pipeline.metrics import agreement_from_counts, answer_table, holm_adjust_comparisons
 
-ROC_MAX_POINTS = summary.ROC_MAX_POINTS
+ROC_MAX_POINTS = q.ROC_MAX_POINTS
 
 
 def metrics(include_retired: bool) -> tuple[dict[str, dict], int | None]:
@@ -44,17 +43,9 @@ def agreement_report(a: str, b: str, include_retired: bool, name_a: str = "A", n
 
 @st.cache_data(max_entries=16, show_spinner="Comparing every pair of prediction sets…")
 def _pair_tests(state: tuple, variant_ids: tuple[str, ...], include_retired: bool) -> list[dict]:
-    data = db.fetch(q.set_answers, list(variant_ids), include_retired)
-    truth, sets = data["truth"], data["sets"]
-    comparisons, keys = [], []
-    for a, b in itertools.combinations(variant_ids, 2):
-        sa, sb = sets[a], sets[b]
-        both = sa["answered"] & sb["answered"]
-        scored = bool(np.isfinite(sa["score"][both]).any() and np.isfinite(sb["score"][both]).any())
-        comparisons.append(paired_comparison(
-            truth[both], sa["score"][both] if scored else None, sb["score"][both] if scored else None,
-            sa["label"][both], sb["label"][both]))
-        keys.append((a, b))
+    answers = db.fetch(q.set_answers, list(variant_ids), include_retired)
+    keys = list(itertools.combinations(variant_ids, 2))
+    comparisons = [summary.pair_comparison(answers, a, b) for a, b in keys]
     return [dict(a=a, b=b, **d) for (a, b), d in zip(keys, holm_adjust_comparisons(comparisons))]
 
 

@@ -397,11 +397,7 @@ def fmt_estimate(e: dict | None, digits: int = 3) -> str:
 
 def method_text(e: dict | None) -> str:
     """How an Estimate's interval was made, with the resamples where it resamples."""
-    if not e:
-        return ""
-    if e.get("method_detail"):
-        return e["method_detail"]
-    return e.get("method", "") + (f", {e['n_boot']} resamples" if e.get("n_boot") else "")
+    return (e or {}).get("method_detail", "")
 
 
 def language_notes(sets: list[dict]) -> list[str]:

@@ -40,7 +40,6 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import jinja2
-import numpy as np
 from markupsafe import Markup
 
 from pipeline import metrics, queries
@@ -49,6 +48,7 @@ from pipeline.queries import METRIC_NAMES, PREDICTION_STAGES
 from pipeline.stages.vlm_answer import LOW_LABEL_MASS, is_low_label_mass, label_mass
 from pipeline.store import Store, StoreError, connect
 from pipeline.summary import metrics_summary as summary_metrics
+from pipeline.summary import pair_comparison as summary_pair
 
 MAX_PAIRS = 6                 # agreement tables and disagreement galleries for at most this many pairs
 GALLERY_LIMIT = 8             # cards per gallery (most confident first)
@@ -305,13 +305,8 @@ def _pair_report(con, a: PredSet, b: PredSet, truth: dict[str, str]) -> dict:
     ids = [m for m in truth if m in a.preds and m in b.preds]
     rep = metrics.agreement_from_counts(metrics.answer_table(queries.pair_answer_counts(con, a.variant_id, b.variant_id, False)),
                                         name_a=a.label, name_b=b.label)
-    answers = queries.set_answers(con, [a.variant_id, b.variant_id], False)
-    sa, sb = answers["sets"][a.variant_id], answers["sets"][b.variant_id]
-    both = sa["answered"] & sb["answered"]
-    scored = bool(np.isfinite(sa["score"][both]).any() and np.isfinite(sb["score"][both]).any())
-    paired = metrics.paired_comparison(answers["truth"][both], sa["score"][both] if scored else None,
-                                       sb["score"][both] if scored else None, sa["label"][both], sb["label"][both],
-                                       name_a=a.label, name_b=b.label)
+    paired = summary_pair(queries.set_answers(con, [a.variant_id, b.variant_id], False), a.variant_id, b.variant_id,
+                          name_a=a.label, name_b=b.label)
 
     def gap(m: str) -> float:
         sa, sb = a.preds[m][1], b.preds[m][1]

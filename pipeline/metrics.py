@@ -97,7 +97,6 @@ from pipeline.config import NON_TOXIC, TOXIC
 CONFIDENCE = 0.95
 Z = 1.959963984540054          # norm.ppf(0.975)
 DEFAULT_N_BOOT = 2000              # resamples of the BCa bootstrap (fast=False)
-AUTO_BOOTSTRAP_CELLS = 1_000_000   # kept for callers; no default uses a bootstrap any more
 _CHUNK_CELLS = 4_000_000           # memory bound of one unstratified bootstrap chunk (benchmark only)
 
 

@@ -9,7 +9,7 @@ Stage classes take the same defaults from `DEFAULTS` when they are built directl
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +39,13 @@ class Options:
     # every model stage
     device: str = "auto"                           # auto | cpu | cuda
     precision: str = "auto"                        # auto | fp32 | bf16 | fp16
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)   # CLI arguments that are not options
 
     @classmethod
     def from_args(cls, args: Any) -> Options:
         """From an argparse Namespace (or any object with these attributes); None means "the default"."""
         values = {}
         for f in dataclasses.fields(cls):
-            if f.name == "extra" or not hasattr(args, f.name):
+            if not hasattr(args, f.name):
                 continue
             v = getattr(args, f.name)
             if v is None and f.name not in ("limit", "clip_prompts", "vlm_prompts"):
@@ -60,8 +59,6 @@ class Options:
         """JSON-ready: what `runs.args` stores."""
         out = {}
         for f in dataclasses.fields(self):
-            if f.name == "extra":
-                continue
             v = getattr(self, f.name)
             out[f.name] = str(v) if isinstance(v, Path) else (list(v) if isinstance(v, tuple) else v)
         return out

@@ -21,14 +21,7 @@ from __future__ import annotations
 
 import json
 
-from pipeline.queries import (  # noqa: F401
-    FINGERPRINT_KEY,
-    METRICS_VERSION,
-    ROC_MAX_POINTS,  # noqa: E402,F401
-    fingerprint,
-    prediction_counts,
-    stored_fingerprint,
-)
+from pipeline.queries import ROC_MAX_POINTS, fingerprint, prediction_counts, stored_fingerprint
 
 
 def metrics_summary(con, include_retired: bool) -> dict[str, dict]:
@@ -41,6 +34,20 @@ def metrics_summary(con, include_retired: bool) -> dict[str, dict]:
         out[variant_id] = {"classification": classification_from_counts(c["answers"], sc).as_dict(),
                            "roc": [] if sc is None else roc_points_from_counts(sc, max_points=ROC_MAX_POINTS)}
     return out
+
+
+def pair_comparison(answers: dict, a: str, b: str, name_a: str = "A", name_b: str = "B"):
+    """pipeline.metrics.paired_comparison of prediction sets `a` and `b` on the memes both answered, from
+    the aligned answers of pipeline.queries.set_answers (AUROC only when both sets have scores there)."""
+    import numpy as np
+
+    from pipeline.metrics import paired_comparison
+    sa, sb = answers["sets"][a], answers["sets"][b]
+    both = sa["answered"] & sb["answered"]
+    scored = bool(np.isfinite(sa["score"][both]).any() and np.isfinite(sb["score"][both]).any())
+    return paired_comparison(answers["truth"][both], sa["score"][both] if scored else None,
+                             sb["score"][both] if scored else None, sa["label"][both], sb["label"][both],
+                             name_a=name_a, name_b=name_b)
 
 
 def write(store, run_id: int) -> int:

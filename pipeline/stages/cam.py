@@ -52,7 +52,6 @@ from pipeline.images import encode_jpeg
 from pipeline.options import DEFAULTS, Options
 from pipeline.stages.base import MemeInput, Stage, StageLoadError, Variant
 from pipeline.stages.clip import (
-    DEFAULT_CLIP_MODEL,
     check_text_inputs,
     each_or_batch,
     encode_texts,
@@ -269,7 +268,7 @@ class CamStage(Stage):
     version = "1"
     needs_ocr_text = False
 
-    def __init__(self, model: str = DEFAULT_CLIP_MODEL, methods: str | Sequence[str] | None = None,
+    def __init__(self, model: str = DEFAULTS.clip_model, methods: str | Sequence[str] | None = None,
                  device: str = DEFAULTS.device, batch_size: int = DEFAULTS.batch_size,
                  view: str | Sequence[str] | None = None):
         if methods is None or methods == "all":

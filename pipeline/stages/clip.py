@@ -48,7 +48,6 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-DEFAULT_CLIP_MODEL = DEFAULTS.clip_model
 
 
 # --------------------------------------------------------------------------- model loading and encoding

@@ -62,9 +62,6 @@ from pipeline.stages.vlm_answer import (  # noqa: F401  (re-exported)
 )
 from pipeline.stages.vlm_prompts import CLASS_PREFIX, DEFAULT_PROMPT_VERSIONS, LABEL_WORDS, answer_order, get_prompt
 
-DEFAULT_VLM_MODEL = DEFAULTS.vlm_model
-DEFAULT_MAX_PIXELS = DEFAULTS.max_pixels
-DEFAULT_MAX_NEW_TOKENS = DEFAULTS.max_new_tokens
 MAX_NEW_TOKENS_LIMIT = 1024
 TORCH_DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}   # as str(torch.<dtype>) without "torch."
 # Module names bitsandbytes must leave alone: the vision tower (`model.visual` in transformers 5,
@@ -95,9 +92,9 @@ class VlmStage(Stage):
     version = "1"
     batch_size = 1
 
-    def __init__(self, model: str = DEFAULT_VLM_MODEL, prompt_versions: list[str] | tuple[str, ...] | None = None,
-                 device: str = DEFAULTS.device, quantize: str = DEFAULTS.quantize, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, precision: str = DEFAULTS.precision):
+    def __init__(self, model: str = DEFAULTS.vlm_model, prompt_versions: list[str] | tuple[str, ...] | None = None,
+                 device: str = DEFAULTS.device, quantize: str = DEFAULTS.quantize, max_pixels: int = DEFAULTS.max_pixels,
+                 max_new_tokens: int = DEFAULTS.max_new_tokens, precision: str = DEFAULTS.precision):
         self.model_name = model
         self.prompts = [get_prompt(v) for v in (prompt_versions or DEFAULT_PROMPT_VERSIONS)]
         if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
