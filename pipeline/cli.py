@@ -56,6 +56,22 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--max-pixels", type=int, default=DEFAULTS.max_pixels, help="VLM image pixel budget (bounds visual tokens)")
     pre.add_argument("--max-new-tokens", type=int, default=DEFAULTS.max_new_tokens, help="VLM generation bound")
     pre.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="CLIP/CAM images per batch")
+    served = pre.add_argument_group("served VLM (--vlm-backend openai: an OpenAI-compatible server, docs/served_vlm.md)")
+    served.add_argument("--vlm-backend", default=DEFAULTS.vlm_backend, choices=["transformers", "openai"],
+                        help="transformers: the model runs in this process; openai: ask a server (vLLM, SGLang, "
+                             "llama.cpp, Ollama, a hosted API); then --vlm-model is the server's model name")
+    served.add_argument("--vlm-url", default=None, help="the server's base URL, e.g. http://localhost:8000/v1")
+    served.add_argument("--vlm-api-key-env", default=DEFAULTS.vlm_api_key_env,
+                        help="environment variable holding the API key (read, never stored; unset: no key sent)")
+    served.add_argument("--vlm-concurrency", type=int, default=DEFAULTS.vlm_concurrency, help="requests in flight at once")
+    served.add_argument("--vlm-timeout", type=float, default=DEFAULTS.vlm_timeout, help="seconds to wait for one answer")
+    served.add_argument("--vlm-retries", type=int, default=DEFAULTS.vlm_retries,
+                        help="retries per request on connection errors, timeouts, 429 and 5xx (exponential backoff)")
+    served.add_argument("--vlm-prefill", default=DEFAULTS.vlm_prefill, choices=["none", "continue"],
+                        help="continue: when the answer holds no readable class line, ask once more with the "
+                             "assistant message 'Класс:' to be continued (vLLM, SGLang, llama.cpp); none: score missing")
+    served.add_argument("--vlm-random-weights", action="store_true",
+                        help="the served model has random weights (tests, benchmarks): its rows are a smoke run")
 
     st = sub.add_parser("status", help="what is cached, per stage and model")
     st.add_argument("--db", type=Path, default=Path(os.environ.get("VLMEMES_DB", DEFAULT_DB)))

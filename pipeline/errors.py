@@ -11,6 +11,10 @@ class VlmemesError(RuntimeError):
     """A problem the user can fix, explained in one line (the CLI prints it and exits 2)."""
 
 
+class OptionError(VlmemesError, ValueError):
+    """An option value a stage cannot work with (e.g. --vlm-backend openai without --vlm-url)."""
+
+
 def first_line(error: BaseException) -> str:
     """The first non-empty line of an exception's message, or its class name when it has none."""
     for line in str(error).splitlines():

@@ -36,6 +36,15 @@ class Options:
     quantize: str = "none"                         # none | 8bit | 4bit (bitsandbytes, CUDA)
     max_pixels: int = 640 * 640                    # VLM image pixel budget (bounds visual tokens)
     max_new_tokens: int = 160                      # VLM generation bound
+    vlm_reuse_prefix: bool = True                  # transformers: image + shared prompt prefix computed once per meme
+    vlm_backend: str = "transformers"              # transformers (in this process) | openai (a server)
+    vlm_url: str | None = None                     # openai: the server's base URL, e.g. http://localhost:8000/v1
+    vlm_api_key_env: str = "OPENAI_API_KEY"        # openai: the environment variable holding the API key
+    vlm_concurrency: int = 1                       # openai: requests in flight at once
+    vlm_timeout: float = 300.0                     # openai: seconds to wait for one answer
+    vlm_retries: int = 4                           # openai: retries of a request (429, 5xx, timeouts, ...)
+    vlm_prefill: str = "none"                      # openai: none | continue (ask again with `Класс:` prefilled)
+    vlm_random_weights: bool = False               # openai: the served model has random weights (smoke rows)
     # every model stage
     device: str = "auto"                           # auto | cpu | cuda
     precision: str = "auto"                        # auto | fp32 | bf16 | fp16
@@ -48,7 +57,7 @@ class Options:
             if not hasattr(args, f.name):
                 continue
             v = getattr(args, f.name)
-            if v is None and f.name not in ("limit", "clip_prompts", "vlm_prompts"):
+            if v is None and f.name not in ("limit", "clip_prompts", "vlm_prompts", "vlm_url"):
                 continue
             if isinstance(v, list):
                 v = tuple(v)

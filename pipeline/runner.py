@@ -192,6 +192,32 @@ def _failure(stage: Stage, meme: MemeInput, error: BaseException) -> dict:
                 message=message[:2000])
 
 
+def work_batches(stage: Stage, plans: list[StagePlan]):
+    """(memes, variants) to hand to stage.process_variants, in order. Most stages: each variant's
+    pending memes in batches of stage.batch_size. A stage that `shares_meme_across_variants` (the VLM:
+    one image encoding and prompt prefix serve all its prompts) gets each batch of memes with every
+    variant that meme still lacks; memes lacking the same variants are batched together."""
+    size = max(1, stage.batch_size)
+    if not stage.shares_meme_across_variants or len(plans) < 2:
+        for plan in plans:
+            for start in range(0, len(plan.todo), size):
+                yield plan.todo[start:start + size], [plan.variant]
+        return
+    pending: dict[str, list[Variant]] = {}
+    memes: dict[str, MemeInput] = {}
+    for plan in plans:
+        for m in plan.todo:
+            memes.setdefault(m.meme_id, m)
+            pending.setdefault(m.meme_id, []).append(plan.variant)
+    groups: dict[tuple[str, ...], list[MemeInput]] = {}
+    for meme_id, variants in pending.items():
+        groups.setdefault(tuple(v.variant_id for v in variants), []).append(memes[meme_id])
+    for ids, group in groups.items():
+        variants = pending[group[0].meme_id]
+        for start in range(0, len(group), size):
+            yield group[start:start + size], variants
+
+
 def run_stage(store: Store, stage: Stage, memes: list[MemeInput], run_id: int, force: bool,
               stop: StopFlag) -> StageSummary:
     summary = StageSummary(stage.name)
@@ -220,45 +246,46 @@ def run_stage(store: Store, stage: Stage, memes: list[MemeInput], run_id: int, f
         return _stage_failed(store, stage, summary, run_id, StageLoadError(f"{type(e).__name__}: {e}"), pending, t_start)
 
     with tqdm(total=pending, desc=stage.name, unit="item") as bar:
-        for plan in plans:
-            for start in range(0, len(plan.todo), max(1, stage.batch_size)):
-                if stop.stop:
-                    break
-                batch = plan.todo[start:start + max(1, stage.batch_size)]
-                if stage.needs_ocr_text:
-                    texts = store.ocr_texts([m.meme_id for m in batch], stage.ocr_source)
-                    for m in batch:
-                        m.ocr_text = texts.get(m.meme_id, "")
-                t0 = time.perf_counter()
-                try:
-                    results = stage.process(batch, plan.variant)
-                    if len(results) != len(batch):
-                        raise RuntimeError(f"stage returned {len(results)} results for {len(batch)} memes")
-                except Exception as e:  # the whole batch failed
-                    traceback.print_exc(limit=3, file=sys.stderr)
-                    results = [e] * len(batch)
-                per_item = (time.perf_counter() - t0) / len(batch)
-                rows, failures = [], []
-                for meme, result in zip(batch, results):
+        for batch, variants in work_batches(stage, plans):
+            if stop.stop:
+                break
+            if stage.needs_ocr_text:
+                texts = store.ocr_texts([m.meme_id for m in batch], stage.ocr_source)
+                for m in batch:
+                    m.ocr_text = texts.get(m.meme_id, "")
+            t0 = time.perf_counter()
+            try:
+                by_variant = stage.process_variants(batch, variants)
+                for v in variants:
+                    got = len(by_variant.get(v.variant_id, ()))
+                    if got != len(batch):
+                        raise RuntimeError(f"stage returned {got} results for {len(batch)} memes")
+            except Exception as e:  # the whole batch failed
+                traceback.print_exc(limit=3, file=sys.stderr)
+                by_variant = {v.variant_id: [e] * len(batch) for v in variants}
+            per_item = (time.perf_counter() - t0) / (len(batch) * len(variants))
+            rows, failures = [], []
+            for v in variants:
+                for meme, result in zip(batch, by_variant[v.variant_id]):
                     if isinstance(result, BaseException):
                         failures.append(_failure(stage, meme, result))
                     else:
-                        rows.append(_row(stage, plan.variant, meme, result, per_item, run_id))
-                if stop.stop and failures:
-                    # Ctrl-C reaches the whole process group, child processes (tesseract) included, so
-                    # failures in the batch it interrupted are not trusted: not recorded, retried next run.
-                    bar.write(f"[{stage.name}] {len(failures)} item(s) of the interrupted batch not recorded "
-                              f"as failed (will be retried), e.g. {failures[0]['path']}: {failures[0]['error_type']}")
-                    failures = []
-                store.save_results(stage.table, rows, run_id, failures)
-                summary.done += len(rows)
-                summary.failed += len(failures)
-                bar.update(len(batch))
-                for m in batch:                 # keep memory bounded: decoded images are not kept
-                    m.__dict__.pop("image", None)
-                if failures:
-                    bar.write(f"[{stage.name}] {len(failures)} failed in this batch, e.g. {failures[0]['path']}: "
-                              f"{failures[0]['error_type']}: {failures[0]['message'][:200]}")
+                        rows.append(_row(stage, v, meme, result, per_item, run_id))
+            if stop.stop and failures:
+                # Ctrl-C reaches the whole process group, child processes (tesseract) included, so
+                # failures in the batch it interrupted are not trusted: not recorded, retried next run.
+                bar.write(f"[{stage.name}] {len(failures)} item(s) of the interrupted batch not recorded "
+                          f"as failed (will be retried), e.g. {failures[0]['path']}: {failures[0]['error_type']}")
+                failures = []
+            store.save_results(stage.table, rows, run_id, failures)
+            summary.done += len(rows)
+            summary.failed += len(failures)
+            bar.update(len(batch) * len(variants))
+            for m in batch:                 # keep memory bounded: decoded images are not kept
+                m.__dict__.pop("image", None)
+            if failures:
+                bar.write(f"[{stage.name}] {len(failures)} failed in this batch, e.g. {failures[0]['path']}: "
+                          f"{failures[0]['error_type']}: {failures[0]['message'][:200]}")
     summary.seconds = time.perf_counter() - t_start
     return summary
 

@@ -146,6 +146,7 @@ CREATE TABLE IF NOT EXISTS summaries (  -- pipeline/summary.py: metrics per pred
 MIGRATIONS = """
 ALTER TABLE predictions ADD COLUMN IF NOT EXISTS label_mass DOUBLE;       -- VLM: p(toxic token) + p(non_toxic token)
 ALTER TABLE predictions ADD COLUMN IF NOT EXISTS parser_version VARCHAR;  -- VLM: pipeline.stages.vlm_answer.PARSER_VERSION
+ALTER TABLE predictions ADD COLUMN IF NOT EXISTS score_note VARCHAR;      -- served VLM: why score is NULL
 """
 
 STAGE_TABLES = ("ocr", "predictions", "heatmaps")

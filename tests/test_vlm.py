@@ -164,7 +164,7 @@ def test_process_rows_match_independent_computation(stage, memes, version):
 
 def test_explain_first_score_is_read_after_the_models_reasoning(stage, memes, monkeypatch):
     answer = "Объяснение: подпись унижает человека.\n**Класс:** токсичный"
-    monkeypatch.setattr(stage, "_generate", lambda inputs: (answer, [], []))   # tokens unknown: forward pass
+    monkeypatch.setattr(stage, "_generate", lambda inputs, prefix=None: (answer, [], []))   # tokens unknown: forward pass
     by_name = {v.name: v for v in stage.variants()}
     meme = memes[1]
     label_first = stage.process([meme], by_name["label-first-v1"])[0]
@@ -210,6 +210,35 @@ def test_score_is_read_off_the_generation_when_it_wrote_the_scoring_tokens(stage
     # one token different and the generation no longer matches: the forward pass is needed
     assert stage.logprobs_from_generation([new_tokens[0] + 1] + new_tokens[1:], steps, prefix) is None
     assert stage.logprobs_from_generation(new_tokens[:k], steps[:k], prefix) is None     # ended before the step
+
+
+def test_the_prompts_of_a_meme_share_one_image_encoding_and_prefix(stage, memes):
+    """Both default prompts start with the same image and instructions: with reuse_prefix the vision tower
+    runs once per meme (not once per prompt and pass) and every answer and score equals the one computed
+    from scratch (fails if the shared KV cache or the positions after the image were wrong)."""
+    assert stage.reuse_prefix and stage.shares_meme_across_variants
+    variants = stage.variants()
+    assert len(variants) == 2
+    calls = []
+    hook = stage.model.model.visual.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        shared = stage.process_variants(memes, variants)
+        assert len(calls) == len(memes)                        # once per meme, for both prompts and scores
+        calls.clear()
+        alone = {v.variant_id: stage.process(memes, v) for v in variants}     # one prompt at a time: no reuse
+        assert len(calls) >= 2 * len(memes)
+    finally:
+        hook.remove()
+    for v in variants:
+        for a, b in zip(shared[v.variant_id], alone[v.variant_id]):
+            assert isinstance(a, dict) and isinstance(b, dict), (a, b)
+            assert a["raw_answer"] == b["raw_answer"] and a["label"] == b["label"]
+            for k in ("toxic", "non_toxic"):
+                assert a["logits"][k] == pytest.approx(b["logits"][k], abs=1e-4)
+    prefix = stage.shared_prefix([stage.encode(memes[0].image, get_prompt(v.name).render()) for v in variants])
+    n = [stage.encode(memes[0].image, get_prompt(v.name).render())["input_ids"].shape[1] for v in variants]
+    assert prefix is not None and 0 < prefix.length < min(n)
+    assert prefix.length > 0.5 * min(n)               # image + the shared definitions: most of the prompt
 
 
 def test_ocr_prompt_version_carries_the_ocr_text(tiny_qwen, memes):
@@ -389,6 +418,7 @@ def test_cache_of_an_old_parser_is_reparsed_without_generating(tmp_path, synthet
                     "WHERE meme_id = ? AND variant_id = ?", [raw, old_label, meme_id, variant_id])
     con.execute("ALTER TABLE predictions DROP COLUMN label_mass")
     con.execute("ALTER TABLE predictions DROP COLUMN parser_version")
+    con.execute("ALTER TABLE predictions DROP COLUMN score_note")
     con.close()
     fingerprint_before = _fingerprint(store)
 
@@ -450,12 +480,13 @@ def test_store_migration_adds_the_new_columns_once(tmp_path):
     con = duckdb.connect(str(db))
     con.execute("ALTER TABLE predictions DROP COLUMN label_mass")
     con.execute("ALTER TABLE predictions DROP COLUMN parser_version")
+    con.execute("ALTER TABLE predictions DROP COLUMN score_note")
     con.close()
     for _ in range(2):                                   # idempotent
         store = Store(db)
         cols = [r[0] for r in store.query("SELECT column_name FROM information_schema.columns "
                                           "WHERE table_name = 'predictions' ORDER BY ordinal_position")]
-        assert cols[-2:] == ["label_mass", "parser_version"] and cols.count("label_mass") == 1
+        assert cols[-3:] == ["label_mass", "parser_version", "score_note"] and cols.count("label_mass") == 1
     fresh = Store(tmp_path / "fresh.duckdb")
     assert [r[0] for r in fresh.query("SELECT column_name FROM information_schema.columns WHERE table_name = "
                                       "'predictions' ORDER BY ordinal_position")] == cols   # same column order

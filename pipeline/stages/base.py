@@ -95,6 +95,10 @@ class Stage:
     # Variants that fold OCR text into their prompts put it in their config, so new OCR -> new cache key.
     ocr_source: str | None = None
     batch_size: int = 1
+    # True: the runner hands each batch of memes with all the variants they lack to process_variants at
+    # once (the VLM reuses one image encoding and prompt prefix for all its prompts); False: one variant
+    # at a time.
+    shares_meme_across_variants: bool = False
 
     @classmethod
     def from_options(cls, options) -> Stage:
@@ -118,6 +122,11 @@ class Stage:
 
     def process(self, memes: list[MemeInput], variant: Variant) -> list[dict | Exception]:
         raise NotImplementedError
+
+    def process_variants(self, memes: list[MemeInput], variants: list[Variant]) -> dict[str, list[dict | Exception]]:
+        """{variant_id: process(memes, variant)} for each variant: what the runner calls. A stage that
+        shares work between its variants for one meme overrides it (and sets shares_meme_across_variants)."""
+        return {v.variant_id: self.process(memes, v) for v in variants}
 
     def describe(self) -> str:
         """What is actually used (e.g. the OCR engine `auto` resolved to), printed and stored in runs."""

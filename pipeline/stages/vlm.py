@@ -44,6 +44,7 @@ Choices:
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline.config import NON_TOXIC, TOXIC
@@ -85,16 +86,27 @@ def assistant_prefix(prompt_version: str, raw_answer: str) -> str:
     return CLASS_PREFIX
 
 
+@dataclass
+class SharedPrefix:
+    """What the prompts of one meme have in common, computed once: its length in tokens, the model's KV
+    cache after it, and Qwen2.5-VL's rope_deltas (the text positions' offset after the image)."""
+    length: int
+    cache: Any
+    rope_deltas: Any
+
+
 # =========================================================================== the stage
 class VlmStage(Stage):
     name = "vlm"
     table = "predictions"
     version = "1"
     batch_size = 1
+    shares_meme_across_variants = True      # one image encoding + prompt prefix for all prompts of a meme
 
     def __init__(self, model: str = DEFAULTS.vlm_model, prompt_versions: list[str] | tuple[str, ...] | None = None,
                  device: str = DEFAULTS.device, quantize: str = DEFAULTS.quantize, max_pixels: int = DEFAULTS.max_pixels,
-                 max_new_tokens: int = DEFAULTS.max_new_tokens, precision: str = DEFAULTS.precision):
+                 max_new_tokens: int = DEFAULTS.max_new_tokens, precision: str = DEFAULTS.precision,
+                 reuse_prefix: bool = DEFAULTS.vlm_reuse_prefix):
         self.model_name = model
         self.prompts = [get_prompt(v) for v in (prompt_versions or DEFAULT_PROMPT_VERSIONS)]
         if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
@@ -109,6 +121,7 @@ class VlmStage(Stage):
             raise ValueError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS_LIMIT}")
         self.device_option, self.quantize, self.precision = device, quantize, precision
         self.max_pixels, self.max_new_tokens = int(max_pixels), int(max_new_tokens)
+        self.reuse_prefix = bool(reuse_prefix)
         self.needs_ocr_text = any(p.uses_ocr for p in self.prompts)
         self.model = self.processor = None
         self.device: str | None = None
@@ -125,9 +138,16 @@ class VlmStage(Stage):
         return TORCH_DTYPE_NAMES[name]
 
     @classmethod
-    def from_options(cls, o: Options) -> VlmStage:
+    def from_options(cls, o: Options) -> Stage:
+        """This stage, or with `--vlm-backend openai` its served twin (pipeline.stages.vlm_served)."""
+        if o.vlm_backend == "openai":
+            from pipeline.stages.vlm_served import ServedVlmStage
+            return ServedVlmStage.from_options(o)
+        if o.vlm_backend != "transformers":
+            raise ValueError(f"--vlm-backend must be transformers or openai, not {o.vlm_backend!r}")
         return cls(model=o.vlm_model, prompt_versions=list(o.vlm_prompts) if o.vlm_prompts else None, device=o.device,
-                   precision=o.precision, quantize=o.quantize, max_pixels=o.max_pixels, max_new_tokens=o.max_new_tokens)
+                   precision=o.precision, quantize=o.quantize, max_pixels=o.max_pixels, max_new_tokens=o.max_new_tokens,
+                   reuse_prefix=o.vlm_reuse_prefix)
 
     def row_columns(self, variant: Variant) -> dict:
         return prediction_row_columns(variant)
@@ -218,9 +238,39 @@ class VlmStage(Stage):
         """The greedy answer (see _generate)."""
         return self._generate(inputs)[0]
 
-    def _generate(self, inputs) -> tuple[str, list[int], list[tuple[float, float]]]:
+    def shared_prefix(self, inputs_list: list) -> SharedPrefix | None:
+        """Run the vision tower and the tokens all these prompts of one meme start with (system prompt,
+        image, the common opening of the instructions) once; None when they share no image prefix."""
+        import torch
+        ids = [x["input_ids"][0] for x in inputs_list]
+        n = min(len(i) for i in ids) - 1            # every prompt keeps at least one token of its own
+        common = 0
+        while common < n and all(int(i[common]) == int(ids[0][common]) for i in ids[1:]):
+            common += 1
+        first = inputs_list[0]
+        vision = first.get("mm_token_type_ids")
+        if common == 0 or vision is None or bool(vision[0, common:].any()) or not bool(vision[0, :common].any()):
+            return None                              # the image must lie wholly inside the shared part
+        with torch.inference_mode():
+            out = self.model(input_ids=first["input_ids"][:, :common], attention_mask=first["attention_mask"][:, :common],
+                             mm_token_type_ids=vision[:, :common], pixel_values=first["pixel_values"],
+                             image_grid_thw=first["image_grid_thw"], use_cache=True, logits_to_keep=1)
+        return SharedPrefix(common, out.past_key_values, self.model.model.rope_deltas)
+
+    def _continue_from(self, prefix: SharedPrefix | None, inputs) -> dict:
+        """Model kwargs that continue after `prefix` (its KV cache copied, the image left out: its tokens
+        are in the cache), or `inputs` unchanged without a prefix."""
+        if prefix is None:
+            return dict(inputs)
+        import copy
+        self.model.model.rope_deltas = prefix.rope_deltas    # Qwen2.5-VL's 3D positions after the image
+        return {**{k: v for k, v in inputs.items() if k not in ("pixel_values", "image_grid_thw")},
+                "past_key_values": copy.deepcopy(prefix.cache)}
+
+    def _generate(self, inputs, prefix: SharedPrefix | None = None) -> tuple[str, list[int], list[tuple[float, float]]]:
         """The greedy answer, its token ids, and at every step the log-probabilities of the two label
-        tokens (full-vocabulary log-softmax of the logits that step was chosen from)."""
+        tokens (full-vocabulary log-softmax of the logits that step was chosen from). With `prefix`
+        the shared opening is not computed again."""
         import torch
         from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
         gc = self.model.generation_config
@@ -240,7 +290,7 @@ class VlmStage(Stage):
                 return scores
 
         with torch.inference_mode():
-            out = self.model.generate(**inputs, generation_config=config,
+            out = self.model.generate(**self._continue_from(prefix, inputs), generation_config=config,
                                       logits_processor=LogitsProcessorList([LabelLogprobs()]))
         new_tokens = out[0, inputs["input_ids"].shape[1]:].tolist()
         text = self.processor.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
@@ -262,11 +312,20 @@ class VlmStage(Stage):
             return None
         return {TOXIC: steps[k][0], NON_TOXIC: steps[k][1]}
 
-    def label_logprobs(self, inputs, prefix: str) -> dict[str, float]:
-        """log p(toxic token), log p(non_toxic token) after the prompt + assistant `prefix` (one forward)."""
+    def label_logprobs(self, inputs, prefix: str, shared: SharedPrefix | None = None) -> dict[str, float]:
+        """log p(toxic token), log p(non_toxic token) after the prompt + assistant `prefix` (one forward;
+        with `shared`, only over what follows the meme's shared prefix)."""
         import torch
         _, toxic_id, neutral_id = self._label_ids
         extra = self._scoring_ids(prefix)
+        if shared is not None:
+            tail = inputs["input_ids"][:, shared.length:]
+            tail = torch.cat([tail, torch.tensor([extra], dtype=tail.dtype, device=tail.device)], dim=1)
+            with torch.inference_mode():     # no attention mask: positions continue the cache's (one sequence)
+                logits = self.model(input_ids=tail, **{k: v for k, v in self._continue_from(shared, {}).items()},
+                                    use_cache=True, logits_to_keep=1).logits[0, -1].float()
+            logp = torch.log_softmax(logits, dim=-1)
+            return {TOXIC: logp[toxic_id].item(), NON_TOXIC: logp[neutral_id].item()}
         n = inputs["input_ids"].shape[1]
         extended = {}
         for key, value in inputs.items():
@@ -292,16 +351,38 @@ class VlmStage(Stage):
         return math.exp(a - m) / (math.exp(a - m) + math.exp(b - m))
 
     def process_one(self, meme: MemeInput, variant: Variant) -> dict:
-        prompt = get_prompt(variant.name)
-        prompt_text = prompt.render(meme.ocr_text)
-        inputs = self.encode(meme.image, prompt_text)
-        raw, new_tokens, steps = self._generate(inputs)
-        prefix = assistant_prefix(variant.name, raw)
-        logits = self.logprobs_from_generation(new_tokens, steps, prefix) or self.label_logprobs(inputs, prefix)
-        parsed = parse_answer(raw, prompt.answer_order)
-        return dict(label=parsed.label, explanation=parsed.explanation, raw_answer=raw, prompt=prompt_text,
+        return self.process_meme(meme, [variant])[variant.variant_id]
+
+    def process_meme(self, meme: MemeInput, variants: list[Variant]) -> dict[str, dict | Exception]:
+        """One meme under each prompt variant. With reuse_prefix and more than one variant, the image and
+        the prompts' common opening go through the model once (shared_prefix) and every prompt continues
+        from a copy of that KV cache. A variant that fails is returned as its exception."""
+        prompts = [get_prompt(v.name) for v in variants]
+        texts = [p.render(meme.ocr_text) for p in prompts]
+        inputs = [self.encode(meme.image, t) for t in texts]
+        shared = self.shared_prefix(inputs) if self.reuse_prefix and len(variants) > 1 else None
+        out: dict[str, dict | Exception] = {}
+        for variant, prompt, prompt_text, x in zip(variants, prompts, texts, inputs):
+            try:
+                raw, new_tokens, steps = self._generate(x, shared)
+                prefix = assistant_prefix(variant.name, raw)
+                logits = self.logprobs_from_generation(new_tokens, steps, prefix) or self.label_logprobs(x, prefix, shared)
+                parsed = parse_answer(raw, prompt.answer_order)
+                out[variant.variant_id] = dict(
+                    label=parsed.label, explanation=parsed.explanation, raw_answer=raw, prompt=prompt_text,
                     score=self.score_from_logits(logits), logits=logits, label_mass=label_mass(logits),
                     parser_version=PARSER_VERSION)
+            except Exception as e:   # e.g. CUDA out of memory on one huge meme: that item fails, not the run
+                self._after_error(e)
+                out[variant.variant_id] = e
+        return out
+
+    @staticmethod
+    def _after_error(e: Exception) -> None:
+        if "out of memory" in str(e).lower():
+            import torch
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
 
     # ------------------------------------------------------------------ cached answers (no model)
     @staticmethod
@@ -337,16 +418,18 @@ class VlmStage(Stage):
         return counts
 
     def process(self, memes: list[MemeInput], variant: Variant) -> list[dict | Exception]:
+        return self.process_variants(memes, [variant])[variant.variant_id]
+
+    def process_variants(self, memes: list[MemeInput], variants: list[Variant]) -> dict[str, list[dict | Exception]]:
         if self.model is None:
             self.load()
-        out: list[dict | Exception] = []
+        out: dict[str, list[dict | Exception]] = {v.variant_id: [] for v in variants}
         for meme in memes:
             try:
-                out.append(self.process_one(meme, variant))
-            except Exception as e:   # e.g. CUDA out of memory on one huge meme: that meme fails, not the run
-                if "out of memory" in str(e).lower():
-                    import torch
-                    if torch.cuda.is_available():
-                        torch.cuda.empty_cache()
-                out.append(e)
+                results = self.process_meme(meme, variants)
+            except Exception as e:   # the image or the shared prefix failed: every variant of this meme
+                self._after_error(e)
+                results = {v.variant_id: e for v in variants}
+            for v in variants:
+                out[v.variant_id].append(results[v.variant_id])
         return out
