@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     served.add_argument("--vlm-prefill", default=DEFAULTS.vlm_prefill, choices=["none", "continue"],
                         help="continue: when the answer holds no readable class line, ask once more with the "
                              "assistant message 'Класс:' to be continued (vLLM, SGLang, llama.cpp); none: score missing")
+    served.add_argument("--vlm-top-logprobs", type=int, default=DEFAULTS.vlm_top_logprobs,
+                        help="log-probability alternatives asked per token (the OpenAI API allows 20; vLLM and "
+                             "llama.cpp more): both label words must be among them for a score")
     served.add_argument("--vlm-random-weights", action="store_true",
                         help="the served model has random weights (tests, benchmarks): its rows are a smoke run")
 

@@ -44,6 +44,7 @@ class Options:
     vlm_timeout: float = 300.0                     # openai: seconds to wait for one answer
     vlm_retries: int = 4                           # openai: retries of a request (429, 5xx, timeouts, ...)
     vlm_prefill: str = "none"                      # openai: none | continue (ask again with `Класс:` prefilled)
+    vlm_top_logprobs: int = 20                     # openai: alternatives asked per token (OpenAI's maximum: 20)
     vlm_random_weights: bool = False               # openai: the served model has random weights (smoke rows)
     # every model stage
     device: str = "auto"                           # auto | cpu | cuda

@@ -1,6 +1,7 @@
 """An HTTP proxy in front of a real inference server that injects the faults a served VLM run meets:
 429 storms, 5xx, malformed JSON, slow answers. Everything else is passed through unchanged, so the
-answers the client reads are the real server's.
+answers the client reads are the real server's; while the server is down the proxy drops the client's
+connection without an answer, as the server's closed port would.
 
     with FaultProxy("http://127.0.0.1:8080") as proxy:      # proxy.url -> "http://127.0.0.1:PORT/v1"
         proxy.fail_next(5, status=429)                       # the next 5 POSTs answer 429
@@ -65,8 +66,9 @@ class FaultProxy:
                 try:
                     r = requests.request(method, proxy.upstream + path, data=body, timeout=600,
                                          headers={"Content-Type": "application/json"})
-                except requests.RequestException:
-                    self._send(502, b'{"error": "upstream down"}')
+                except requests.RequestException:     # the server is down: so is the proxy, to the client
+                    self.close_connection = True
+                    self.connection.shutdown(2)
                     return None
                 return r
 

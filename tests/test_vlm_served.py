@@ -165,3 +165,19 @@ def test_score_from_logits_matches_the_transformers_backend():
     assert math.isclose(VlmStage.score_from_logits({"toxic": -0.2, "non_toxic": -1.9}),
                         1 / (1 + math.exp(-1.7)))
     assert DEFAULTS.vlm_backend == "transformers"
+
+
+def test_an_opening_already_in_the_prefill_is_not_matched_again():
+    """A tokenizer that splits the space off the word: the prefill holds `Класс: ` and the words are read
+    without their space."""
+    from pipeline.stages.vlm_served import COMMON_OPENING, offers_common_opening
+    assert COMMON_OPENING == " "
+    first = answer(tok("x", (" ", -0.1), ("x", -2.0)))
+    assert offers_common_opening(first) and not offers_common_opening(answer(tok("x", ("x", -0.1))))
+    tokens = answer(tok("т", ("т", -0.4), ("н", -1.2), (" т", -3.0)))
+    assert label_logprobs_at(tokens, 0, consumed=" ") == ({"toxic": -0.4, "non_toxic": -1.2}, None)
+    assert label_logprobs_at(tokens, 0)[0] is None          # without the opening, " т" vs nothing
+    # an alternative that begins both words (the space) is not a label: no score from it
+    spaced = answer(tok("x", (" ", -0.1), ("x", -2.0)))
+    logits, why = label_logprobs_at(spaced, 0)
+    assert logits is None and "токсичный and нейтральный" in why

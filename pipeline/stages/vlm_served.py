@@ -8,7 +8,7 @@ message with the prompt text. Decoding is deterministic: temperature 0, a fixed 
 `max_new_tokens` tokens.
 
 p(toxic) from the server's log-probabilities (never guessed):
-  1. read off the answer itself: the request asks for `logprobs` with the top TOP_LOGPROBS alternatives
+  1. read off the answer itself: the request asks for `logprobs` with the top `--vlm-top-logprobs` (20) alternatives
      of every generated token; when the answer holds the deciding class line (label-first: it starts with
      `Класс:`; explain-first: the reasoning, then `\\nКласс:`) and a token starts exactly where the class
      word does, that token's alternatives give log p(« токсичный») and log p(« нейтральный») (by their
@@ -57,13 +57,17 @@ from pipeline.stages.vlm import MAX_NEW_TOKENS_LIMIT, VlmStage, assistant_prefix
 from pipeline.stages.vlm_answer import PARSER_VERSION, label_mass, parse_answer
 from pipeline.stages.vlm_prompts import DEFAULT_PROMPT_VERSIONS, LABEL_WORDS, get_prompt
 
-TOP_LOGPROBS = 20            # the OpenAI API's maximum; vLLM, llama-server accept it
+TOP_LOGPROBS = 20            # default alternatives per token: the OpenAI API's maximum (vLLM, llama-server allow more)
 SEED = 0
 MIN_PIXELS = 56 * 56         # Qwen2.5-VL's processor default (as the transformers backend uses)
 PATCH_FACTOR = 28            # Qwen2.5-VL: 14 px patches merged 2x2
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 DOWN_AFTER = 3               # memes in a row lost to connection errors -> server considered down
 BACKENDS = ("transformers", "openai")
+# What « токсичный» and « нейтральный» begin with alike (a space). The transformers backend appends the
+# label words' common tokens to the scoring prefix; a served prefill does the same when the server's
+# tokenizer has the opening as a token of its own (never for Qwen's, where the space starts the word).
+COMMON_OPENING = os.path.commonprefix([" " + LABEL_WORDS[TOXIC], " " + LABEL_WORDS[NON_TOXIC]])
 PREFILL_MODES = ("none", "continue")
 
 
@@ -133,18 +137,21 @@ def read_logprobs(choice: dict) -> list[TokenLogprobs] | None:
     return out
 
 
-def label_logprobs_at(tokens: list[TokenLogprobs], start: int) -> tuple[dict[str, float] | None, str | None]:
+def label_logprobs_at(tokens: list[TokenLogprobs], start: int,
+                      consumed: str = "") -> tuple[dict[str, float] | None, str | None]:
     """log p of the two label words at generated token `start` (where « токсичный» / « нейтральный»
-    begins): ({toxic, non_toxic}, None) or (None, why not). Pieces common to both words are stepped over
-    (they must be what the model generated); the label is matched by bytes, taking the longest
-    alternative that begins each word."""
-    words = {k: (" " + LABEL_WORDS[k]).encode("utf-8") for k in (TOXIC, NON_TOXIC)}
+    begins; `consumed`: an opening of both words already in the prompt): ({toxic, non_toxic}, None) or
+    (None, why not). Pieces common to both words that the model generated are stepped over; each label
+    is matched by bytes, taking the longest alternative that begins the rest of its word and not the
+    other's (a lone space begins both: it is the common opening, not a label)."""
+    words = {k: (" " + LABEL_WORDS[k])[len(consumed):].encode("utf-8") for k in (TOXIC, NON_TOXIC)}
     i, done = start, 0                  # bytes of both words already consumed by common pieces
     while i < len(tokens):
         rest = {k: w[done:] for k, w in words.items()}
         found: dict[str, float] = {}
-        for k, word in rest.items():
-            matches = [(len(b), lp) for b, lp in tokens[i].top if b and word.startswith(b)]
+        for k, word in rest.items():     # an alternative that begins both words (a space) tells nothing
+            other = next(w for j, w in rest.items() if j != k)
+            matches = [(len(b), lp) for b, lp in tokens[i].top if b and word.startswith(b) and not other.startswith(b)]
             if matches:
                 found[k] = max(matches)[1]
         piece = tokens[i].data
@@ -162,6 +169,12 @@ def label_logprobs_at(tokens: list[TokenLogprobs], start: int) -> tuple[dict[str
         return None, (f"the server's top-{len(tokens[i].top)} log-probabilities at the class word do not "
                       f"include «{missing}» (top: {have})")
     return None, "the answer ends before the class word"
+
+
+def offers_common_opening(tokens: list[TokenLogprobs] | None) -> bool:
+    """Whether the first step's alternatives hold the label words' common opening (a lone space: a
+    tokenizer that splits it off the word) - then the words are read one step later."""
+    return bool(tokens) and any(b == COMMON_OPENING.encode("utf-8") for b, _ in tokens[0].top)
 
 
 def start_after_prefix(tokens: list[TokenLogprobs], prefix: str) -> int | None:
@@ -270,7 +283,7 @@ class ServedVlmStage(Stage):
                  concurrency: int = DEFAULTS.vlm_concurrency, timeout: float = DEFAULTS.vlm_timeout,
                  retries: int = DEFAULTS.vlm_retries, prefill: str = DEFAULTS.vlm_prefill,
                  api_key_env: str = DEFAULTS.vlm_api_key_env, random_weights: bool = False,
-                 backoff_s: float = 1.0):
+                 top_logprobs: int = DEFAULTS.vlm_top_logprobs, backoff_s: float = 1.0):
         if not url or not url.startswith(("http://", "https://")):
             raise OptionError(f"--vlm-url must be the server's http(s) base URL (e.g. http://localhost:8000/v1), not {url!r}")
         if not model:
@@ -281,6 +294,8 @@ class ServedVlmStage(Stage):
             raise OptionError(f"max_pixels {max_pixels} is below one 56x56 image (3136 px)")
         if not 1 <= int(max_new_tokens) <= MAX_NEW_TOKENS_LIMIT:
             raise OptionError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS_LIMIT}")
+        if int(top_logprobs) < 2:
+            raise OptionError("--vlm-top-logprobs must be at least 2 (both label words)")
         if int(concurrency) < 1 or float(timeout) <= 0 or int(retries) < 0:
             raise OptionError("--vlm-concurrency must be >= 1, --vlm-timeout > 0 and --vlm-retries >= 0")
         self.url, self.server_model = url, model
@@ -288,7 +303,7 @@ class ServedVlmStage(Stage):
         self.max_pixels, self.max_new_tokens = int(max_pixels), int(max_new_tokens)
         self.concurrency, self.timeout, self.retries = int(concurrency), float(timeout), int(retries)
         self.prefill, self.api_key_env, self.random_weights = prefill, api_key_env, bool(random_weights)
-        self.backoff_s = backoff_s
+        self.backoff_s, self.top_logprobs = backoff_s, int(top_logprobs)
         self.batch_size = 2 * self.concurrency         # written after every batch: little is in flight
         self.needs_ocr_text = any(p.uses_ocr for p in self.prompts)
         self.client: ServedClient | None = None
@@ -301,7 +316,7 @@ class ServedVlmStage(Stage):
                    prompt_versions=list(o.vlm_prompts) if o.vlm_prompts else None, max_pixels=o.max_pixels,
                    max_new_tokens=o.max_new_tokens, concurrency=o.vlm_concurrency, timeout=o.vlm_timeout,
                    retries=o.vlm_retries, prefill=o.vlm_prefill, api_key_env=o.vlm_api_key_env,
-                   random_weights=o.vlm_random_weights)
+                   random_weights=o.vlm_random_weights, top_logprobs=o.vlm_top_logprobs)
 
     @property
     def model_id(self) -> str:
@@ -316,7 +331,7 @@ class ServedVlmStage(Stage):
             is_smoke=self.random_weights, reads_ocr=p.uses_ocr,
             config=dict(backend="openai", prompt=p.template, uses_ocr=p.uses_ocr, max_pixels=self.max_pixels,
                         max_new_tokens=self.max_new_tokens, decoding="temperature 0", seed=SEED,
-                        top_logprobs=TOP_LOGPROBS, prefill=self.prefill,
+                        top_logprobs=self.top_logprobs, prefill=self.prefill,
                         score_after="reasoning + Класс:" if p.score_after_reasoning else "Класс:"))
             for p in self.prompts]
 
@@ -344,7 +359,7 @@ class ServedVlmStage(Stage):
     # ------------------------------------------------------------------ one meme
     def _payload(self, messages: list[dict], max_tokens: int, prefill: bool) -> dict:
         payload: dict[str, Any] = dict(model=self.server_model, messages=messages, temperature=0, seed=SEED,
-                                       max_tokens=max_tokens, logprobs=True, top_logprobs=TOP_LOGPROBS)
+                                       max_tokens=max_tokens, logprobs=True, top_logprobs=self.top_logprobs)
         if prefill:
             payload.update(continue_final_message=True, add_generation_prompt=False)
         return payload
@@ -364,12 +379,18 @@ class ServedVlmStage(Stage):
                     return logits, None
         if self.prefill != "continue":
             return None, reason + " (no prefill: --vlm-prefill none)"
-        choice = self.client.chat(self._payload(chat_messages(data_url, prompt_text, prefix), 1, prefill=True))
-        tokens = read_logprobs(choice)
-        if tokens is None:
-            return None, "the server returned no log-probabilities for the prefilled class line"
-        logits, why = label_logprobs_at(tokens, 0)
-        return (logits, None) if logits is not None else (None, "prefilled class line: " + why)
+        why = ""
+        for opening in ("", COMMON_OPENING):
+            messages = chat_messages(data_url, prompt_text, prefix + opening)
+            tokens = read_logprobs(self.client.chat(self._payload(messages, 1, prefill=True)))
+            if tokens is None:
+                return None, "the server returned no log-probabilities for the prefilled class line"
+            logits, why = label_logprobs_at(tokens, 0, consumed=opening)
+            if logits is not None:
+                return logits, None
+            if opening or not COMMON_OPENING or not offers_common_opening(tokens):
+                break
+        return None, "prefilled class line: " + why
 
     def process_one(self, meme: MemeInput, variant: Variant) -> dict:
         prompt = get_prompt(variant.name)
