@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--max-pixels", type=int, default=DEFAULTS.max_pixels, help="VLM image pixel budget (bounds visual tokens)")
     pre.add_argument("--max-new-tokens", type=int, default=DEFAULTS.max_new_tokens, help="VLM generation bound")
     pre.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="CLIP/CAM images per batch")
+    pre.add_argument("--vlm-batch-size", type=int, default=DEFAULTS.vlm_batch_size,
+                     help="VLM (transformers) memes per generate call, left-padded and grouped by visual-token "
+                          "count; 0 (default): 8 on a GPU, 1 on CPU (where the prompts of a meme share its prefix)")
     served = pre.add_argument_group("served VLM (--vlm-backend openai: an OpenAI-compatible server, docs/served_vlm.md)")
     served.add_argument("--vlm-backend", default=DEFAULTS.vlm_backend, choices=["transformers", "openai"],
                         help="transformers: the model runs in this process; openai: ask a server (vLLM, SGLang, "

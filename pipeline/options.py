@@ -36,6 +36,7 @@ class Options:
     quantize: str = "none"                         # none | 8bit | 4bit (bitsandbytes, CUDA)
     max_pixels: int = 640 * 640                    # VLM image pixel budget (bounds visual tokens)
     max_new_tokens: int = 160                      # VLM generation bound
+    vlm_batch_size: int = 0                        # transformers: memes per generate call (0: 8 on a GPU, 1 on CPU)
     vlm_reuse_prefix: bool = True                  # transformers: image + shared prompt prefix computed once per meme
     vlm_backend: str = "transformers"              # transformers (in this process) | openai (a server)
     vlm_url: str | None = None                     # openai: the server's base URL, e.g. http://localhost:8000/v1

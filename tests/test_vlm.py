@@ -241,6 +241,39 @@ def test_the_prompts_of_a_meme_share_one_image_encoding_and_prefix(stage, memes)
     assert prefix.length > 0.5 * min(n)               # image + the shared definitions: most of the prompt
 
 
+def test_batched_generation_equals_one_meme_at_a_time(tiny_qwen, memes, tmp_path):
+    """--vlm-batch-size > 1 (the GPU path): memes grouped by visual-token count, each group one left-padded
+    generate call. Same answers and scores as one meme at a time (fails if padding leaked into attention or
+    positions, or rows and steps were mixed up). The OCR prompt's texts differ in length: rows are padded."""
+    extra = []
+    for i, (caption, size) in enumerate([("ОДИН", (240, 180)), ("ДВА ТРИ", (240, 180)), ("ЧЕТЫРЕ", (240, 180))]):
+        p = _draw_meme(tmp_path / f"b{i}.png", caption, size, (20 + 60 * i, 90, 40))
+        extra.append(MemeInput(meme_id=f"b{i}", path=p, rel_path=p.name, label=None, ocr_text=caption * (i + 1)))
+    batch = [memes[0], *extra, memes[1]]                 # two visual-token counts among them
+    st = VlmStage(model=str(tiny_qwen), device="cpu", max_pixels=4 * MAX_PIXELS, max_new_tokens=MAX_NEW,
+                  precision="fp32", batch_size=4, prompt_versions=[*DEFAULT_PROMPT_VERSIONS, "label-first-ocr-v1"])
+    st.load()
+    assert st.batch_size == 4
+    counts = {st.visual_tokens(m.image) for m in batch}
+    assert len(counts) == 2
+    calls = []
+    original = st.generate_batch
+    st.generate_batch = lambda images, texts: calls.append(len(images)) or original(images, texts)
+    variants = st.variants()
+    batched = st.process_variants(batch, variants)
+    assert sorted(calls) == sorted([4, 1] * len(variants))   # one call per (count, prompt)
+    for v in variants:
+        for meme, row in zip(batch, batched[v.variant_id]):
+            one = st.process_meme(meme, [v])[v.variant_id]
+            assert isinstance(row, dict) and isinstance(one, dict), (row, one)
+            assert row["raw_answer"] == one["raw_answer"] and row["label"] == one["label"]
+            for k in ("toxic", "non_toxic"):
+                assert row["logits"][k] == pytest.approx(one["logits"][k], abs=1e-4)
+    auto = VlmStage(model=str(tiny_qwen), device="cpu", max_pixels=MAX_PIXELS, precision="fp32")
+    auto.load()
+    assert auto.batch_size == 1                          # auto on CPU: one meme, prompts share its prefix
+
+
 def test_ocr_prompt_version_carries_the_ocr_text(tiny_qwen, memes):
     st = VlmStage(model=str(tiny_qwen), prompt_versions=["label-first-ocr-v1"], device="cpu",
                   max_pixels=MAX_PIXELS, max_new_tokens=4, precision="fp32")

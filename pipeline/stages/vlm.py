@@ -36,8 +36,12 @@ Choices:
     Measured in docs/benchmarks.md.
   max_new_tokens = 160: room for two or three sentences of Russian reasoning plus the class line
     (explain-first needs the label after the reasoning; a cut-off answer parses to None).
-  batch size 1: memes differ in size, so their visual token counts differ; one at a time avoids
-    padding and keeps an out-of-memory error confined to one meme (returned in its slot).
+  one meme at a time on CPU (--vlm-batch-size 0 = auto): the runner hands the stage every prompt variant a
+    meme lacks (shares_meme_across_variants); the image and the prompts' common opening (system prompt,
+    image tokens, the definitions) go through the model once (shared_prefix) and each prompt continues
+    from a copy of that KV cache, so the vision tower runs once per meme. An error stays in its slot.
+  batched on a GPU (auto: GPU_BATCH = 8 memes per generate call): memes grouped by visual-token count (no
+    image padding), prompts left-padded; answers and scores equal the one-meme path's (tested).
   generation and score share one image preprocessing (the vision tower runs in both passes).
   quantize 8bit/4bit uses bitsandbytes (CUDA only) and keeps the vision tower and lm_head unquantised.
 """
@@ -64,6 +68,7 @@ from pipeline.stages.vlm_answer import (  # noqa: F401  (re-exported)
 from pipeline.stages.vlm_prompts import CLASS_PREFIX, DEFAULT_PROMPT_VERSIONS, LABEL_WORDS, answer_order, get_prompt
 
 MAX_NEW_TOKENS_LIMIT = 1024
+GPU_BATCH = 8           # --vlm-batch-size 0 (auto) on a GPU: memes per generate call
 TORCH_DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}   # as str(torch.<dtype>) without "torch."
 # Module names bitsandbytes must leave alone: the vision tower (`model.visual` in transformers 5,
 # `visual` in older layouts) and the output head.
@@ -106,7 +111,7 @@ class VlmStage(Stage):
     def __init__(self, model: str = DEFAULTS.vlm_model, prompt_versions: list[str] | tuple[str, ...] | None = None,
                  device: str = DEFAULTS.device, quantize: str = DEFAULTS.quantize, max_pixels: int = DEFAULTS.max_pixels,
                  max_new_tokens: int = DEFAULTS.max_new_tokens, precision: str = DEFAULTS.precision,
-                 reuse_prefix: bool = DEFAULTS.vlm_reuse_prefix):
+                 reuse_prefix: bool = DEFAULTS.vlm_reuse_prefix, batch_size: int = DEFAULTS.vlm_batch_size):
         self.model_name = model
         self.prompts = [get_prompt(v) for v in (prompt_versions or DEFAULT_PROMPT_VERSIONS)]
         if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
@@ -122,6 +127,10 @@ class VlmStage(Stage):
         self.device_option, self.quantize, self.precision = device, quantize, precision
         self.max_pixels, self.max_new_tokens = int(max_pixels), int(max_new_tokens)
         self.reuse_prefix = bool(reuse_prefix)
+        if int(batch_size) < 0:
+            raise ValueError("--vlm-batch-size must be >= 0 (0: 8 on a GPU, 1 on CPU)")
+        self.batch_option = int(batch_size)
+        self.batch_size = max(1, self.batch_option)
         self.needs_ocr_text = any(p.uses_ocr for p in self.prompts)
         self.model = self.processor = None
         self.device: str | None = None
@@ -147,7 +156,7 @@ class VlmStage(Stage):
             raise ValueError(f"--vlm-backend must be transformers or openai, not {o.vlm_backend!r}")
         return cls(model=o.vlm_model, prompt_versions=list(o.vlm_prompts) if o.vlm_prompts else None, device=o.device,
                    precision=o.precision, quantize=o.quantize, max_pixels=o.max_pixels, max_new_tokens=o.max_new_tokens,
-                   reuse_prefix=o.vlm_reuse_prefix)
+                   reuse_prefix=o.vlm_reuse_prefix, batch_size=o.vlm_batch_size)
 
     def row_columns(self, variant: Variant) -> dict:
         return prediction_row_columns(variant)
@@ -211,6 +220,8 @@ class VlmStage(Stage):
         self.model, self.processor = model.eval(), processor
         self.device, self.dtype = device, dtype
         self._label_ids = self._continuation_ids()
+        if self.batch_option == 0:      # auto: batched generation on a GPU, one meme (with prefix reuse) on CPU
+            self.batch_size = GPU_BATCH if device.startswith("cuda") else 1
 
     def _continuation_ids(self) -> tuple[list[int], int, int]:
         """Tokens of ' токсичный' / ' нейтральный': their common prefix and the first differing pair."""
@@ -271,30 +282,64 @@ class VlmStage(Stage):
         """The greedy answer, its token ids, and at every step the log-probabilities of the two label
         tokens (full-vocabulary log-softmax of the logits that step was chosen from). With `prefix`
         the shared opening is not computed again."""
-        import torch
-        from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+        return self._generate_rows(self._continue_from(prefix, inputs), inputs["input_ids"].shape[1])[0]
+
+    def _generation_config(self):
+        from transformers import GenerationConfig
         gc = self.model.generation_config
         # Every knob set explicitly: transformers fills unset ones from the checkpoint's generation_config
         # (Qwen2.5-VL ships temperature 0.1, top_k 1, repetition_penalty 1.05); plain greedy is wanted.
         defaults = getattr(GenerationConfig(), "_get_default_generation_params", lambda: _NEUTRAL_GENERATION)()
         neutral = {k: v for k, v in defaults.items() if k != "max_length"}
-        config = GenerationConfig(**{**neutral, "max_new_tokens": self.max_new_tokens, "do_sample": False,
-                                     "num_beams": 1, "eos_token_id": gc.eos_token_id,
-                                     "pad_token_id": gc.pad_token_id, "bos_token_id": gc.bos_token_id})
+        return GenerationConfig(**{**neutral, "max_new_tokens": self.max_new_tokens, "do_sample": False,
+                                   "num_beams": 1, "eos_token_id": gc.eos_token_id,
+                                   "pad_token_id": gc.pad_token_id, "bos_token_id": gc.bos_token_id})
+
+    def _generate_rows(self, kwargs: dict, prompt_len: int) -> list[tuple[str, list[int], list[tuple[float, float]]]]:
+        """model.generate on one or more (left-padded) rows: per row its answer, its new tokens up to and
+        including the first end token, and the label tokens' log-probabilities at each of its steps."""
+        import torch
+        from transformers import LogitsProcessor, LogitsProcessorList
+        config = self._generation_config()
         label_ids = [self._label_ids[1], self._label_ids[2]]
-        steps: list[tuple[float, float]] = []
+        steps: list[list[tuple[float, float]]] = []
 
         class LabelLogprobs(LogitsProcessor):       # reads the scores, changes nothing
             def __call__(self, input_ids, scores):
-                steps.append(tuple(torch.log_softmax(scores[0].float(), dim=-1)[label_ids].tolist()))   # one sync
+                steps.append([tuple(r) for r in torch.log_softmax(scores.float(), dim=-1)[:, label_ids].tolist()])
                 return scores
 
         with torch.inference_mode():
-            out = self.model.generate(**self._continue_from(prefix, inputs), generation_config=config,
+            out = self.model.generate(**kwargs, generation_config=config,
                                       logits_processor=LogitsProcessorList([LabelLogprobs()]))
-        new_tokens = out[0, inputs["input_ids"].shape[1]:].tolist()
-        text = self.processor.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
-        return text, new_tokens, steps
+        eos = config.eos_token_id
+        ends = set(eos if isinstance(eos, (list, tuple)) else [eos])
+        rows = []
+        for b in range(out.shape[0]):
+            new_tokens = out[b, prompt_len:].tolist()
+            for i, t in enumerate(new_tokens):
+                if t in ends:
+                    new_tokens = new_tokens[:i + 1]
+                    break
+            text = self.processor.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+            rows.append((text, new_tokens, [step[b] for step in steps[:len(new_tokens)]]))
+        return rows
+
+    def generate_batch(self, images: list, prompt_texts: list[str]):
+        """_generate over several memes at once (left padding; memes of one visual-token count, so no
+        image is padded): one (answer, new tokens, label log-probabilities per step) per meme."""
+        chats = [self.processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": t}]}],
+            add_generation_prompt=True, tokenize=False) for t in prompt_texts]
+        min_px = min(self.processor.image_processor.size.get("shortest_edge", 56 * 56), self.max_pixels)
+        tok = self.processor.tokenizer
+        side, tok.padding_side = tok.padding_side, "left"
+        try:
+            inputs = self.processor(text=chats, images=images, return_tensors="pt", padding=True,
+                                    size={"shortest_edge": min_px, "longest_edge": self.max_pixels}).to(self.device)
+        finally:
+            tok.padding_side = side
+        return self._generate_rows(dict(inputs), inputs["input_ids"].shape[1])
 
     def _scoring_ids(self, prefix: str) -> list[int]:
         """The assistant tokens the score is read after: `prefix` and the label words' common tokens."""
@@ -367,11 +412,7 @@ class VlmStage(Stage):
                 raw, new_tokens, steps = self._generate(x, shared)
                 prefix = assistant_prefix(variant.name, raw)
                 logits = self.logprobs_from_generation(new_tokens, steps, prefix) or self.label_logprobs(x, prefix, shared)
-                parsed = parse_answer(raw, prompt.answer_order)
-                out[variant.variant_id] = dict(
-                    label=parsed.label, explanation=parsed.explanation, raw_answer=raw, prompt=prompt_text,
-                    score=self.score_from_logits(logits), logits=logits, label_mass=label_mass(logits),
-                    parser_version=PARSER_VERSION)
+                out[variant.variant_id] = self._row(raw, prompt_text, logits, prompt.answer_order)
             except Exception as e:   # e.g. CUDA out of memory on one huge meme: that item fails, not the run
                 self._after_error(e)
                 out[variant.variant_id] = e
@@ -420,9 +461,61 @@ class VlmStage(Stage):
     def process(self, memes: list[MemeInput], variant: Variant) -> list[dict | Exception]:
         return self.process_variants(memes, [variant])[variant.variant_id]
 
+    def visual_tokens(self, image) -> int:
+        """The number of image patches the processor makes of this meme at max_pixels (batches group by it)."""
+        from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+        ip = self.processor.image_processor
+        factor = ip.patch_size * ip.merge_size
+        min_px = min(ip.size.get("shortest_edge", 56 * 56), self.max_pixels)
+        h, w = smart_resize(image.height, image.width, factor=factor, min_pixels=min_px, max_pixels=self.max_pixels)
+        return (h // ip.patch_size) * (w // ip.patch_size)
+
+    def process_batch(self, memes: list[MemeInput], variants: list[Variant]) -> dict[str, list[dict | Exception]]:
+        """Batched generation (a GPU's path, `--vlm-batch-size` > 1): per prompt variant, the memes in
+        groups of one visual-token count, each group one left-padded generate call; scores read off the
+        generation or by one forward pass per meme. No prefix reuse here (that is the one-meme path)."""
+        out: dict[str, list[dict | Exception]] = {v.variant_id: [None] * len(memes) for v in variants}
+        groups: dict[int, list[int]] = {}
+        for i, m in enumerate(memes):
+            try:
+                groups.setdefault(self.visual_tokens(m.image), []).append(i)
+            except Exception as e:      # an unreadable image fails in its slot
+                for v in variants:
+                    out[v.variant_id][i] = e
+        for variant in variants:
+            prompt = get_prompt(variant.name)
+            for idx in groups.values():
+                texts = [prompt.render(memes[i].ocr_text) for i in idx]
+                try:
+                    answers = self.generate_batch([memes[i].image for i in idx], texts)
+                except Exception as e:   # e.g. out of memory: this group fails, the others go on
+                    self._after_error(e)
+                    for i in idx:
+                        out[variant.variant_id][i] = e
+                    continue
+                for i, text, (raw, new_tokens, steps) in zip(idx, texts, answers):
+                    try:
+                        prefix = assistant_prefix(variant.name, raw)
+                        logits = (self.logprobs_from_generation(new_tokens, steps, prefix)
+                                  or self.label_logprobs(self.encode(memes[i].image, text), prefix))
+                        out[variant.variant_id][i] = self._row(raw, text, logits, prompt.answer_order)
+                    except Exception as e:
+                        self._after_error(e)
+                        out[variant.variant_id][i] = e
+        return out
+
+    @classmethod
+    def _row(cls, raw: str, prompt_text: str, logits: dict[str, float], order: str) -> dict:
+        parsed = parse_answer(raw, order)
+        return dict(label=parsed.label, explanation=parsed.explanation, raw_answer=raw, prompt=prompt_text,
+                    score=cls.score_from_logits(logits), logits=logits, label_mass=label_mass(logits),
+                    parser_version=PARSER_VERSION)
+
     def process_variants(self, memes: list[MemeInput], variants: list[Variant]) -> dict[str, list[dict | Exception]]:
         if self.model is None:
             self.load()
+        if len(memes) > 1:
+            return self.process_batch(memes, variants)
         out: dict[str, list[dict | Exception]] = {v.variant_id: [] for v in variants}
         for meme in memes:
             try:
