@@ -514,7 +514,7 @@ class VlmStage(Stage):
     def process_variants(self, memes: list[MemeInput], variants: list[Variant]) -> dict[str, list[dict | Exception]]:
         if self.model is None:
             self.load()
-        if len(memes) > 1:
+        if self.batch_size > 1 and len(memes) > 1:
             return self.process_batch(memes, variants)
         out: dict[str, list[dict | Exception]] = {v.variant_id: [] for v in variants}
         for meme in memes:
