@@ -74,6 +74,13 @@ _MASS_FROM_LOGITS = ("CASE WHEN p.stage = 'vlm' THEN exp(TRY_CAST(json_extract_s
                      " + exp(TRY_CAST(json_extract_string(p.logits, '$.non_toxic') AS DOUBLE)) END")
 
 
+def _note_sql(con: duckdb.DuckDBPyConnection) -> str:
+    """predictions p's score_note (why a served VLM gave no score), NULL in caches from before the column."""
+    has = con.execute("SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = 'predictions' "
+                      "AND column_name = 'score_note'").fetchall()[0][0]
+    return "p.score_note" if has else "CAST(NULL AS VARCHAR)"
+
+
 def _mass_sql(con: duckdb.DuckDBPyConnection) -> str:
     """The SQL expression (one of two fixed fragments) for predictions p's label mass."""
     has = con.execute("SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = 'predictions' "
@@ -585,7 +592,7 @@ def meme_ocr(con, meme_id: str) -> list[dict]:
 def meme_predictions(con, meme_id: str) -> list[dict]:
     return _records(con, f"""
         SELECT p.variant_id, p.stage, p.model_id, p.prompt_version, p.label, p.score, {_mass_sql(con)} AS label_mass,
-               p.logits, p.prompt,
+               {_note_sql(con)} AS score_note, p.logits, p.prompt,
                p.raw_answer, p.explanation, coalesce(v.is_smoke, FALSE) OR coalesce(p.is_smoke, FALSE) AS is_smoke,
                p.created_at, p.run_id
         FROM predictions p LEFT JOIN variants v USING (variant_id)

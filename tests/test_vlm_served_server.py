@@ -106,6 +106,16 @@ def test_a_precompute_against_the_server_stores_every_answer_and_score(memes, se
     assert all(r[3] is None for r in _rows(plain)) and all("no prefill" in n for n in notes)
 
 
+def test_the_meme_page_says_why_a_served_score_is_missing(memes, server, tmp_path, monkeypatch):
+    from dashboard_helpers import app_opener, goto
+    db = tmp_path / "plain.duckdb"
+    assert main(_argv(memes, db, server.url)) == 0
+    meme_id, note = _rows(db)[0][0], _rows(db)[0][6]
+    at = goto(app_opener(monkeypatch)(db), "views/meme.py", meme=meme_id)
+    assert "No p(toxic): why" in [c.value for c in at.caption]
+    assert note in [t.value for t in at.text]                 # plain text, never markdown or HTML
+
+
 def test_the_same_weights_served_and_in_process_agree(gguf, memes, server, tmp_path):
     """The GGUF conversion of the tiny checkpoint answers like the checkpoint through transformers: the two
     prediction sets are different variants of one cache, and the scores agree closely."""

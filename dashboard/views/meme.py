@@ -75,6 +75,8 @@ else:
         with st.expander(c.md_escape(f"{p['stage'].upper()} {p['model_id']} · prompt {p['prompt_version']} — "
                                      f"{c.ANSWER_TEXT.get(p['label'], '?')} ({c.fmt_score(p['score'])})")):
             c.show_low_mass_flag(p["label_mass"])
+            if p["score"] is None:        # a served VLM that could not give both label words' log-probabilities
+                c.text_block("No p(toxic): why", p.get("score_note"), limit=1000)
             c.text_block("Explanation", p["explanation"], limit=5000)
             if p["raw_answer"] is not None:
                 st.caption("Raw answer")
