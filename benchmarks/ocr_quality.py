@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/ocr_quality.py                      # every engine that can run here
     .venv/bin/python benchmarks/ocr_quality.py --engines craft-tesseract --show-errors
+    .venv/bin/python benchmarks/ocr_quality.py --engines craft-tesseract-v2,craft-tesseract   # before/after
     .venv/bin/python benchmarks/ocr_quality.py --engines craft-tesseract --read-folder ../shared/memes
 
 Draws (seeded) `--n-captioned` memes (white outlined captions over busy backgrounds, every 5th one
@@ -32,7 +33,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from pipeline.devtools.synthetic_memes import caption_pairs, draw_meme, draw_textless, expected_text  # noqa: E402
 from pipeline.images import load_rgb  # noqa: E402
 from pipeline.stages.base import StageLoadError  # noqa: E402
-from pipeline.stages.ocr import ENGINES, OcrStage, edit_distance, normalize_text  # noqa: E402
+from pipeline.stages.ocr import ENGINES, OcrStage, edit_distance, normalize_text, past_version_stage  # noqa: E402
 
 SIZES = ((400, 300), (500, 500), (640, 480), (300, 400), (720, 540))
 
@@ -64,8 +65,15 @@ def _cpu_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
+def make_stage(engine: str) -> OcrStage:
+    """craft-tesseract-v1 / -v2: what those OcrStage versions did (PAST_VERSIONS)."""
+    if engine.startswith("craft-tesseract-v"):
+        return past_version_stage(engine.rsplit("-v", 1)[1])
+    return OcrStage(engine=engine)
+
+
 def evaluate(engine: str, items, show_errors: bool = False) -> dict | str:
-    stage = OcrStage(engine=engine)
+    stage = make_stage(engine)
     try:
         stage.load()
     except StageLoadError as e:
@@ -90,7 +98,8 @@ def evaluate(engine: str, items, show_errors: bool = False) -> dict | str:
     seconds = (time.perf_counter() - t0) / len(items)
     cpu = (_cpu_seconds() - c0) / len(items)
     cer = lambda k: edits[k] / chars[k] if chars[k] else float("nan")  # noqa: E731
-    return dict(engine=stage.describe(), cer=sum(edits.values()) / max(1, sum(chars.values())),
+    name = engine if engine.startswith("craft-tesseract-v") else stage.describe()
+    return dict(engine=f"{name} (v{stage.version})", cer=sum(edits.values()) / max(1, sum(chars.values())),
                 cer_outline=cer("outline"), cer_band=cer("band"),
                 halluc=sum(halluc) / max(1, len(halluc)), max_halluc=max(halluc, default=0), seconds=seconds,
                 cpu=cpu)

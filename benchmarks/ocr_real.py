@@ -1,11 +1,11 @@
 """OCR quality on the real labelled memes (../shared/memes) against tests/data/ocr_transcriptions.json.
 
-    nice -n 10 .venv/bin/python benchmarks/ocr_real.py                          # v1 settings and today's
+    nice -n 10 .venv/bin/python benchmarks/ocr_real.py                          # v2 settings and today's
     nice -n 10 .venv/bin/python benchmarks/ocr_real.py --engine craft-tesseract --show-errors
     nice -n 10 .venv/bin/python benchmarks/ocr_real.py --engine craft-tesseract --set min_line_conf=0.3
 
-Engines: craft-tesseract (today's settings), craft-tesseract-v1 (the settings of OcrStage version 1,
-before the toxic-punchline fixes, for a before/after in one run), tesseract. `--set k=v` overrides
+Engines: craft-tesseract (today's settings), craft-tesseract-v2 / -v1 (what OcrStage versions 2 / 1
+did, pipeline.stages.ocr.PAST_VERSIONS, for a before/after in one run), tesseract. `--set k=v` overrides
 a TESSERACT_PARAMS entry for the craft-tesseract engines (experiments). Prints, per engine, a
 Markdown row: CER toxic / neutral / corpus (captioned memes, total edits / total reference chars
 after pipeline.stages.ocr.normalize_text), memes read exactly, obscene-word and other-word recall,
@@ -25,12 +25,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from pipeline.images import load_rgb  # noqa: E402
-from pipeline.stages.ocr import OcrStage, normalize_text  # noqa: E402
+from pipeline.stages.ocr import PAST_VERSIONS, OcrStage, normalize_text, past_version_stage  # noqa: E402
 from pipeline.stages.ocr_quality import REAL_MEMES, changed_files, load_transcriptions, score  # noqa: E402
-
-# What OcrStage version 1 did, as overrides of today's TESSERACT_PARAMS.
-V1_TESSERACT = dict(rescue_heights=[])  # v1: no second reading, no lower cut for caption-sized lines
-V1_VERSION = "1"
 
 
 def cpu_info() -> str:
@@ -50,10 +46,8 @@ def cpu_info() -> str:
 
 
 def make_stage(engine: str, overrides: dict) -> OcrStage:
-    if engine == "craft-tesseract-v1":
-        stage = OcrStage(engine="craft-tesseract", device="cpu", tesseract_params={**V1_TESSERACT, **overrides})
-        stage.version = V1_VERSION
-        return stage
+    if engine.startswith("craft-tesseract-v"):  # an earlier OcrStage version (PAST_VERSIONS)
+        return past_version_stage(engine.rsplit("-v", 1)[1], overrides, device="cpu")
     if engine == "craft-tesseract":
         return OcrStage(engine=engine, device="cpu", tesseract_params=overrides)
     return OcrStage(engine=engine, device="cpu")
@@ -83,8 +77,9 @@ def _parse_value(v: str):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--engine", action="append", help="craft-tesseract | craft-tesseract-v1 | tesseract (repeatable); "
-                                                      "default: craft-tesseract-v1 and craft-tesseract")
+    ap.add_argument("--engine", action="append",
+                    help=f"craft-tesseract | {' | '.join(f'craft-tesseract-v{v}' for v in sorted(PAST_VERSIONS))} | tesseract "
+                         "(repeatable); default: craft-tesseract-v2 and craft-tesseract")
     ap.add_argument("--folder", type=Path, default=REAL_MEMES)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a TESSERACT_PARAMS entry")
     ap.add_argument("--only", help="comma-separated relative paths (a subset)")
@@ -103,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         keys = [k for k in args.only.split(",") if k in keys]
     overrides = dict(kv.split("=", 1) for kv in args.set)
     overrides = {k: _parse_value(v) for k, v in overrides.items()}
-    engines = args.engine or ["craft-tesseract-v1", "craft-tesseract"]
+    engines = args.engine or ["craft-tesseract-v2", "craft-tesseract"]
     n_cap = sum(1 for k in keys if refs[k]["text"])
     print(f"{len(keys)} real memes ({n_cap} captioned, {len(keys) - n_cap} caption-free) in {args.folder}")
     print(f"CPU: {cpu_info()}\n")

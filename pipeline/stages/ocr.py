@@ -16,18 +16,21 @@ Engines (`OcrStage(engine=...)`):
 Meme-aware preprocessing (craft-tesseract): captions are mostly white letters with a black
 outline over a busy picture, sometimes black letters with a white outline, or dark text on a light
 strip. Each line crop is binarised at `work_height` px into up to three black-on-white candidates,
-tried in this order until one reads confidently:
+tried in this order until one reads confidently (caption-sized lines: all of them, v3):
   outlined  letter-like blobs of one tone whose rim is of the other tone (light letters in a dark
             outline, or the reverse; the ring-shaped one of the two is the outline and loses);
   contrast  Otsu threshold of the grey crop, minority class as ink;
   light     any white-ish letter-like blobs (white text without an outline on a dark picture).
 Blobs running into the crop's sides, and specks, are dropped. The winning reading has the best
-mean word confidence, discounted when it holds fewer letters than another candidate's; then lines
+mean word confidence x sqrt(its letters / the most letters any candidate read), or (v3) the longest
+reading holding all of its letters and `extend_letters` more; then lines
 with a poor reading and words below `min_word_conf` are dropped (this keeps text-free pictures
 empty), as are specks Tesseract read as quotes or bars at word edges. A caption-sized line
 (box >= `big_line` x the picture's height) that reads poorly is first read again at the
 `rescue_heights` and kept at the lower `big_min_*` cuts (v2: heavy condensed caption fonts, where
-the punchline and its obscene words were dropped whole; see docs/ocr.md).
+the punchline and its obscene words were dropped whole; see docs/ocr.md). Words Tesseract ran
+together are split where the winning image has a word gap between its letter blobs (v3: heavy
+condensed fonts, «ЯРЕЗУЛЬТАТИНЦЕСТА»; `split_at_word_gaps`).
 
 `process` returns per meme: engine_version, text (lines in reading order, one per line),
 boxes ([{"box": [x0, y0, x1, y1], "text", "conf"}] in MemeInput.image pixels) and mean_confidence.
@@ -47,7 +50,7 @@ from PIL import Image
 
 from pipeline.errors import first_line
 from pipeline.stages.base import MemeInput, Stage, StageLoadError, Variant
-from pipeline.stages.ocr_binarize import letter_ink, meme_binarizations, otsu_minority_ink, pad_white, scale_to_height
+from pipeline.stages.ocr_binarize import letter_ink, meme_binarizations, otsu_minority_ink, pad_white, scale_to_height, word_gaps
 from pipeline.stages.ocr_quality import char_error_rate, edit_distance, normalize_text  # noqa: F401  (re-exported)
 
 ENGINES = ("auto", "easyocr", "tesseract", "craft-tesseract")
@@ -80,7 +83,26 @@ TESSERACT_PARAMS: dict[str, Any] = dict(
     big_min_line_conf=0.30,     # ... and it is kept at these lower cuts (v2)
     big_min_word_conf=0.20,
     big_min_letters=4,          # ... if it holds at least this many letters/digits (v2)
+    read_all_big=True,          # caption-sized lines: every candidate is read, no stop at good_enough_conf (v3)
+    extend_letters=3,           # a reading holding the winner's letters and >= this many more wins (v3; 0 = off)
+    word_gap=0.25,              # a letter-free column run >= this x the letter height inside a word splits it (v3; 0 = off) ...
+    word_gap_ratio=2.5,         # ... and >= this x the line's median gap between letter blobs (v3) ...
+    gap_min_stroke=0.08,        # ... letter blobs are at least this x the letter height wide (thinner: slivers) (v3)
 )
+# Earlier OcrStage versions of craft-tesseract as overrides of TESSERACT_PARAMS (benchmarks: before/after in one run).
+PAST_VERSIONS: dict[str, dict[str, Any]] = {
+    "2": dict(read_all_big=False, extend_letters=0, word_gap=0.0),
+    "1": dict(read_all_big=False, extend_letters=0, word_gap=0.0, rescue_heights=[]),
+}
+
+
+def past_version_stage(version: str, overrides: dict[str, Any] | None = None, **kwargs) -> OcrStage:
+    """A craft-tesseract OcrStage doing what OcrStage `version` did (its own variant id)."""
+    stage = OcrStage(engine="craft-tesseract", tesseract_params={**PAST_VERSIONS[version], **(overrides or {})}, **kwargs)
+    stage.version = version
+    return stage
+
+
 TESSERACT_WHOLE_PARAMS: dict[str, Any] = dict(long_side=1600, psm=3)  # engine "tesseract": whole picture
 CRAFT_PARAMS: dict[str, Any] = dict(
     canvas_size=1280, min_long_side=640,  # small pictures are upscaled to this long side for CRAFT
@@ -91,6 +113,7 @@ EASYOCR_PARAMS: dict[str, Any] = dict(languages=["ru", "en"], min_conf=0.30, wid
 
 _WORD_CHARS = re.compile(r"\w", re.UNICODE)
 _SPECK_CHARS = "'\"‘’`|[]{}_\\/"  # what Tesseract makes of specks next to a word
+_HYPHENS = "-–—"  # a hyphen is no letter blob, so «наконец-то» shows a word gap; never cut next to one
 
 
 # ----------------------------------------------------------------------------- engine discovery
@@ -249,7 +272,7 @@ def _keep_words(words: list[dict[str, Any]], p: dict[str, Any]) -> list[dict[str
         text = w["text"].strip(_SPECK_CHARS)
         if w["conf"] < p["min_word_conf"] or not text:
             continue
-        if not _WORD_CHARS.search(text) and not (text in ("-", "–", "—") and w["conf"] >= 0.85):
+        if not _WORD_CHARS.search(text) and not (text in _HYPHENS and w["conf"] >= 0.85):
             continue
         kept.append({**w, "text": text})
     return kept
@@ -266,37 +289,111 @@ def _n_alnum(words: list[dict[str, Any]]) -> int:
 
 
 def _read_candidates(masks: list[np.ndarray], p: dict[str, Any], line_height: int,
-                     stop_at: float | None) -> list[tuple[float, int, list[dict[str, Any]]]]:
-    """(mean conf, letters, words) of each preprocessing candidate read at `line_height` px,
-    stopping at the first one at least `stop_at` confident."""
+                     stop_at: float | None) -> list[tuple[float, int, list[dict[str, Any]], np.ndarray]]:
+    """(mean conf, letters, words, the image read) of each preprocessing candidate read at
+    `line_height` px, stopping at the first one at least `stop_at` confident."""
     readings = []
     for bw in masks:
         if (bw == 0).mean() < 0.01:  # no ink at all
             continue
         bw, _ = scale_to_height(bw, line_height)
-        words = _tesseract_words(pad_white(bw, p["pad"]), p["lang"], psm=7, extra=p.get("tess_config", ""))
-        readings.append((_mean_conf(words), _n_alnum(words), words))
+        image = pad_white(bw, p["pad"])
+        words = _tesseract_words(image, p["lang"], psm=7, extra=p.get("tess_config", ""))
+        readings.append((_mean_conf(words), _n_alnum(words), words, image))
         if stop_at is not None and readings[-1][0] >= stop_at:
             break
     return readings
 
 
-def _best(readings: list[tuple[float, int, list[dict[str, Any]]]]) -> tuple[float, list[dict[str, Any]]]:
-    most = max((n for _, n, _ in readings), default=0)
+def _letters(words: list[dict[str, Any]]) -> str:
+    return "".join(_WORD_CHARS.findall("".join(w["text"] for w in words))).casefold()
+
+
+def _best(readings: list[tuple[float, int, list[dict[str, Any]], np.ndarray]],
+          p: dict[str, Any]) -> tuple[float, list[dict[str, Any]], np.ndarray | None]:
+    """The winning reading: the best mean confidence x sqrt(letters / most letters read); then
+    (v3, `extend_letters`) the longest reading that holds all of the winner's letters in a row plus
+    at least `extend_letters` more, at a line confidence >= min_line_conf, replaces it: the winner
+    read part of the line (its mask lost letters) and another candidate read the rest too."""
+    most = max((r[1] for r in readings), default=0)
     if not most:
-        return 0.0, []
-    conf, _, words = max(readings, key=lambda r: r[0] * np.sqrt(r[1] / most))
-    return conf, words
+        return 0.0, [], None
+    win = max(readings, key=lambda r: r[0] * np.sqrt(r[1] / most))
+    if p.get("extend_letters"):
+        have = _letters(win[2])
+        longer = [r for r in readings if r[1] >= win[1] + p["extend_letters"] and r[0] >= p["min_line_conf"]
+                  and have and have in _letters(r[2])]
+        if longer:
+            win = max(longer, key=lambda r: (r[1], r[0]))
+    return win[0], win[2], win[3]
+
+
+def _tesseract_chars(image: np.ndarray, p: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """Tesseract's characters of a line image (psm 7) as (char, left, right) in its pixels."""
+    import pytesseract
+    with _single_threaded_tesseract():
+        out = pytesseract.image_to_boxes(Image.fromarray(image), lang=p["lang"],
+                                         config=f"--oem 1 --psm 7 {p.get('tess_config', '')}".strip())
+    chars = []
+    for row in out.splitlines():
+        parts = row.split(" ")
+        if len(parts) >= 6:
+            chars.append((" ".join(parts[:-5]) or " ", int(parts[-5]), int(parts[-3])))
+    return chars
+
+
+def split_at_word_gaps(words: list[dict[str, Any]], image: np.ndarray, p: dict[str, Any]) -> list[dict[str, Any]]:
+    """Split words Tesseract ran together where the line image has a word gap (`word_gaps`, from
+    the letter blobs) between two of its characters (Tesseract's character boxes, a second
+    Tesseract call made only when a gap lies inside a word). A word is split at a gap only if
+    exactly one boundary between its characters falls in it, and never next to a hyphen. A letter
+    or speck character whose box lies >= 70 % inside the gap was read from a sliver of outline
+    there (no letter blob is there), so it goes with the space; other punctuation stays. The
+    pieces keep the word's confidence. (v3; heavy condensed fonts: «ЯРЕЗУЛЬТАТИНЦЕСТА»,
+    «НАСРАЛИВ:РАКОВИНУ»)"""
+    gaps = word_gaps(image, p)
+    inside = [g for g in gaps if any(w["left"] < g[0] and g[1] < w["left"] + w["width"] for w in words)]
+    if not inside:
+        return words
+    chars = _tesseract_chars(image, p)
+    if "".join(c for c, _, _ in chars) != "".join(w["text"] for w in words):
+        return words  # the two calls disagree: leave the reading as it is
+    out, i = [], 0
+    for w in words:
+        wc = chars[i:i + len(w["text"])]
+        i += len(w["text"])
+        cuts, drop = set(), set()
+        for g0, g1 in inside:
+            within = {j for j, (c, x0, x1) in enumerate(wc)
+                      if min(x1, g1) - max(x0, g0) >= 0.7 * max(x1 - x0, 1)
+                      and (_WORD_CHARS.match(c) or c in _SPECK_CHARS + ":;")}
+            rest = [j for j in range(len(wc)) if j not in within]
+            at = [(a, b) for a, b in zip(rest, rest[1:]) if g0 <= (wc[a][2] + wc[b][1]) / 2 <= g1]
+            if len(at) == 1 and not {wc[at[0][0]][0], wc[at[0][1]][0]} & set(_HYPHENS):  # «наконец-то» stays whole
+                cuts.add(at[0][1])
+                drop |= within
+        pieces, cur = [], ""
+        for j, (c, _, _) in enumerate(wc):
+            if j in cuts and cur:
+                pieces.append(cur)
+                cur = ""
+            if j not in drop:
+                cur += c
+        pieces.append(cur)
+        out += [{**w, "text": t} for t in pieces if t]
+    return out
 
 
 def read_line(rgb_crop: np.ndarray, p: dict[str, Any] = TESSERACT_PARAMS,
               open_sides: tuple[bool, bool] = (False, False), big: bool = False) -> tuple[str, float]:
     """Read one text line crop (RGB array); ('', 0) if nothing credible.
 
-    The preprocessing candidates are read in turn (stopping at a confident reading). The winner
-    has the best mean word confidence (all words, before filtering, so specks read as letters
-    count against it) times sqrt(its letters / the most letters any candidate read), so a
-    confident reading of half the line does not beat a slightly less confident full one. Then
+    The preprocessing candidates are read in turn (stopping at a confident reading, except on a
+    big line with `read_all_big`). The winner has the best mean word confidence (all words,
+    before filtering, so specks read as letters count against it) times sqrt(its letters / the
+    most letters any candidate read); a reading that holds all of the winner's letters and
+    `extend_letters` more replaces it (v3: v2 kept «Че ты там про мать п» at 0.93 over the full
+    line at 0.79). Words run together are split at the image's word gaps (v3). Then
     the line is dropped if that mean is low, and low-confidence words are dropped from it.
 
     big (a caption-sized line, see `big_line`): when the reading is below min_line_conf, the
@@ -305,16 +402,19 @@ def read_line(rgb_crop: np.ndarray, p: dict[str, Any] = TESSERACT_PARAMS,
     does not know: the obscene ones) get low confidences, so the v1 cut dropped whole punchlines."""
     scaled, _ = scale_to_height(rgb_crop, p["work_height"])
     masks = list(meme_binarizations(scaled, p, open_sides).values())
-    readings = _read_candidates(masks, p, p["line_height"], p["good_enough_conf"])
-    conf, words = _best(readings)
+    stop_at = None if big and p.get("read_all_big") else p["good_enough_conf"]
+    readings = _read_candidates(masks, p, p["line_height"], stop_at)
+    conf, words, image = _best(readings, p)
     min_line, min_word = p["min_line_conf"], p["min_word_conf"]
     if big and conf < min_line and p.get("rescue_heights"):
         for height in p["rescue_heights"]:
             readings += _read_candidates(masks, p, height, None)
-        conf, words = _best(readings)
+        conf, words, image = _best(readings, p)
         min_line, min_word = p["big_min_line_conf"], p["big_min_word_conf"]
     if not words or conf < min_line:  # the reading as a whole is poor: a texture, not text
         return "", 0.0
+    if p.get("word_gap"):
+        words = split_at_word_gaps(words, image, p)
     words = _keep_words(words, {**p, "min_word_conf": min_word})
     if not words or (min_line < p["min_line_conf"] and _n_alnum(words) < p["big_min_letters"]):
         return "", 0.0
@@ -327,7 +427,7 @@ class OcrStage(Stage):
     """OCR of meme captions with a selectable engine (see the module docstring)."""
     name = "ocr"
     table = "ocr"
-    version = "2"
+    version = "3"
     provides_ocr_text = True
     batch_size = 1
 

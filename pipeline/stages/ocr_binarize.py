@@ -127,3 +127,39 @@ def scale_to_height(rgb: np.ndarray, height: int) -> tuple[np.ndarray, float]:
 
 def pad_white(bw: np.ndarray, pad: int) -> np.ndarray:
     return np.pad(bw, pad, constant_values=255)
+
+
+def word_gaps(bw: np.ndarray, p: dict[str, Any]) -> list[tuple[int, int]]:
+    """Word gaps of a black-on-white line image, found from its letter blobs, not from a dictionary:
+    column runs free of letter blobs at least `word_gap` x the letter height wide and at least
+    `word_gap_ratio` x the line's median letter gap.
+
+    Letter blobs are the solid ones at least 0.4 x as tall as the line's letters (their median
+    height) and not thinner than `gap_min_stroke` x that height: remnants of the outline above or
+    below the letters, slivers of background caught between two words and specks do not bridge a
+    gap. Heavy condensed caption fonts set letters 0-15 % of their height apart and words 30-45 %,
+    which Tesseract's LSTM often runs together («ЯРЕЗУЛЬТАТИНЦЕСТА»). Returns (x0, x1) pairs: the
+    right end of one letter blob and the left end of the next."""
+    import cv2
+    ink = (bw == 0).astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    if n <= 2:
+        return []
+    x, w, h, area = stats[1:, 0], stats[1:, 2], stats[1:, 3], stats[1:, 4]
+    band = h.max()
+    solid = area >= p["min_blob_area"] * band * band
+    if not solid.any():
+        return []
+    letter_h = float(np.median(h[solid & (h >= 0.5 * h[solid].max())]))
+    letters = solid & (h >= 0.4 * letter_h) & (w >= p["gap_min_stroke"] * letter_h)
+    spans = sorted((int(a), int(a + b)) for a, b in zip(x[letters], w[letters]))
+    runs, right = [], None
+    for a, b in spans:
+        if right is not None and a > right:
+            runs.append((right, a))
+        right = b if right is None else max(right, b)
+    if len(runs) < 2:
+        return []
+    typical = float(np.median([b - a for a, b in runs]))
+    least = max(p["word_gap"] * letter_h, p["word_gap_ratio"] * typical)
+    return [(a, b) for a, b in runs if b - a >= least]
