@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --dev
-export HF_HUB_OFFLINE=1 STREAMLIT_BROWSER_GATHER_USAGE_STATS=false
+scripts/setup_llama_server.sh       # llama.cpp's llama-server: the served-VLM tests run against it
+export HF_HUB_OFFLINE=1 STREAMLIT_BROWSER_GATHER_USAGE_STATS=false VLMEMES_REQUIRE_LLAMA_SERVER=1
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@" tests

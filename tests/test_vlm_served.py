@@ -181,3 +181,25 @@ def test_an_opening_already_in_the_prefill_is_not_matched_again():
     spaced = answer(tok("x", (" ", -0.1), ("x", -2.0)))
     logits, why = label_logprobs_at(spaced, 0)
     assert logits is None and "токсичный and нейтральный" in why
+
+
+def test_an_entry_of_several_tokens_gives_no_score():
+    """llama-server sends a token that ends inside a UTF-8 character together with the next one, with the
+    LAST token's alternatives: they are not the distribution where the entry starts."""
+    t = " токсичный".encode()
+    choice = {"message": {"content": ""}, "logprobs": {"content": [
+        {"id": 7, "token": "Класс:", "bytes": list("Класс:".encode()), "logprob": -0.1,
+         "top_logprobs": [{"id": 7, "token": "Класс:", "bytes": list("Класс:".encode()), "logprob": -0.1}]},
+        {"id": 42, "token": " т", "bytes": list(t[:3]), "logprob": -0.5,          # b" \xd1" + b"\x82": joined
+         "top_logprobs": [{"id": 42, "token": "", "bytes": [t[2]], "logprob": -0.5},
+                          {"id": 43, "token": "", "bytes": [0xbd], "logprob": -1.0}]}]}}
+    tokens = read_logprobs(choice)
+    assert not tokens[0].joined and tokens[1].joined
+    logits, why = label_logprobs_at(tokens, start_after_prefix(tokens, "Класс:"))
+    assert logits is None and "joined" in why
+    # the same entry without ids (another server): matched by its log-probability
+    for e in choice["logprobs"]["content"]:
+        e.pop("id")
+        for a in e["top_logprobs"]:
+            a.pop("id")
+    assert read_logprobs(choice)[1].joined and not read_logprobs(choice)[0].joined

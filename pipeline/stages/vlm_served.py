@@ -109,9 +109,12 @@ def chat_messages(data_url: str, prompt_text: str, assistant_prefix_text: str | 
 # =========================================================================== reading log-probabilities
 @dataclass(frozen=True)
 class TokenLogprobs:
-    """One generated token: its bytes and its top alternatives as (bytes, log p)."""
+    """One generated token: its bytes and its top alternatives as (bytes, log p). `joined`: the server sent
+    several tokens as this one entry (llama-server holds back a token that ends inside a UTF-8 character
+    and sends it with the next; the alternatives are then the last token's, not those at the entry's start)."""
     data: bytes
     top: tuple[tuple[bytes, float], ...]
+    joined: bool = False
 
 
 def _token_bytes(entry: dict) -> bytes:
@@ -131,10 +134,23 @@ def read_logprobs(choice: dict) -> list[TokenLogprobs] | None:
     for entry in content:
         if not isinstance(entry, dict):
             return None
-        top = tuple((_token_bytes(t), float(t["logprob"])) for t in entry.get("top_logprobs") or []
-                    if isinstance(t, dict) and isinstance(t.get("logprob"), (int, float)))
-        out.append(TokenLogprobs(_token_bytes(entry), top))
+        alternatives = [t for t in entry.get("top_logprobs") or []
+                        if isinstance(t, dict) and isinstance(t.get("logprob"), (int, float))]
+        top = tuple((_token_bytes(t), float(t["logprob"])) for t in alternatives)
+        data = _token_bytes(entry)
+        out.append(TokenLogprobs(data, top, _is_joined(entry, data, alternatives)))
     return out
+
+
+def _is_joined(entry: dict, data: bytes, alternatives: list[dict]) -> bool:
+    """The entry's own token among its alternatives (by id where the server sends ids, else by its log p)
+    holds only the end of the entry's bytes: several tokens were sent as one."""
+    if "id" in entry:
+        same = [t for t in alternatives if t.get("id") == entry["id"]]
+    else:
+        same = [t for t in alternatives if t.get("logprob") == entry.get("logprob")]
+    own = _token_bytes(same[0]) if same else None
+    return own is not None and own != data and data.endswith(own)
 
 
 def label_logprobs_at(tokens: list[TokenLogprobs], start: int,
@@ -147,6 +163,9 @@ def label_logprobs_at(tokens: list[TokenLogprobs], start: int,
     words = {k: (" " + LABEL_WORDS[k])[len(consumed):].encode("utf-8") for k in (TOXIC, NON_TOXIC)}
     i, done = start, 0                  # bytes of both words already consumed by common pieces
     while i < len(tokens):
+        if tokens[i].joined:
+            return None, ("the server sent the class word's token joined with the next one (a split UTF-8 "
+                          "character): its alternatives are the later token's")
         rest = {k: w[done:] for k, w in words.items()}
         found: dict[str, float] = {}
         for k, word in rest.items():     # an alternative that begins both words (a space) tells nothing
