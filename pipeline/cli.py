@@ -165,11 +165,11 @@ def dashboard_command(a: argparse.Namespace) -> list[str]:
 
 
 def cmd_dashboard(a: argparse.Namespace) -> int:
-    import subprocess
-    try:
-        return subprocess.call(dashboard_command(a))
-    except KeyboardInterrupt:
-        return 130
+    """Become the Streamlit server (exec, no child process): a SIGTERM or Ctrl-C then reaches the server
+    itself, and stopping `vlmemes dashboard` never leaves an orphan streamlit holding the port."""
+    argv = dashboard_command(a)
+    os.execv(argv[0], argv)
+    return 0        # not reached
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -81,6 +81,10 @@ def test_vlmemes_dashboard_serves_the_given_cache(smoke_db, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    # stopping the command stops the server: nothing is left answering on its port
+    import urllib.request
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=3)
 
 
 @pytest.mark.parametrize("command", [["status"], ["dashboard"]])
