@@ -79,7 +79,9 @@ def build_tiny_processor():
         chat_template=QWEN_CHAT_TEMPLATE)
 
 
-def build_tiny_model(tokenizer, seed: int = 0):
+def build_tiny_model(tokenizer, seed: int = 0, vision_depth: int = 2, fullatt_block_indexes=(1,)):
+    """The tiny random Qwen2.5-VL (vision depth and full-attention blocks settable: llama.cpp's converter
+    needs depth 4, see pipeline.devtools.tiny_qwen_gguf)."""
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
@@ -92,9 +94,9 @@ def build_tiny_model(tokenizer, seed: int = 0):
             rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
             bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"]),
         vision_config=dict(
-            depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=14, spatial_merge_size=2,
+            depth=vision_depth, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=14, spatial_merge_size=2,
             temporal_patch_size=2, window_size=112, out_hidden_size=64,   # out_hidden_size == text hidden size
-            fullatt_block_indexes=[1]),
+            fullatt_block_indexes=list(fullatt_block_indexes)),
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
     torch.manual_seed(seed)
@@ -104,14 +106,15 @@ def build_tiny_model(tokenizer, seed: int = 0):
     return model
 
 
-def build_tiny_qwen(out_dir: str | Path, seed: int = 0) -> Path:
-    """Write a tiny random-weight Qwen2.5-VL + processor to `out_dir` (flagged as random weights)."""
+def build_tiny_qwen(out_dir: str | Path, seed: int = 0, **model_kwargs) -> Path:
+    """Write a tiny random-weight Qwen2.5-VL + processor to `out_dir` (flagged as random weights);
+    `model_kwargs` go to build_tiny_model."""
     from pipeline.hf import mark_random_weights
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     processor = build_tiny_processor()
-    model = build_tiny_model(processor.tokenizer, seed=seed)
+    model = build_tiny_model(processor.tokenizer, seed=seed, **model_kwargs)
     model.save_pretrained(out)
     processor.save_pretrained(out)
     mark_random_weights(out)

@@ -23,36 +23,10 @@ VISION_DEPTH = 4
 FULLATT_BLOCK_INDEXES = [1, 3]
 
 
-def build_tiny_model_gguf(tokenizer, seed: int = 0):
-    import torch
-    from transformers import Qwen2_5_VLForConditionalGeneration
-
-    from pipeline.devtools.tiny_qwen import build_tiny_model
-
-    config = build_tiny_model(tokenizer, seed=seed).config
-    config.vision_config.depth = VISION_DEPTH
-    config.vision_config.fullatt_block_indexes = list(FULLATT_BLOCK_INDEXES)
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    ids = tokenizer.convert_tokens_to_ids
-    model.generation_config.eos_token_id = ids("<|im_end|>")
-    model.generation_config.pad_token_id = ids("<|endoftext|>")
-    return model
-
-
 def build_tiny_qwen_gguf(out_dir: str | Path, seed: int = 0) -> Path:
     """Write the llama.cpp-compatible tiny random Qwen2.5-VL + processor to `out_dir` (flagged as random)."""
-    from pipeline.devtools.tiny_qwen import build_tiny_processor
-    from pipeline.hf import mark_random_weights
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    processor = build_tiny_processor()
-    model = build_tiny_model_gguf(processor.tokenizer, seed=seed)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    mark_random_weights(out)
-    return out
+    from pipeline.devtools.tiny_qwen import build_tiny_qwen
+    return build_tiny_qwen(out_dir, seed=seed, vision_depth=VISION_DEPTH, fullatt_block_indexes=FULLATT_BLOCK_INDEXES)
 
 
 if __name__ == "__main__":
