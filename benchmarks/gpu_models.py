@@ -1,6 +1,7 @@
 """GPU speed of the pipeline's models at full size, with RANDOM weights (speed and memory only, never results).
 
     .venv/bin/python benchmarks/gpu_models.py [--n 4] [--max-new-tokens 160] [--out gpu.md]
+        [--batch-sizes 1,4,8] [--served-url http://127.0.0.1:8000/v1 --served-model NAME]
 
 One prepared script for a lent CUDA machine (a few minutes): builds random-weight Qwen2.5-VL-3B and CLIP
 ViT-L/14 from the published architectures in benchmarks/configs/ (random init directly on the GPU), saves them
@@ -8,7 +9,13 @@ with save_pretrained, loads them back through the pipeline's own stages and time
   - VlmStage, bf16, both default prompts (label-first-v1, explain-first-v1) at max_pixels 640²: prefill, decode
     per token, the score forward, seconds per meme, peak GPU memory;
   - the same with --quantize 4bit when bitsandbytes imports (skipped with the reason otherwise);
-  - ClipStage batched (all prompt sets, bf16, batch --clip-batch) and CamStage (EigenCAM, Grad-CAM, fp32).
+  - ClipStage batched (all prompt sets, bf16, batch --clip-batch) and CamStage (EigenCAM, Grad-CAM, fp32);
+  - batched generation: VlmStage(batch_size=1, 4, 8, device="cuda") over the same memes, both prompts, seconds
+    per meme (--batch-sizes; process_variants, the runner's call);
+  - a served backend: ServedVlmStage against --served-url URL --served-model NAME (e.g. a vLLM started by hand on
+    that machine: `vllm serve Qwen/Qwen2.5-VL-3B-Instruct`), at --served-concurrency 1,8; skipped (and said so)
+    without --served-url. Answers there are not forced (the server's model decides where to stop): the table
+    gives the generated tokens it reports.
 Generation is forced to exactly --max-new-tokens tokens (eos disabled: random weights stop anywhere), 160 by
 default = the pipeline's max_new_tokens, so the VLM time is that of the longest answer the pipeline allows.
 Memes: --memes (the real folder, ../shared/memes, when present) or synthetic ones drawn on the spot.
@@ -117,6 +124,61 @@ def vlm_rows(torch, qwen_dir: Path, memes, quantize: str, max_new: int) -> list[
     return out
 
 
+def batched_rows(torch, qwen_dir: Path, memes, batch_sizes: list[int], max_new: int) -> list[list]:
+    """VlmStage.process_variants (both default prompts) at each batch size: seconds per meme, peak memory."""
+    from pipeline.stages.vlm import VlmStage
+    rows = []
+    for bs in batch_sizes:
+        stage = VlmStage(model=str(qwen_dir), prompt_versions=["label-first-v1", "explain-first-v1"], device="cuda",
+                         precision="bf16", max_new_tokens=max_new, max_pixels=640 * 640, batch_size=bs)
+        stage.load()
+        variants = stage.variants()
+        stage.max_new_tokens = 2
+        stage.process_variants(memes[:min(len(memes), bs)], variants)        # warm-up
+        stage.max_new_tokens = max_new
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        for i in range(0, len(memes), bs):
+            out = stage.process_variants(memes[i:i + bs], variants)
+        torch.cuda.synchronize()
+        s = time.perf_counter() - t0
+        errors = sum(isinstance(r, Exception) for rs in out.values() for r in rs)
+        rows.append([f"Qwen2.5-VL-3B, VlmStage batch_size={bs}, bf16, both prompts, 640²", f"{s / len(memes):.3g}",
+                     f"{torch.cuda.max_memory_allocated() / 1024 ** 3:.1f}",
+                     f"{len(memes)} memes, {max_new} tok forced" + (f"; {errors} failed item(s) in the last batch" if errors else "")])
+        stage.model = None
+        del stage
+        torch.cuda.empty_cache()
+    return rows
+
+
+def served_rows(a, memes) -> tuple[list[list], str | None]:
+    """ServedVlmStage against a server started by hand (--served-url); (rows, None) or ([], why skipped)."""
+    if not a.served_url:
+        return [], "served backend: skipped (no --served-url; start e.g. vLLM and pass --served-url/--served-model)"
+    from pipeline.stages.vlm_served import ServedVlmStage
+    rows = []
+    for conc in a.served_concurrency:
+        stage = ServedVlmStage(url=a.served_url, model=a.served_model, prompt_versions=["label-first-v1", "explain-first-v1"],
+                               max_new_tokens=a.max_new_tokens, max_pixels=640 * 640, concurrency=conc,
+                               prefill="continue", timeout=600, retries=1)
+        try:
+            stage.load()
+            variants = stage.variants()
+            stage.process(memes[:1], variants[0])                            # warm-up
+            t0 = time.perf_counter()
+            failed = 0
+            for v in variants:
+                failed += sum(isinstance(r, Exception) for r in stage.process(memes, v))
+            s = time.perf_counter() - t0
+        except Exception as e:  # noqa: BLE001 - reported, the other rows still count
+            return rows, f"served backend at {a.served_url}: failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        rows.append([f"served {a.served_model} at {a.served_url}, concurrency {conc}, both prompts", f"{s / len(memes):.3g}",
+                     "(server)", f"{len(memes)} memes, prefill scoring" + (f"; {failed} failed" if failed else "")])
+    return rows, None
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--memes", type=Path, default=mc.DEFAULT_MEMES)
@@ -126,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, default=None, help="where the random checkpoints go (default: a temp dir)")
     p.add_argument("--qwen-tokenizer", default=None, help="folder with the real Qwen2.5 tokenizer files")
     p.add_argument("--skip-4bit", action="store_true")
+    p.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",") if x], default=[1, 4, 8],
+                   help="VlmStage batch sizes for the batched-generation rows (empty string: none)")
+    p.add_argument("--served-url", default=None, help="an OpenAI-compatible server's /v1 URL (e.g. a vLLM started by hand)")
+    p.add_argument("--served-model", default="Qwen/Qwen2.5-VL-3B-Instruct", help="the model name that server knows")
+    p.add_argument("--served-concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8])
     p.add_argument("--out", type=Path, default=None, help="also write the table here (default $OUT/gpu_benchmark.md)")
     a = p.parse_args(argv)
     torch = require_cuda()
@@ -155,6 +222,15 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"4-bit: bitsandbytes does not import here ({e}); not measured")
         except Exception as e:  # noqa: BLE001 - reported, the other rows still count
             notes.append(f"4-bit: failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+    if a.batch_sizes:
+        try:
+            rows += batched_rows(torch, qwen_dir, memes, a.batch_sizes, a.max_new_tokens)
+        except Exception as e:  # noqa: BLE001 - reported, the other rows still count
+            notes.append(f"batched generation: failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+    served, why = served_rows(a, memes)
+    rows += served
+    if why:
+        notes.append(why)
     rows += clip_rows(torch, clip_dir, memes, a.clip_batch)
 
     from importlib import metadata
