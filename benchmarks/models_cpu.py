@@ -90,8 +90,15 @@ def machine_line() -> str:
     threads = ""
     if "torch" in sys.modules:
         threads = f", torch threads {sys.modules['torch'].get_num_threads()}"
-    return (f"{_lscpu_model()}, {os.cpu_count()} cores{threads}, "
-            f"{'avx512_bf16/amx' if cpu_has_bf16() else 'no native bf16'}, "
+    flags = set()
+    try:
+        flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                         if line.startswith("flags")).split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        pass
+    native = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+    bf16 = "/".join(native) if native else ("native bf16" if cpu_has_bf16() else "no native bf16")
+    return (f"{_lscpu_model()}, {os.cpu_count()} cores{threads}, {bf16}, "
             f"RAM {meminfo_gb('MemTotal'):.1f} GB ({meminfo_gb('MemAvailable'):.1f} GB available), "
             f"Python {platform.python_version()}, {', '.join(versions)}")
 
