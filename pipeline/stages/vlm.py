@@ -367,7 +367,7 @@ class VlmStage(Stage):
             tail = inputs["input_ids"][:, shared.length:]
             tail = torch.cat([tail, torch.tensor([extra], dtype=tail.dtype, device=tail.device)], dim=1)
             with torch.inference_mode():     # no attention mask: positions continue the cache's (one sequence)
-                logits = self.model(input_ids=tail, **{k: v for k, v in self._continue_from(shared, {}).items()},
+                logits = self.model(input_ids=tail, **self._continue_from(shared, {}),
                                     use_cache=True, logits_to_keep=1).logits[0, -1].float()
             logp = torch.log_softmax(logits, dim=-1)
             return {TOXIC: logp[toxic_id].item(), NON_TOXIC: logp[neutral_id].item()}
