@@ -63,8 +63,15 @@ def browser(server):
         yield b
 
 
-def assert_images_loaded(page, where: str, at_least: int) -> list[dict]:
+def assert_images_loaded(page, where: str, at_least: int, timeout_s: float = 20.0) -> list[dict]:
+    """The page's images, once at least `at_least` are there and all have loaded (galleries render after
+    the page's heading and text: a fresh-clone CI run once looked before the Disagreement gallery came)."""
+    import time
+    deadline = time.monotonic() + timeout_s
     imgs = images(page)
+    while time.monotonic() < deadline and (len(imgs) < at_least or any(not i["complete"] for i in imgs)):
+        page.wait_for_timeout(200)
+        imgs = images(page)
     broken = [i for i in imgs if not i["complete"] or i["w"] == 0]
     assert not broken, f"{where}: images that did not load: {broken}"
     assert len(imgs) >= at_least, f"{where}: {len(imgs)} images, expected at least {at_least}"
