@@ -134,7 +134,7 @@ def measure(db: Path, warmup_db: Path, repeat: int) -> dict:
     from pipeline import queries
     dbmod._cached.clear()
     charts.spec.clear()
-    queries.QUERIES["stored_metrics"] = lambda con, include_retired: None
+    queries.QUERIES["stored_metrics"] = lambda con, *args: None
     counter["sql"] = 0
     rows["overview (live metrics)"] = {"cold": _goto(at, "overview", {}), "warm": _goto(at, "overview", {}),
                                        "fresh": None, "sql": counter["sql"]}

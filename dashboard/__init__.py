@@ -11,7 +11,9 @@ Modules, one concern each:
               agreement of two sets, from counts made in SQL (pipeline.metrics)
   imaging     blur, blend, OCR boxes, the original image (PIL only)
   charts      Altair charts
-  components  shared widgets: URL-bound filters, gallery cards, pagination, banners, notices
+  components  shared widgets: URL-bound filters, gallery cards, pagination, banners, notices,
+              table headers and model names in the visitor's language
+  lang        the interface language (?lang=, sidebar switch, browser default) and `_`, `_n`
   views/*     one file per page (st.Page); they only lay out. Not "pages/": a pages/ folder beside
               app.py switches Streamlit to its legacy multipage mode, which runs those files
               without app.py (no sidebar, no cache reader) on a server's first run and in AppTest

@@ -3,19 +3,18 @@
 Per prediction set (Overview) the metrics a precompute stored are used while they are
 current, else the same numbers are computed now (pipeline/summary.py). The agreement of two sets
 (Disagreement) is computed from SQL counts on demand; the paired tests of every pair of sets
-(accuracy and AUROC differences, Holm-adjusted over the pairs) from their aligned answers.
+(accuracy and AUROC differences, Holm-adjusted over the pairs) are the stored ones while current
+(table pair_summaries), else computed now from their aligned answers (seconds at 1M memes).
 Results are plain dicts (as_dict()).
 """
 from __future__ import annotations
 
-import itertools
-
 import streamlit as st
 
 from dashboard import db
+from dashboard.lang import _
 from pipeline import queries as q
-from pipeline import summary
-from pipeline.metrics import agreement_from_counts, answer_table, holm_adjust_comparisons
+from pipeline.metrics import agreement_from_counts, answer_table
 
 ROC_MAX_POINTS = q.ROC_MAX_POINTS
 
@@ -24,13 +23,13 @@ def metrics(include_retired: bool) -> tuple[dict[str, dict], int | None]:
     """{variant_id: {"classification": ClassificationReport.as_dict(), "roc": points thinned to
     ROC_MAX_POINTS}} for every set with predictions, and the run that stored them (None: computed
     now, because the stored ones are not current; see pipeline/summary.py)."""
-    stored = db.fetch(q.stored_metrics, include_retired)
+    stored = db.fetch(q.stored_metrics, include_retired, db.fetch(q.summary_current))
     if stored is not None:
         return stored["sets"], stored["run_id"]
     return db.fetch(q.live_metrics, include_retired), None
 
 
-@st.cache_data(max_entries=32, show_spinner="Comparing…")
+@st.cache_data(max_entries=32, show_spinner=False)
 def _agreement(state: tuple, a: str, b: str, include_retired: bool, name_a: str, name_b: str) -> dict:
     table = answer_table(db.fetch(q.pair_answer_counts, a, b, include_retired))
     return agreement_from_counts(table, name_a=name_a, name_b=name_b).as_dict()
@@ -38,19 +37,15 @@ def _agreement(state: tuple, a: str, b: str, include_retired: bool, name_a: str,
 
 def agreement_report(a: str, b: str, include_retired: bool, name_a: str = "A", name_b: str = "B") -> dict:
     """pipeline.metrics.agreement_from_counts(...).as_dict() on the memes both sets answered."""
-    return _agreement(db.state_key(), a, b, include_retired, name_a, name_b)
-
-
-@st.cache_data(max_entries=16, show_spinner="Comparing every pair of prediction sets…")
-def _pair_tests(state: tuple, variant_ids: tuple[str, ...], include_retired: bool) -> list[dict]:
-    answers = db.fetch(q.set_answers, list(variant_ids), include_retired)
-    keys = list(itertools.combinations(variant_ids, 2))
-    comparisons = [summary.pair_comparison(answers, a, b) for a, b in keys]
-    return [dict(a=a, b=b, **d) for (a, b), d in zip(keys, holm_adjust_comparisons(comparisons))]
+    with st.spinner(_("Comparing…")):
+        return _agreement(db.state_key(), a, b, include_retired, name_a, name_b)
 
 
 def pair_tests(variant_ids: list[str], include_retired: bool) -> list[dict]:
-    """Every pair (A, B) of the given prediction sets, in list order, on the memes both answered:
-    pipeline.metrics.PairedComparison.as_dict() plus "a", "b" (variant ids) and the Holm-adjusted
-    p-values over all these pairs (``mcnemar_p_holm``, ``auroc_p_holm``, ``adjustment``)."""
-    return _pair_tests(db.state_key(), tuple(variant_ids), include_retired)
+    """summary.pair_tests of the given prediction sets: the ones a precompute stored while they are
+    current (pipeline/summary.py), else computed now."""
+    stored = db.fetch(q.stored_pair_tests, tuple(variant_ids), include_retired, db.fetch(q.summary_current))
+    if stored is not None:
+        return stored
+    with st.spinner(_("Comparing every pair of prediction sets…")):
+        return db.fetch(q.live_pair_tests, tuple(variant_ids), include_retired)

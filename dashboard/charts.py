@@ -5,6 +5,8 @@ its Vega-Lite spec memoised (building and validating Altair objects costs ~50-10
 most of a warm page's time otherwise), then drawn with st.vega_lite_chart.
 Streamlit sizes a chart's height from the element, not from .properties(height=N): charts on a
 discrete y axis use alt.Step, the others get HEIGHTS[name].
+Titles, legends and category names are in the visitor's language (dashboard.lang): the memo is
+keyed by the language too. Data (set names, meme ids) is never translated.
 """
 from __future__ import annotations
 
@@ -14,41 +16,66 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-LABEL_COLORS = alt.Scale(domain=["toxic", "non_toxic", "no label (conflict)"], range=["#d62728", "#1f77b4", "#999999"])
+from dashboard import lang
+from dashboard.components import shown
+from dashboard.lang import N_, _
+
+LABELS = {"toxic": N_("toxic"), "non_toxic": N_("non-toxic"), "no label (conflict)": N_("no label (conflict)")}
+LABEL_RANGE = ["#d62728", "#1f77b4", "#999999"]
 HEIGHTS = {"size_histogram": 260, "text_length_histogram": 220, "roc_curves": 380, "score_scatter": 400}
-CELL_COLORS = alt.Scale(domain=["both_right", "only_a_right", "only_b_right", "both_wrong"],
-                        range=["#2ca02c", "#1f77b4", "#ff7f0e", "#d62728"])
+CELLS = {"both_right": N_("Both right"), "only_a_right": N_("Only A right"), "only_b_right": N_("Only B right"),
+         "both_wrong": N_("Both wrong")}
+CELL_RANGE = ["#2ca02c", "#1f77b4", "#ff7f0e", "#d62728"]
+ANSWERS = {"toxic": N_("toxic"), "non_toxic": N_("non-toxic"), "unparseable": N_("unparseable")}
+
+
+def _words(values: pd.Series, words: dict) -> pd.Series:
+    """Category values in the visitor's language (values outside `words` stay as they are)."""
+    return values.map(lambda v: shown(words[v]) if v in words else v)
+
+
+def _label_scale() -> alt.Scale:
+    return alt.Scale(domain=[shown(t) for t in LABELS.values()], range=LABEL_RANGE)
+
+
+def _cell_scale() -> alt.Scale:
+    return alt.Scale(domain=[shown(t) for t in CELLS.values()], range=CELL_RANGE)
 
 
 COUNT_AXIS = alt.Axis(tickMinStep=1, format="d")     # counts of memes: whole-number ticks only
 
 
 def label_bars(counts: dict) -> alt.Chart:
-    df = pd.DataFrame({"label": ["toxic", "non_toxic", "no label (conflict)"],
+    df = pd.DataFrame({"label": [shown(t) for t in LABELS.values()],
                        "memes": [counts.get("toxic", 0), counts.get("non_toxic", 0), counts.get("no_label", 0)]})
     return (alt.Chart(df).mark_bar()
-            .encode(x=alt.X("memes:Q", title="memes", axis=COUNT_AXIS), y=alt.Y("label:N", sort=None, title=None),
-                    color=alt.Color("label:N", scale=LABEL_COLORS, legend=None), tooltip=["label", "memes"])
+            .encode(x=alt.X("memes:Q", title=_("memes"), axis=COUNT_AXIS), y=alt.Y("label:N", sort=None, title=None),
+                    color=alt.Color("label:N", scale=_label_scale(), legend=None),
+                    tooltip=[alt.Tooltip("label:N", title=_("label")), alt.Tooltip("memes:Q", title=_("memes"))])
             .properties(height=alt.Step(28)))
 
 
 def size_histogram(df: pd.DataFrame, cap: int) -> alt.Chart:
-    df = df.assign(bucket=df["long_side"].map(lambda v: f"{v}+" if v >= cap else f"{v}–{v + 249}"))
+    df = df.assign(bucket=df["long_side"].map(lambda v: f"{v}+" if v >= cap else f"{v}–{v + 249}"),
+                   label=_words(df["label"], LABELS))
     order = sorted(df["bucket"].unique(), key=lambda s: int(s.split("–")[0].rstrip("+")))
     return (alt.Chart(df).mark_bar()
-            .encode(x=alt.X("bucket:N", sort=order, title="longer side (px)"),
-                    y=alt.Y("memes:Q", stack=True, title="memes", axis=COUNT_AXIS),
-                    color=alt.Color("label:N", scale=LABEL_COLORS, title="label"),
-                    tooltip=["bucket", "label", "memes"])
+            .encode(x=alt.X("bucket:N", sort=order, title=_("longer side (px)")),
+                    y=alt.Y("memes:Q", stack=True, title=_("memes"), axis=COUNT_AXIS),
+                    color=alt.Color("label:N", scale=_label_scale(), title=_("label")),
+                    tooltip=[alt.Tooltip("bucket:N", title=_("longer side (px)")),
+                             alt.Tooltip("label:N", title=_("label")), alt.Tooltip("memes:Q", title=_("memes"))])
             )
 
 
 def text_length_histogram(df: pd.DataFrame, cap: int) -> alt.Chart:
     df = df.assign(bucket=df["chars"].map(lambda v: f"{v}+" if v >= cap else f"{v}–{v + 19}"))
-    order = [b for _, b in sorted(zip(df["chars"], df["bucket"]))]
+    order = [b for _chars, b in sorted(zip(df["chars"], df["bucket"]))]
     return (alt.Chart(df).mark_bar(color="#7f7f7f")
-            .encode(x=alt.X("bucket:N", sort=order, title="characters of OCR text"), y=alt.Y("memes:Q", axis=COUNT_AXIS),
-                    tooltip=["bucket", "memes"])
+            .encode(x=alt.X("bucket:N", sort=order, title=_("characters of OCR text")),
+                    y=alt.Y("memes:Q", title=_("memes"), axis=COUNT_AXIS),
+                    tooltip=[alt.Tooltip("bucket:N", title=_("characters of OCR text")),
+                             alt.Tooltip("memes:Q", title=_("memes"))])
             )
 
 
@@ -61,13 +88,15 @@ def confusion_matrices(items: list[tuple[str, dict]]) -> alt.FacetChart:
     df = pd.DataFrame([(title, t, a, int(conf.get(k, 0))) for title, conf in items for t, a, k in keys],
                       columns=["set", "true", "answer", "memes"])
     df["right"] = df["true"] == df["answer"]
+    df["true"], df["answer"] = _words(df["true"], ANSWERS), _words(df["answer"], ANSWERS)
     base = alt.Chart().encode(
-        x=alt.X("answer:N", sort=["toxic", "non_toxic", "unparseable"], title="answer",
+        x=alt.X("answer:N", sort=[shown(t) for t in ANSWERS.values()], title=_("answer"),
                 axis=alt.Axis(labelAngle=0, orient="top")),
-        y=alt.Y("true:N", sort=["toxic", "non_toxic"], title="true label"))
+        y=alt.Y("true:N", sort=[shown(ANSWERS["toxic"]), shown(ANSWERS["non_toxic"])], title=_("true label")))
     rect = base.mark_rect().encode(
         color=alt.Color("memes:Q", scale=alt.Scale(scheme="blues"), legend=None),
-        tooltip=["set", "true", "answer", "memes"])
+        tooltip=[alt.Tooltip("set:N", title=_("prediction set")), alt.Tooltip("true:N", title=_("true label")),
+                 alt.Tooltip("answer:N", title=_("answer")), alt.Tooltip("memes:Q", title=_("memes"))])
     text = base.mark_text(fontSize=14).encode(
         text="memes:Q", color=alt.condition("datum.memes > 0 && datum.right", alt.value("white"), alt.value("black")))
     return (alt.layer(rect, text, data=df).properties(height=alt.Step(44), width=alt.Step(100))
@@ -81,24 +110,30 @@ def roc_curves(df: pd.DataFrame) -> alt.Chart:
     diag = alt.Chart(pd.DataFrame({"fpr": [0, 1], "tpr": [0, 1]})).mark_line(strokeDash=[4, 4], color="#999")\
         .encode(x="fpr:Q", y="tpr:Q")
     lines = (alt.Chart(df).mark_line()
-             .encode(x=alt.X("fpr:Q", title="false positive rate", scale=alt.Scale(domain=[0, 1])),
-                     y=alt.Y("tpr:Q", title="true positive rate", scale=alt.Scale(domain=[0, 1])),
-                     color=alt.Color("set:N", title="prediction set", legend=alt.Legend(orient="bottom", labelLimit=400, columns=2)),
+             .encode(x=alt.X("fpr:Q", title=_("false positive rate"), scale=alt.Scale(domain=[0, 1])),
+                     y=alt.Y("tpr:Q", title=_("true positive rate"), scale=alt.Scale(domain=[0, 1])),
+                     color=alt.Color("set:N", title=_("prediction set"),
+                                     legend=alt.Legend(orient="bottom", labelLimit=400, columns=2)),
                      order="fpr:Q",
-                     tooltip=["set", alt.Tooltip("fpr:Q", format=".3f"), alt.Tooltip("tpr:Q", format=".3f"),
-                              alt.Tooltip("threshold:Q", format=".3f")]))
+                     tooltip=[alt.Tooltip("set:N", title=_("prediction set")),
+                              alt.Tooltip("fpr:Q", format=".3f", title=_("false positive rate")),
+                              alt.Tooltip("tpr:Q", format=".3f", title=_("true positive rate")),
+                              alt.Tooltip("threshold:Q", format=".3f", title=_("threshold"))]))
     return diag + lines
 
 
 def score_scatter(df: pd.DataFrame, name_a: str, name_b: str) -> alt.Chart:
     """A's p(toxic) against B's, coloured by the right/wrong cell, shaped by the true label."""
+    df = df.assign(cell=_words(df["cell"], CELLS), truth=_words(df["truth"], ANSWERS))
     return (alt.Chart(df).mark_point(filled=True, opacity=0.5, size=22)
             .encode(x=alt.X("score_a:Q", title=f"A: {name_a} p(toxic)", scale=alt.Scale(domain=[0, 1])),
                     y=alt.Y("score_b:Q", title=f"B: {name_b} p(toxic)", scale=alt.Scale(domain=[0, 1])),
-                    color=alt.Color("cell:N", scale=CELL_COLORS, title="who is right"),
-                    shape=alt.Shape("truth:N", title="true label"),
-                    tooltip=["meme_id", "truth", "cell", alt.Tooltip("score_a:Q", format=".3f"),
-                             alt.Tooltip("score_b:Q", format=".3f")])
+                    color=alt.Color("cell:N", scale=_cell_scale(), title=_("who is right")),
+                    shape=alt.Shape("truth:N", title=_("true label")),
+                    tooltip=[alt.Tooltip("meme_id:N", title=_("meme id")), alt.Tooltip("truth:N", title=_("true label")),
+                             alt.Tooltip("cell:N", title=_("who is right")),
+                             alt.Tooltip("score_a:Q", format=".3f", title="A p(toxic)"),
+                             alt.Tooltip("score_b:Q", format=".3f", title="B p(toxic)")])
             )
 
 
@@ -107,11 +142,14 @@ BUILDERS = {f.__name__: f for f in (label_bars, size_histogram, text_length_hist
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def spec(name: str, args: tuple) -> dict:
-    """The Vega-Lite spec of BUILDERS[name](*args), built with Altair once per input. Not validated
-    against the schema here (half of the cost): tests/test_dashboard_apptest.py validates every chart."""
+def spec(name: str, args: tuple, language: str = "en") -> dict:
+    """The Vega-Lite spec of BUILDERS[name](*args), built with Altair once per input and interface
+    language (the builders translate their titles with dashboard.lang, whose language for this run is
+    `language`). Not validated against the schema here (half of the cost):
+    tests/test_dashboard_apptest.py validates every chart."""
     return BUILDERS[name](*args).to_dict(validate=False)
 
 
 def show(name: str, *args: Any, container: Any = None, width: Any = "stretch") -> None:
-    (container or st).vega_lite_chart(spec=spec(name, args), width=width, height=HEIGHTS.get(name, "content"))
+    (container or st).vega_lite_chart(spec=spec(name, args, lang.current()), width=width,
+                                      height=HEIGHTS.get(name, "content"))

@@ -8,6 +8,11 @@ never used as paths.
 
 Text from models and OCR is shown only with st.text / st.code / st.dataframe (plain text); the few
 markdown strings here are built from fixed words (labels are mapped through LABEL_TEXT).
+
+Every word a visitor reads goes through dashboard.lang's `_` / `_n` (English is the key; the Russian
+is in pipeline/locales/ru/dashboard.py); option labels kept in dicts are marked with `N_` and
+translated where shown. Model ids that are local folders are shown by their last part
+(pipeline.names.public_name) with the whole id in a hover text (`model_help`).
 """
 from __future__ import annotations
 
@@ -22,20 +27,40 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import db, imaging
+from dashboard.lang import N_, _
+from pipeline import metrics
 from pipeline import queries as q
+from pipeline.names import is_local_path, public_name
 
 MEME_PAGE = "views/meme.py"           # relative to app.py
 SEEN_KEY = "_url_seen"                # param -> the value this session last wrote to / read from the URL
 REVEALED_KEY = "_revealed"            # meme ids the visitor chose to see despite the content warning
 CW_KEY = "content_warning"
 RETIRED_KEY = "url:retired"
-SMOKE_TEXT = "random-weight smoke run — not results"
+SMOKE_TEXT = N_("random-weight smoke run — not results")
 PAGE_SIZES = (12, 24, 48)
 TEXT_LIMIT = 300
 NONE = "none"                         # the 'no variant' option of pick_variant
 
-LABEL_TEXT = {"toxic": "toxic", "non_toxic": "non-toxic", None: "no label"}
-ANSWER_TEXT = {"toxic": "toxic", "non_toxic": "non-toxic", None: "unparseable"}
+LABEL_TEXT = {"toxic": N_("toxic"), "non_toxic": N_("non-toxic"), None: N_("no label")}
+ANSWER_TEXT = {"toxic": N_("toxic"), "non_toxic": N_("non-toxic"), None: N_("unparseable")}
+
+
+def shown(label: str) -> str:
+    """An N_-marked text kept in a dict or constant (option labels, column headers, notices), in the
+    visitor's language: the one place a non-literal text is translated (the catalog test checks the
+    N_ literals; the Russian page runs check nothing passed here is missing)."""
+    return _(label)  # i18n: dynamic by design, see the docstring
+
+
+def label_text(label: str | None) -> str:
+    """A true label in words, in the visitor's language ('?' for an unknown value)."""
+    return shown(LABEL_TEXT[label]) if label in LABEL_TEXT else "?"
+
+
+def answer_text(label: str | None) -> str:
+    """A model's answer in words, in the visitor's language ('?' for an unknown value)."""
+    return shown(ANSWER_TEXT[label]) if label in ANSWER_TEXT else "?"
 
 
 # ================================================================================= URL state
@@ -83,6 +108,8 @@ def url_select(label: str, options: Sequence[str], param: str, *, default: str |
     _sync(param, key, lambda raw: raw if raw in options else default)
     if st.session_state.get(key) not in options:
         st.session_state[key] = default
+    labels = {o: format_func(o) for o in options}     # made now, in this run's language (AppTest calls
+    format_func = labels.__getitem__                   # format_func again outside the script run)
     if radio:
         value = container.radio(label, options, key=key, format_func=format_func, horizontal=True, help=help)
     else:
@@ -129,6 +156,11 @@ def url_slider(label: str, param: str, *, min_value: int, max_value: int, defaul
     return int(value)
 
 
+def switch_page_keeping_query(page: Any) -> None:
+    """Go to `page` with this URL's query (a redirect: the root URL to /overview keeps ?lang= and the filters)."""
+    st.switch_page(page, query_params=st.query_params.to_dict())
+
+
 def _step(key: str, delta: int, n_pages: int) -> None:
     st.session_state[key] = min(max(1, int(st.session_state.get(key, 1)) + delta), n_pages)
 
@@ -155,21 +187,67 @@ def pagination(total: int, *, param: str = "page", page_size: int = 24, signatur
     st.session_state[key] = min(max(1, int(st.session_state[key])), n_pages)
     page = st.session_state[key]
     c_prev, c_num, c_next, c_info = container.columns([1, 1.2, 1, 5], vertical_alignment="center")
-    c_prev.button("‹ Prev", key=f"{key}:prev", disabled=page <= 1, on_click=_step, args=(key, -1, n_pages))
-    c_num.number_input("Page", min_value=1, max_value=n_pages, step=1, key=key, label_visibility="collapsed")
-    c_next.button("Next ›", key=f"{key}:next", disabled=page >= n_pages, on_click=_step, args=(key, 1, n_pages))
+    c_prev.button(_("‹ Prev"), key=f"{key}:prev", disabled=page <= 1, on_click=_step, args=(key, -1, n_pages))
+    c_num.number_input(_("Page"), min_value=1, max_value=n_pages, step=1, key=key, label_visibility="collapsed")
+    c_next.button(_("Next ›"), key=f"{key}:next", disabled=page >= n_pages, on_click=_step, args=(key, 1, n_pages))
     page = int(st.session_state[key])
     start = (page - 1) * page_size
     if total:
-        c_info.caption(f"{start + 1:,}–{min(total, start + page_size):,} of {total:,} · page {page} of {n_pages}")
+        c_info.caption(_("{first}–{last} of {total} · page {page} of {pages}", first=f"{start + 1:,}",
+                         last=f"{min(total, start + page_size):,}", total=f"{total:,}", page=page, pages=n_pages))
     else:
-        c_info.caption("nothing to show")
+        c_info.caption(_("nothing to show"))
     _publish(param, str(page) if page > 1 else None)
     return start, page_size
 
 
+# ================================================================================= tables
+COLUMN_TEXT = {                       # dataframe column (as the query / page names it) -> its header
+    # overview: formats, OCR coverage, variants, metrics
+    "format": N_("format"), "memes": N_("memes"), "min_width": N_("min width"), "median_width": N_("median width"),
+    "max_width": N_("max width"), "min_height": N_("min height"), "median_height": N_("median height"),
+    "max_height": N_("max height"), "median_kib": N_("median KiB"), "animated": N_("animated"),
+    "engine": N_("engine"), "model_id": N_("model"), "memes_total": N_("memes in all"),
+    "mean_chars": N_("mean characters"), "median_chars": N_("median characters"), "max_chars": N_("most characters"),
+    "mean_confidence": N_("mean confidence"),
+    "variant_id": N_("variant"), "stage": N_("stage"), "name": N_("prompt / method / engine"),
+    "stage_version": N_("stage version"), "is_smoke": N_("smoke"), "n_rows": N_("rows"),
+    "first_at": N_("first result"), "last_at": N_("last result"), "run_ids": N_("runs"),
+    "model": N_("model"), "prompt": N_("prompt"), "smoke": N_("smoke"), "unparseable": N_("unparseable"),
+    "accuracy": N_("accuracy"), "precision": N_("precision"), "recall": N_("recall"),
+    "metric": N_("metric"), "value": N_("value"), "low": N_("low"), "high": N_("high"), "n_boot": N_("resamples"),
+    "note": N_("note"), "interval method": N_("interval method"),
+    # meme page
+    "rel_path": N_("path"), "label": N_("label"), "last_seen_run_id": N_("last seen in run"),
+    "answer": N_("answer"), "label mass": N_("label mass"), "low mass": N_("low mass"), "right": N_("right"),
+    "run": N_("run"), "at": N_("at"), "text": N_("text"), "conf": N_("confidence"),
+    "box (model-input px)": N_("box (model-input px)"),
+    # runs and failures
+    "run_id": N_("run"), "error_type": N_("error type"), "message": N_("message"), "path": N_("path"),
+    "meme_id": N_("meme id"), "created_at": N_("at"), "failures": N_("failures"),
+    "command": N_("command"), "status": N_("status"), "started": N_("started"), "finished": N_("finished"),
+    "seconds": N_("seconds"), "device": N_("device"), "git commit": N_("git commit"),
+    "memes folder": N_("memes folder"), "error": N_("error"),
+    # disagreement
+    "accuracy A − B": N_("accuracy A − B"), "McNemar p": N_("McNemar p"), "McNemar p (Holm)": N_("McNemar p (Holm)"),
+    "AUROC p": N_("AUROC p"), "AUROC p (Holm)": N_("AUROC p (Holm)"),
+}
+
+
+def columns(names: Iterable[str] | None = None) -> dict:
+    """column_config giving dataframe columns their headers in the visitor's language (every column of
+    COLUMN_TEXT, or only `names`); a page adds its own entries (help, number formats) after these."""
+    keys = COLUMN_TEXT if names is None else [n for n in names if n in COLUMN_TEXT]
+    return {k: st.column_config.Column(shown(COLUMN_TEXT[k])) for k in keys}
+
+
 # ================================================================================= global settings
-TRUTH_FILTER = {"any": "any", "toxic": "toxic", "non_toxic": "non-toxic"}   # options of the 'True label' filters
+TRUTH_FILTER = {"any": N_("any"), "toxic": N_("toxic"), "non_toxic": N_("non-toxic")}   # the 'True label' filters
+
+
+def option_text(labels: dict) -> Callable[[Any], str]:
+    """A format_func showing the N_-marked labels of an options dict in the visitor's language."""
+    return lambda key: shown(labels[key])
 
 
 def include_retired() -> bool:
@@ -190,27 +268,40 @@ def fill_command(stages: str | None = None) -> str:
 
 
 def no_cache_notice(path: Path) -> None:
-    st.warning("There is no cache at this path yet:")
+    st.warning(_("There is no cache at this path yet:"))
     st.code(str(path), language=None)
-    st.markdown("Fill it (scans `memes_project/memes`, then runs OCR, CLIP, the VLM and CAM) with:")
+    st.markdown(_("Fill it (scans `memes_project/memes`, then runs OCR, CLIP, the VLM and CAM) with:"))
     st.code(fill_command(), language="bash")
-    st.caption("Or point the dashboard at another cache: `streamlit run dashboard/app.py -- --db FILE` "
-               "(or set VLMEMES_DB).")
+    st.caption(_("Or point the dashboard at another cache: `streamlit run dashboard/app.py -- --db FILE` "
+                 "(or set VLMEMES_DB)."))
 
 
 def counts() -> dict[str, int | None]:
     return db.fetch(q.table_counts)
 
 
+EMPTY_NOTICES = {                      # require(): what a page says when its table is empty, by `what`
+    "memes": N_("No memes in this cache yet. They are filled by:"),
+    "predictions": N_("No predictions in this cache yet. They are filled by:"),
+    "heatmaps": N_("No heatmaps in this cache yet. They are filled by:"),
+    "runs": N_("No runs in this cache yet. They are filled by:"),
+}
+
+
 def require(table: str, what: str, stages: str | None = None) -> None:
-    """Stop the page with a notice (and the command that fills it) when `table` has no rows."""
+    """Stop the page with a notice (and the command that fills it) when `table` has no rows.
+    `what`: a key of EMPTY_NOTICES (the rows the page needs)."""
     n = counts().get(table)
     if n:
         return
+    from dashboard import first_run
+    if n is not None and first_run.explains(stages):
+        st.stop()                   # the page's notice (app.py) already gives the fix; a refill would fail again
     if n is None:
-        st.warning(f"This file has no `{table}` table: it is not a VLMemes cache, or an older one.")
+        st.warning(_("This file has no `{table}` table: it is not a VLMemes cache, or an older one.", table=table))
     else:
-        st.info(f"No {what} in this cache yet. They are filled by:")
+        st.info(shown(EMPTY_NOTICES[what]) if what in EMPTY_NOTICES else
+                _("Nothing of this kind ({what}) in this cache yet. It is filled by:", what=what))
     st.code(fill_command(stages), language="bash")
     st.stop()
 
@@ -225,11 +316,20 @@ def page(title: str, caption: str, table: str, what: str, stages: str | None = N
     return retired
 
 
+UNREGISTERED = {                       # registered(): the notice per `rows_of`
+    "predictions": N_("The predictions in this cache belong to no registered prediction set (`variants`). "
+                      "Recompute with:"),
+    "heatmaps": N_("The heatmaps in this cache belong to no registered method (`variants`). Recompute with:"),
+}
+
+
 def registered(stage: str | tuple[str, ...], rows_of: str, kind: str, fill_stages: str) -> list[dict]:
     """variant_rows(stage); stops with a notice when the rows exist but no variant is registered."""
     rows = variant_rows(stage)
     if not rows:
-        st.info(f"The {rows_of} in this cache belong to no registered {kind} (`variants`). Recompute with:")
+        st.info(shown(UNREGISTERED[rows_of]) if rows_of in UNREGISTERED else
+                _("The {rows} in this cache belong to no registered {kind} (`variants`). Recompute with:",
+                  rows=rows_of, kind=kind))
         st.code(fill_command(fill_stages), language="bash")
         st.stop()
     return rows
@@ -238,9 +338,10 @@ def registered(stage: str | tuple[str, ...], rows_of: str, kind: str, fill_stage
 def smoke_banner(flags: Iterable[bool]) -> None:
     """Shown whenever a prediction set / heatmap method on the page comes from a smoke run."""
     if any(bool(f) for f in flags):
-        st.sidebar.error(f"⚠️ {SMOKE_TEXT}")
-        st.warning(f"⚠️ **{SMOKE_TEXT}**: at least one model shown here had random weights (or the cache is "
-                   "synthetic). Use these numbers to check the pipeline, never as findings.")
+        st.sidebar.error("⚠️ " + shown(SMOKE_TEXT))
+        st.warning("⚠️ " + _("**{smoke}**: at least one model shown here had random weights (or the cache is "
+                             "synthetic). Use these numbers to check the pipeline, never as findings.",
+                             smoke=shown(SMOKE_TEXT)))
 
 
 # ================================================================================= variants
@@ -258,14 +359,30 @@ def variant_rows(stage: str | tuple[str, ...], with_rows: bool = True) -> list[d
 
 
 def set_label(v: dict) -> str:
-    """A prediction set / method / engine as plain text (used as a widget option label)."""
-    smoke = " [smoke]" if v.get("is_smoke") else ""
+    """A prediction set / method / engine as plain text (used as a widget option label). A model
+    given as a local folder is named by its last part (model_help gives the whole id)."""
+    smoke = " [" + _("smoke") + "]" if v.get("is_smoke") else ""
+    model = public_name(v["model_id"])
     if v["stage"] in q.PREDICTION_STAGES:
-        return f"{v['stage'].upper()} {v['model_id']} · prompt {v['name']}{smoke}"
+        return _("{stage} {model} · prompt {prompt}", stage=v["stage"].upper(), model=model, prompt=v["name"]) + smoke
     if v["stage"] == "cam":                     # eigencam v2 (oriented) beside maps of the old v1 code
         version = f" v{v['stage_version']}" if str(v.get("stage_version") or "1") != "1" else ""
-        return f"{v['name']}{version} · {v['model_id']}{smoke}"
-    return f"{v['name']}" + (f" ({v['model_id']})" if v["model_id"] != v["name"] else "")
+        return f"{v['name']}{version} · {model}{smoke}"
+    return f"{v['name']}" + (f" ({model})" if v["model_id"] != v["name"] else "")
+
+
+def model_help(model_ids: Iterable[str | None]) -> str | None:
+    """The hover text naming the whole id of every model shown by its last folder part (None if none is)."""
+    full = sorted({str(m) for m in model_ids if is_local_path(m)})
+    if not full:
+        return None
+    return _("Models given as local folders are shown by the folder's name. Whole ids:") + "\n\n" + \
+        "\n".join(f"- {md_escape(public_name(m))}: `{m.replace('`', chr(39))}`" for m in full)
+
+
+def model_column(model_ids: Iterable[str | None], label: str | None = None) -> Any:
+    """A dataframe column config for a column of shortened model ids, with the whole ids on hover."""
+    return st.column_config.TextColumn(label or _("model"), help=model_help(model_ids))
 
 
 def pick_variant(label: str, rows: list[dict], param: str, *, default_id: str | None = None,
@@ -275,7 +392,7 @@ def pick_variant(label: str, rows: list[dict], param: str, *, default_id: str | 
     options = ([NONE] if allow_none else []) + list(by_id)
     chosen = url_select(label, options, param, default=default_id,
                         format_func=lambda vid: allow_none if vid == NONE else set_label(by_id[vid]),
-                        container=container)
+                        help=model_help(r["model_id"] for r in rows), container=container)
     return by_id.get(chosen) if chosen else None
 
 
@@ -304,19 +421,20 @@ def meme_image(data: bytes | None, meme_id: str, truth: str | None, *, ctx: str,
                caption: str | None = None) -> None:
     """An image that stays blurred behind the content warning until the visitor clicks 'Show image'."""
     if not data:
-        st.caption("no image stored")
+        st.caption(_("no image stored"))
         return
     if content_warning_on() and needs_warning(truth) and meme_id not in revealed():
-        st.image(imaging.blurred(data), width=width, caption="content warning: blurred")
-        st.button("Show image", key=f"reveal:{ctx}:{meme_id}", on_click=_reveal, args=(meme_id,),
-                  help="This meme is labelled toxic (or has conflicting labels). Turn the content "
-                       "warning off in the sidebar to show all images.")
+        st.image(imaging.blurred(data), width=width, caption=_("content warning: blurred"))
+        st.button(_("Show image"), key=f"reveal:{ctx}:{meme_id}", on_click=_reveal, args=(meme_id,),
+                  help=_("This meme is labelled toxic (or has conflicting labels). Turn the content "
+                         "warning off in the sidebar to show all images."))
     else:
         st.image(data, width=width, caption=caption)
 
 
-def meme_link(meme_id: str, label: str = "Open meme") -> None:
-    st.page_link(MEME_PAGE, label=label, icon=":material/open_in_new:", query_params={"meme": meme_id})
+def meme_link(meme_id: str, label: str | None = None) -> None:
+    st.page_link(MEME_PAGE, label=label or _("Open meme"), icon=":material/open_in_new:",
+                 query_params={"meme": meme_id})
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$=])")
@@ -341,9 +459,9 @@ def fmt_score(score: float | None) -> str:
 def truth_line(truth: str | None, pred: str | None = None, score: float | None = None, *,
                show_pred: bool = True) -> str:
     """'true **toxic** · answer **non-toxic** · p(toxic) 0.123' from fixed words only."""
-    parts = [f"true **{LABEL_TEXT.get(truth, '?')}**"]
+    parts = [_("true **{label}**", label=label_text(truth))]
     if show_pred:
-        parts.append(f"answer **{ANSWER_TEXT.get(pred, '?')}**")
+        parts.append(_("answer **{answer}**", answer=answer_text(pred)))
         parts.append(f"p(toxic) {fmt_score(score)}")
     return " · ".join(parts)
 
@@ -378,7 +496,7 @@ def grid(items: Sequence[dict], render: Callable[[dict], None], columns: int = 4
 
 
 def page_size_picker(param: str = "n", container: Any = None) -> int:
-    value = url_select("Per page", [str(s) for s in PAGE_SIZES], param, default="24", container=container)
+    value = url_select(_("Per page"), [str(s) for s in PAGE_SIZES], param, default="24", container=container)
     return int(value)
 
 
@@ -391,20 +509,45 @@ def fmt_estimate(e: dict | None, digits: int = 3) -> str:
     if e.get("low") is not None and e.get("high") is not None:
         s += f" [{e['low']:.{digits}f}, {e['high']:.{digits}f}]"
     else:
-        s += f" [{e.get('note') or 'no interval'}]"
+        s += f" [{note_text(e.get('note')) if e.get('note') else _('no interval')}]"
     return s
 
 
+def _lang() -> str:
+    from dashboard.lang import current
+    return current()
+
+
+# The statistics keep English in what they store; pipeline.metrics gives their texts in a language.
+def note_text(note: str | None) -> str:
+    """An Estimate's note (stored in English) in the visitor's language."""
+    return metrics.note_text(note, _lang())
+
+
 def method_text(e: dict | None) -> str:
-    """How an Estimate's interval was made, with the resamples where it resamples."""
-    return (e or {}).get("method_detail", "")
+    """How an Estimate's interval was made, with the resamples where it resamples (in the visitor's language)."""
+    return metrics.method_text(e, _lang()) if e else ""
+
+
+def reading_text(report: dict, name_a: str = "A", name_b: str = "B") -> str:
+    """The plain-language reading of an agreement report's McNemar test in the visitor's language."""
+    return metrics.reading_text(report, name_a, name_b, _lang())
+
+
+def adjustment_text(n_pairs: int) -> str:
+    """The name of the Holm adjustment over `n_pairs` comparisons in the visitor's language."""
+    return metrics.adjustment_text(n_pairs, _lang())
 
 
 def language_notes(sets: list[dict]) -> list[str]:
     """One line per English-only image-text model that was given Russian prompts (pipeline.stages.clip_prompts)."""
     from pipeline.stages.clip_prompts import language_note
-    notes = (language_note(s["model_id"], s["name"]) for s in sets if s["stage"] == "clip")
-    return list(dict.fromkeys(n for n in notes if n))
+    notes = (_("{model} was trained on English text only: Russian prompts (ru-*) are outside its training "
+               "data, so its ru-* scores understate what image-text matching can do; compare en-*, or use a "
+               "multilingual model such as {suggested}", model=public_name(s["model_id"]),
+               suggested="google/siglip2-base-patch16-224")
+             for s in sets if s["stage"] == "clip" and language_note(s["model_id"], s["name"]))
+    return list(dict.fromkeys(notes))
 
 
 def low_mass_flag(mass: float | None) -> str | None:
@@ -412,9 +555,9 @@ def low_mass_flag(mass: float | None) -> str | None:
     from pipeline.stages.vlm_answer import LOW_LABEL_MASS, is_low_label_mass
     if not is_low_label_mass(mass):
         return None
-    return (f"Low label-token mass {mass:.2f} (< {LOW_LABEL_MASS}): at the scoring step the model gave only this "
-            "much probability to «токсичный» and «нейтральный» together, so it was not really choosing between "
-            "the two words and p(toxic) says little.")
+    return _("Low label-token mass {mass} (< {threshold}): at the scoring step the model gave only this much "
+             "probability to «токсичный» and «нейтральный» together, so it was not really choosing between the "
+             "two words and p(toxic) says little.", mass=f"{mass:.2f}", threshold=LOW_LABEL_MASS)
 
 
 def show_low_mass_flag(mass: float | None) -> None:

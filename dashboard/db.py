@@ -31,6 +31,7 @@ import streamlit as st
 
 from pipeline import queries
 from pipeline.config import DEFAULT_DB
+from pipeline.i18n import N_
 from pipeline.store import StoreError, connect
 
 ENV_DB = "VLMEMES_DB"
@@ -38,8 +39,31 @@ ENV_RETRY = "VLMEMES_DB_RETRY_SECONDS"   # how long a run waits for a writer bef
 DEFAULT_RETRY_SECONDS = 5.0
 
 
+def _no_forced_gc() -> None:
+    """Turn off Streamlit's full gc.collect() after every script run (runner.postScriptGC, default on)
+    unless the server's config sets it. With the dashboard's imports (pandas, Altair, DuckDB) that
+    collection walks every live object: it was half the server's CPU time under 20 sessions
+    (243 -> 65 ms per page visit without it; benchmarks/dashboard_load.py, docs/benchmarks.md).
+    Python's own generational collector still runs; peak memory stayed well under the 1.5 GB target."""
+    from streamlit import config as st_config
+    if not st_config.is_manually_set("runner.postScriptGC"):
+        st_config.set_option("runner.postScriptGC", False, "dashboard/db.py")
+
+
+_no_forced_gc()
+
+
 class CacheUnavailable(Exception):
-    """The cache cannot be read right now; the message is shown as is."""
+    """The cache cannot be read right now. `text` (English, N_-marked where raised) and its `fields`
+    make the message; `message()` gives it in the visitor's language, str() in English."""
+
+    def __init__(self, text: str, **fields: object) -> None:
+        self.text, self.fields = text, fields
+        super().__init__(text.format(**fields))
+
+    def message(self) -> str:
+        from dashboard.lang import _
+        return _(self.text, **self.fields)      # noqa: i18n-dynamic (the texts are the N_ literals below)
 
 
 class CacheMissing(CacheUnavailable):
@@ -58,7 +82,7 @@ def resolve_db_path(argv: list[str] | None = None, environ: dict | None = None) 
     """`--db` after `--` on the streamlit command line, else $VLMEMES_DB, else data/vlmemes.duckdb."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--db")
-    args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    args, _rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     environ = os.environ if environ is None else environ
     return Path(args.db or environ.get(ENV_DB) or DEFAULT_DB)
 
@@ -93,10 +117,10 @@ class Reader:
     def state(self) -> tuple:
         """The file's state, the cache key of every query; CacheMissing/CacheUnreadable when unusable."""
         if self.path.is_dir():
-            raise CacheUnreadable(f"{self.path} is a directory, not a cache file; pass --db FILE")
+            raise CacheUnreadable(N_("{path} is a directory, not a cache file; pass --db FILE"), path=self.path)
         state = file_state(self.path)
         if state is None:
-            raise CacheMissing(f"There is no cache at {self.path} yet.")
+            raise CacheMissing(N_("There is no cache at {path} yet."), path=self.path)
         return state
 
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -107,8 +131,9 @@ class Reader:
             except StoreError as e:
                 msg = str(e)
                 if "locked" in msg:
-                    raise CacheBusy("The cache is being written by a precompute; retrying…") from None
-                raise CacheUnreadable(f"{self.path} is not a readable VLMemes cache ({msg}).") from None
+                    raise CacheBusy(N_("The cache is being written by a precompute; retrying…")) from None
+                raise CacheUnreadable(N_("{path} is not a readable VLMemes cache ({error})."), path=self.path,
+                                      error=msg) from None
             self.connections_opened += 1
         self.queries_run += 1
         return self._con

@@ -11,8 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline import dataset, stages
-from pipeline.config import DEFAULT_DB, DEFAULT_MEMES_DIR
+from pipeline import dataset, demo, stages
+from pipeline.config import DEFAULT_DB, DEFAULT_MEMES_DIR, MODEL_MAX_SIDE, THUMBNAIL_MIN_SIDE
 from pipeline.errors import VlmemesError
 from pipeline.options import DEFAULTS, Options
 from pipeline.stages.base import Stage
@@ -28,6 +28,20 @@ def _stages(value: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _thumbnail_side(value: str) -> int:
+    side = int(value)
+    if not THUMBNAIL_MIN_SIDE <= side <= MODEL_MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"{side} px: give {THUMBNAIL_MIN_SIDE} to {MODEL_MAX_SIDE}")
+    return side
+
+
+def _jpeg_quality(value: str) -> int:
+    quality = int(value)
+    if not 1 <= quality <= 95:
+        raise argparse.ArgumentTypeError(f"{quality}: give 1 to 95 (JPEG quality)")
+    return quality
+
+
 def _csv(value: str) -> list[str]:
     return [s.strip() for s in value.split(",") if s.strip()]
 
@@ -38,11 +52,58 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     pre = sub.add_parser("precompute", help="scan memes, run OCR/CLIP/VLM/CAM, store everything in the cache")
-    pre.add_argument("--memes", type=Path, default=DEFAULT_MEMES_DIR, help="folder with Негативно/ and Нейтрально/")
     pre.add_argument("--db", type=Path, default=Path(os.environ.get("VLMEMES_DB", DEFAULT_DB)))
+    add_precompute_options(pre)
+
+    go = sub.add_parser("start", help="the main job: precompute, then open the dashboard; with no memes of "
+                                      "your own in memes_project/memes, on the built-in demo set")
+    go.add_argument("--db", type=Path, default=None,
+                    help=f"the cache (default: $VLMEMES_DB, else {DEFAULT_DB}; the demo: {demo.DEMO_DB})")
+    add_precompute_options(go)
+    add_dashboard_options(go)
+    go.add_argument("--no-dashboard", action="store_true", help="stop after the precompute")
+
+    st = sub.add_parser("status", help="what is cached, per stage and model")
+    st.add_argument("--db", type=Path, default=Path(os.environ.get("VLMEMES_DB", DEFAULT_DB)))
+
+    an = sub.add_parser("annotations", help="write the annotations CSV (path,label) from the label folders")
+    an.add_argument("--memes", type=Path, default=DEFAULT_MEMES_DIR)
+    an.add_argument("--out", type=Path, required=True)
+
+    ex = sub.add_parser("export", help="a one-file HTML report, or the raw tables as Parquet")
+    ex.add_argument("--db", type=Path, default=Path(os.environ.get("VLMEMES_DB", DEFAULT_DB)))
+    ex.add_argument("--out", type=Path, default=None, help="report.html")
+    ex.add_argument("--parquet", type=Path, default=None, help="folder for one Parquet file per table")
+    ex.add_argument("--models", type=_csv, default=None, help="only these prediction sets (model ids or prompt versions)")
+    ex.add_argument("--no-images", action="store_true", help="leave thumbnails and heatmaps out")
+    ex.add_argument("--lang", choices=("en", "ru"), default="en", help="language of the HTML report's texts")
+
+    me = sub.add_parser("merge", help="unite caches computed elsewhere into one (conflicts reported, never overwritten)")
+    me.add_argument("sources", type=Path, nargs="+", help="the caches to merge in (DuckDB files)")
+    me.add_argument("--db", type=Path, required=True, help="the cache to merge into (created if new)")
+
+    da = sub.add_parser("dashboard", help="open the Streamlit dashboard on a cache (read-only)")
+    da.add_argument("--db", type=Path, default=Path(os.environ.get("VLMEMES_DB", DEFAULT_DB)))
+    add_dashboard_options(da)
+    return p
+
+
+def add_dashboard_options(da: argparse.ArgumentParser) -> None:
+    da.add_argument("--port", type=int, default=8501)
+    da.add_argument("--address", default="localhost", help="bind address (localhost: only this machine)")
+    da.add_argument("--headless", action="store_true", help="do not open a browser")
+
+
+def add_precompute_options(pre: argparse.ArgumentParser) -> None:
+    pre.add_argument("--memes", type=Path, default=DEFAULT_MEMES_DIR, help="folder with Негативно/ and Нейтрально/")
     pre.add_argument("--stages", type=_stages, default=list(DEFAULTS.stages), help="comma list of " + ",".join(stages.STAGE_ORDER))
     pre.add_argument("--limit", type=int, default=None, help="only the first N memes (sorted by path)")
     pre.add_argument("--force", action="store_true", help="recompute even what is cached")
+    pre.add_argument("--thumbnail-side", type=_thumbnail_side, default=DEFAULTS.thumbnail_side,
+                     help="longest side in px of the thumbnails stored for new memes (default %(default)s; "
+                          "thumbnails are most of the cache's size: docs/benchmarks.md)")
+    pre.add_argument("--thumbnail-quality", type=_jpeg_quality, default=DEFAULTS.thumbnail_quality,
+                     help="JPEG quality 1-95 of the stored thumbnails (default %(default)s)")
     pre.add_argument("--ocr-engine", default=DEFAULTS.ocr_engine, choices=["auto", "easyocr", "tesseract", "craft-tesseract"])
     pre.add_argument("--clip-model", default=DEFAULTS.clip_model, help="HF id or local folder (CLIP, SigLIP, SigLIP2)")
     pre.add_argument("--clip-prompts", type=_csv, default=None,
@@ -59,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--vlm-batch-size", type=int, default=DEFAULTS.vlm_batch_size,
                      help="VLM (transformers) memes per generate call, left-padded and grouped by visual-token "
                           "count; 0 (default): 8 on a GPU, 1 on CPU (where the prompts of a meme share its prefix)")
+    eng = pre.add_argument_group("engine (where the batches run: docs/scaling.md)")
+    eng.add_argument("--engine", default=DEFAULTS.engine, choices=["local", "ray"],
+                     help="local: in this process; ray: on a Ray cluster (Ray Data), results written here")
+    eng.add_argument("--ray-address", default=None,
+                     help="ray: 'auto' or HOST:PORT of a running cluster (default: start a local one)")
+    eng.add_argument("--ray-workers", type=int, default=DEFAULTS.ray_workers,
+                     help="ray: tasks/actors at once (0: one OCR task per CPU; one model actor per GPU, or 1)")
     served = pre.add_argument_group("served VLM (--vlm-backend openai: an OpenAI-compatible server, docs/served_vlm.md)")
     served.add_argument("--vlm-backend", default=DEFAULTS.vlm_backend, choices=["transformers", "openai"],
                         help="transformers: the model runs in this process; openai: ask a server (vLLM, SGLang, "
@@ -79,27 +147,6 @@ def build_parser() -> argparse.ArgumentParser:
     served.add_argument("--vlm-random-weights", action="store_true",
                         help="the served model has random weights (tests, benchmarks): its rows are a smoke run")
 
-    st = sub.add_parser("status", help="what is cached, per stage and model")
-    st.add_argument("--db", type=Path, default=Path(os.environ.get("VLMEMES_DB", DEFAULT_DB)))
-
-    an = sub.add_parser("annotations", help="write the annotations CSV (path,label) from the label folders")
-    an.add_argument("--memes", type=Path, default=DEFAULT_MEMES_DIR)
-    an.add_argument("--out", type=Path, required=True)
-
-    ex = sub.add_parser("export", help="a one-file HTML report, or the raw tables as Parquet")
-    ex.add_argument("--db", type=Path, default=Path(os.environ.get("VLMEMES_DB", DEFAULT_DB)))
-    ex.add_argument("--out", type=Path, default=None, help="report.html")
-    ex.add_argument("--parquet", type=Path, default=None, help="folder for one Parquet file per table")
-    ex.add_argument("--models", type=_csv, default=None, help="only these prediction sets (model ids or prompt versions)")
-    ex.add_argument("--no-images", action="store_true", help="leave thumbnails and heatmaps out")
-
-    da = sub.add_parser("dashboard", help="open the Streamlit dashboard on a cache (read-only)")
-    da.add_argument("--db", type=Path, default=Path(os.environ.get("VLMEMES_DB", DEFAULT_DB)))
-    da.add_argument("--port", type=int, default=8501)
-    da.add_argument("--address", default="localhost", help="bind address (localhost: only this machine)")
-    da.add_argument("--headless", action="store_true", help="do not open a browser")
-    return p
-
 
 def stage_factory(options: Options):
     """name -> the stage built from `options` by the registry (construction is cheap: models load only when needed)."""
@@ -114,13 +161,41 @@ def cmd_precompute(a: argparse.Namespace) -> int:
     device = options.device
     if device == "auto":
         device = "cuda" if _cuda_available() else "cpu"
+    from pipeline import engines
     return precompute(options.memes, options.db, list(options.stages), stage_factory(options), options.as_record(),
-                      limit=options.limit, force=options.force, device=device)
+                      limit=options.limit, force=options.force, device=device,
+                      engine=engines.build(options.engine, options))
 
 
 def _cuda_available() -> bool:
     from pipeline.hf import pick_device
     return pick_device("auto") == "cuda"     # imports torch only where a GPU driver is present
+
+
+def cmd_start(a: argparse.Namespace) -> int:
+    """Precompute, then become the dashboard on that cache. With the default memes folder holding no
+    image, both run on the demo set (pipeline/demo.py), said so before and after."""
+    a.demo = a.memes == DEFAULT_MEMES_DIR and demo.count_images(a.memes) == 0
+    if a.demo:
+        a.memes = demo.write_demo(demo.DEMO_DIR)
+        a.db = a.db or demo.DEMO_DB
+        print(demo.intro(DEFAULT_MEMES_DIR, demo.DEMO_DIR, a.db), flush=True)
+    a.db = a.db or Path(os.environ.get("VLMEMES_DB", DEFAULT_DB))
+    a.db.parent.mkdir(parents=True, exist_ok=True)
+    status = cmd_precompute(a)
+    if status != 0:
+        print(f"precompute finished with exit code {status} (see the summary above and the Runs page); "
+              "the dashboard shows what is cached.", flush=True)
+    if a.demo:
+        print(demo.intro(DEFAULT_MEMES_DIR, demo.DEMO_DIR, a.db), flush=True)
+    if a.no_dashboard:
+        return status
+    return cmd_dashboard(a)
+
+
+def cmd_merge(a: argparse.Namespace) -> int:
+    from pipeline.merge import merge
+    return merge(a.sources, a.db)
 
 
 def cmd_status(a: argparse.Namespace) -> int:
@@ -151,7 +226,7 @@ def cmd_export(a: argparse.Namespace) -> int:
     if a.parquet:
         export.export_parquet(a.db, a.parquet)
     if a.out:
-        export.export_html(a.db, a.out, models=a.models, images=not a.no_images)
+        export.export_html(a.db, a.out, models=a.models, images=not a.no_images, lang=a.lang)
     return 0
 
 
@@ -161,7 +236,7 @@ def dashboard_command(a: argparse.Namespace) -> list[str]:
     app = Path(dashboard.__file__).resolve().parent / "app.py"
     return [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(a.port),
             "--server.address", a.address, "--server.headless", "true" if a.headless else "false",
-            "--browser.gatherUsageStats", "false", "--", "--db", str(a.db)]
+            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", "--", "--db", str(a.db)]
 
 
 def cmd_dashboard(a: argparse.Namespace) -> int:
@@ -174,7 +249,7 @@ def cmd_dashboard(a: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    handler = {"precompute": cmd_precompute, "status": cmd_status, "annotations": cmd_annotations,
+    handler = {"precompute": cmd_precompute, "start": cmd_start, "merge": cmd_merge, "status": cmd_status, "annotations": cmd_annotations,
                "export": cmd_export, "dashboard": cmd_dashboard}[a.command]
     try:
         code = handler(a)

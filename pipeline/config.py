@@ -22,7 +22,12 @@ DEFAULT_LABEL_MAP = {
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 
+# Stored thumbnails (memes.thumbnail): JPEG, longest side <= this, at this quality. The defaults of
+# `precompute --thumbnail-side / --thumbnail-quality` (pipeline/options.py); thumbnails are most of a
+# cache's size (docs/benchmarks.md "Scale: 1,000,000 memes").
 THUMBNAIL_MAX_SIDE = 384
+THUMBNAIL_QUALITY = 85
+THUMBNAIL_MIN_SIDE = 32
 # Decoding bigger images than this is refused as a likely decompression bomb (PIL's own default is 89.5 Mpx).
 MAX_IMAGE_PIXELS = 64_000_000
 # Models never see more than this many pixels on the long side; huge photos are downscaled on load.

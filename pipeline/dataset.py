@@ -10,14 +10,17 @@ Anything that cannot be used is returned as a failure with a reason, and the sca
 Every file is read and hashed on every scan (that is how changed bytes are noticed), but only
 files whose hash is not in `known` are decoded: `known` (meme_id -> ImageInfo, from
 Store.known_image_infos) holds the memes an earlier run already probed and stored, so a rerun
-over a cached folder decodes only what is new.
+over a cached folder decodes only what is new. `known` may also be a lookup function
+(Store.known_image_infos itself): it is then asked, once per KNOWN_LOOKUP_FILES files hashed, for
+the ids of those files only, so a scan of a small folder costs as much on a cache of a million
+memes as on an empty one (the infos of every stored meme are never loaded).
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +28,8 @@ from pipeline.config import label_map
 from pipeline.errors import VlmemesError
 from pipeline.images import BadImage, ImageInfo, probe
 
+KNOWN_LOOKUP_FILES = 512               # files hashed per lookup of their ids (known = a function)
+KNOWN_LOOKUP_BYTES = 128 * 2**20         # ... or fewer, when their bytes (kept until then) reach this
 IGNORED_NAMES = {"readme.md", "readme.txt", "readme", ".gitkeep", "thumbs.db", "desktop.ini"}
 
 
@@ -64,6 +69,7 @@ class ScanResult:
     failures: list[dict] = field(default_factory=list)   # {stage, path, meme_id, error_type, message}
     files_seen: int = 0
     probed: int = 0                         # files decoded (bytes not in `known`), bad ones included
+    known: dict[str, ImageInfo] = field(default_factory=dict)   # memes of this scan found in `known`
 
     @property
     def conflicts(self) -> list[ScannedMeme]:
@@ -104,13 +110,17 @@ def _walk_files(top: Path):
             yield Path(dirpath) / name, name
 
 
-def scan(root: str | Path, mapping: dict[str, str] | None = None,
-         known: Mapping[str, ImageInfo] | None = None) -> ScanResult:
-    """Scan the labelled folder. `known`: image facts of memes already stored (meme_id -> ImageInfo);
-    files with those bytes are hashed but not decoded again. None or {}: every file is probed."""
+Known = Mapping[str, ImageInfo] | Callable[[list[str]], Mapping[str, ImageInfo]]
+
+
+def scan(root: str | Path, mapping: dict[str, str] | None = None, known: Known | None = None) -> ScanResult:
+    """Scan the labelled folder. `known`: image facts of memes already stored (meme_id -> ImageInfo),
+    or a function giving them for a list of ids; files with those bytes are hashed but not decoded
+    again (they are in result.known). None or {}: every file is probed."""
     root = Path(root)
     mapping = mapping or label_map()
-    known = known or {}
+    lookup = known if callable(known) else None
+    infos: Mapping[str, ImageInfo] = {} if lookup is not None else (known or {})
     if not root.exists():
         raise ScanError(f"memes folder {root} does not exist; put your memes in {root}/Негативно and {root}/Нейтрально")
     if not root.is_dir():
@@ -133,38 +143,65 @@ def scan(root: str | Path, mapping: dict[str, str] | None = None,
     if not label_dirs:
         raise ScanError(f"memes folder {root} has no label folders: expected Негативно/ and Нейтрально/ (or toxic/ and non_toxic/)")
 
+    pending: list[tuple] = []               # (path, rel, label, bytes or a failure, meme_id), in walk order
+    pending_bytes = 0
     for folder, label in label_dirs:
         for path, name in _walk_files(folder):
             rel = path.relative_to(root).as_posix()
             if name is None:
-                result.failures.append(_failure(rel + "/", "SymlinkLoop", "directory already visited (symlink loop); skipped"))
+                pending.append((path, rel, label, _failure(rel + "/", "SymlinkLoop",
+                                "directory already visited (symlink loop); skipped"), None))
                 continue
             if name.startswith(".") or name.casefold() in IGNORED_NAMES:
                 continue
             result.files_seen += 1
-            _scan_file(result, path, rel, label, known)
+            data = _read_file(path, rel)
+            meme_id = hashlib.sha256(data).hexdigest() if isinstance(data, bytes) else None
+            pending.append((path, rel, label, data, meme_id))
+            pending_bytes += len(data) if isinstance(data, bytes) else 0
+            if lookup is None or len(pending) >= KNOWN_LOOKUP_FILES or pending_bytes >= KNOWN_LOOKUP_BYTES:
+                _add_files(result, pending, infos, lookup)
+                pending, pending_bytes = [], 0
+    _add_files(result, pending, infos, lookup)
     if result.files_seen == 0:
         raise ScanError(f"no files found under the label folders of {root}")
     return result
 
 
-def _scan_file(result: ScanResult, path: Path, rel: str, label: str, known: Mapping[str, ImageInfo]) -> None:
+def _read_file(path: Path, rel: str) -> bytes | dict:
+    """The file's bytes, or the failure (a dict) saying why they cannot be read."""
     try:
         if not stat.S_ISREG(path.stat().st_mode):   # reading a FIFO would block forever
-            result.failures.append(_failure(rel, "NotARegularFile", "not a regular file (a pipe, socket or device); skipped"))
-            return
-        data = path.read_bytes()
+            return _failure(rel, "NotARegularFile", "not a regular file (a pipe, socket or device); skipped")
+        return path.read_bytes()
     except OSError as e:
-        result.failures.append(_failure(rel, type(e).__name__, f"cannot read file: {e.strerror or e}"))
-        return
-    meme_id = hashlib.sha256(data).hexdigest()
+        return _failure(rel, type(e).__name__, f"cannot read file: {e.strerror or e}")
+
+
+def _add_files(result: ScanResult, pending: list[tuple], infos: Mapping[str, ImageInfo],
+               lookup: Callable[[list[str]], Mapping[str, ImageInfo]] | None) -> None:
+    """Add the files read (in walk order); with `lookup`, first ask it for their ids not seen yet."""
+    if lookup is not None:
+        ask = sorted({m for *_, m in pending if m is not None and m not in result.memes})
+        infos = lookup(ask) if ask else {}
+    for path, rel, label, data, meme_id in pending:
+        if isinstance(data, dict):
+            result.failures.append(data)
+        else:
+            _add_file(result, path, rel, label, data, meme_id, infos)
+
+
+def _add_file(result: ScanResult, path: Path, rel: str, label: str, data: bytes, meme_id: str,
+              known: Mapping[str, ImageInfo]) -> None:
     seen = result.memes.get(meme_id)
     if seen is not None:                    # the same bytes again in this scan: one more path
         seen.paths.append((rel, label))
         seen.paths.sort()
         return
     info = known.get(meme_id)               # stored by an earlier run: these exact bytes probed fine
-    if info is None:
+    if info is not None:
+        result.known[meme_id] = info
+    else:
         result.probed += 1
         try:
             info = probe(data)              # new bytes: header + full first-frame decode

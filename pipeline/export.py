@@ -1,6 +1,6 @@
 """Sharing an analysis without the dashboard: a one-file HTML report, and the raw tables as Parquet.
 
-    export_html(db, "report.html", models=None, images=True)   # python -m pipeline export --out report.html
+    export_html(db, "report.html", models=None, images=True, lang="en")   # vlmemes export --out report.html [--lang ru]
     export_parquet(db, "tables/")                               # python -m pipeline export --parquet tables/
 
 The HTML report is one self-contained file that opens offline in any browser: the charts are Altair
@@ -12,6 +12,13 @@ agreement table, Cohen's kappa, McNemar test and the paired differences in accur
 pair of sets (the first MAX_PAIRS pairs when there are more), with Holm-adjusted p-values over the
 pairs shown; galleries of the most confident errors per set and of the disagreements per pair,
 with thumbnails, CAM overlays, OCR text and the models' explanations.
+
+Language: every fixed text of the report (headings, table headers, notes, captions, chart titles
+and axes, the statistical readings) is in `lang`, English or Russian (pipeline/i18n.py; Russian in
+pipeline/locales/ru/report.py and stats.py); the numbers are the same in both. The template calls
+`_(text, **fields)` (plain text, autoescaped), `_n(n, one, many, **fields)` (plural forms) and
+`_m(text, **fields)` (a catalog string holding our own markup, its fields escaped). Data (meme and
+OCR text, model explanations, model ids, prompt versions, file names) is never translated.
 
 Safety rules the report keeps (tests/test_export.py checks each one):
   * the database is opened read-only and closed again; nothing is ever written to it;
@@ -42,8 +49,9 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from pipeline import metrics, queries
+from pipeline import i18n, metrics, queries
 from pipeline.config import NON_TOXIC, TOXIC
+from pipeline.i18n import N_, translate, translate_n
 from pipeline.queries import METRIC_NAMES, PREDICTION_STAGES
 from pipeline.stages.vlm_answer import LOW_LABEL_MASS, is_low_label_mass, label_mass
 from pipeline.store import Store, StoreError, connect
@@ -56,7 +64,15 @@ TEXT_LIMIT = 1500             # characters of one untrusted text shown in a card
 SIZE_BUDGET = 10_000_000      # bytes; images are re-encoded smaller until the file fits
 # (longest side px, JPEG quality) for embedded images; None = the stored JPEG as it is
 IMAGE_LEVELS: tuple[tuple[int, int] | None, ...] = (None, (256, 75), (192, 65), (144, 55), (96, 45))
-SMOKE_BANNER = "smoke run with random-weight models — these numbers are not results"
+SMOKE_BANNER = N_("smoke run with random-weight models — these numbers are not results")
+METRIC_LABELS = {"accuracy": N_("accuracy"), "precision": N_("precision"), "recall": N_("recall"),
+                 "f1": N_("f1"), "auroc": N_("auroc"), "unparseable_rate": N_("unparseable rate")}
+LABEL_NAMES = {TOXIC: N_("toxic"), NON_TOXIC: N_("non_toxic")}        # a class as the report names it
+RUN_STATUS = {"ok": N_("ok"), "failed": N_("failed"), "interrupted": N_("interrupted"),
+              "running": N_("running"), "abandoned": N_("abandoned")}
+LANGUAGE_NOTE = N_("{model} was trained on English text only: Russian prompts (ru-*) are outside its training "
+                   "data, so its ru-* scores understate what image-text matching can do; compare en-*, or use a "
+                   "multilingual model such as google/siglip2-base-patch16-224")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
@@ -130,19 +146,24 @@ def _open(db: str | Path):
 
 
 # ============================================================================ charts (Altair -> SVG)
-def _svg(chart) -> Markup:
-    """Render an Altair chart to inline SVG markup (our own renderer output, not untrusted text)."""
-    import vl_convert
+def _svg(chart, label: str) -> Markup:
+    """Render an Altair chart to inline SVG markup (our own renderer output, not untrusted text).
 
-    svg = vl_convert.vegalite_to_svg(chart.to_json())
+    Vega's generated ARIA descriptions are English ("X-axis for a linear scale ..."), so they are
+    turned off and the chart is described by `label` (already in the report's language) instead."""
+    import vl_convert
+    from markupsafe import escape
+
+    svg = vl_convert.vegalite_to_svg(chart.configure(aria=False).to_json())
     svg = re.sub(r"^<\?xml[^>]*>\s*", "", svg)
     if "xlink:" not in svg.replace('xmlns:xlink="http://www.w3.org/1999/xlink"', ""):
         svg = svg.replace(' xmlns:xlink="http://www.w3.org/1999/xlink"', "")
-    svg = svg.replace("<svg ", '<svg role="img" ', 1)
+    svg = re.sub(r' aria-(?:roledescription|label)="[^"]*"', "", svg)    # what aria=False leaves (titles, groups)
+    svg = svg.replace("<svg ", f'<svg role="img" aria-label="{escape(label)}" ', 1)
     return Markup(svg)
 
 
-def roc_chart(points: list[dict], title: str) -> Markup | None:
+def roc_chart(points: list[dict], title: str, lang: str = "en") -> Markup | None:
     import altair as alt
     import pandas as pd
 
@@ -152,14 +173,14 @@ def roc_chart(points: list[dict], title: str) -> Markup | None:
     diag = pd.DataFrame({"fpr": [0.0, 1.0], "tpr": [0.0, 1.0]})
     scale = alt.Scale(domain=[0, 1])
     curve = alt.Chart(df).mark_line(point=True, color="#1f5fa8").encode(
-        x=alt.X("fpr:Q", title="false positive rate", scale=scale),
-        y=alt.Y("tpr:Q", title="true positive rate (recall)", scale=scale), order="fpr:Q")
+        x=alt.X("fpr:Q", title=translate(N_("false positive rate"), lang), scale=scale),
+        y=alt.Y("tpr:Q", title=translate(N_("true positive rate (recall)"), lang), scale=scale), order="fpr:Q")
     chance = alt.Chart(diag).mark_line(strokeDash=[4, 4], color="#999").encode(x="fpr:Q", y="tpr:Q")
-    return _svg((chance + curve).properties(width=220, height=220, title=title))
+    return _svg((chance + curve).properties(width=220, height=220, title=title), title)
 
 
-def metrics_chart(rows: list[dict]) -> Markup | None:
-    """Point + 95% interval of every metric of every set, one panel per metric."""
+def metrics_chart(rows: list[dict], lang: str = "en") -> Markup | None:
+    """Point + 95% interval of every metric of every set, one panel per metric (titled in `lang`)."""
     import altair as alt
     import pandas as pd
 
@@ -169,14 +190,15 @@ def metrics_chart(rows: list[dict]) -> Markup | None:
     df = pd.DataFrame(rows)
     df["low"] = df["low"].fillna(df["value"])
     df["high"] = df["high"].fillna(df["value"])
+    df["metric"] = [translate(METRIC_LABELS[k], lang) for k in df["metric"]]
     y = alt.Y("set:N", title=None, sort=None)
     base = alt.Chart().encode(y=y)
     rule = base.mark_rule(color="#666").encode(x=alt.X("low:Q", title=None, scale=alt.Scale(domain=[0, 1])),
                                                 x2="high:Q")
     point = base.mark_point(filled=True, size=50, color="#1f5fa8").encode(x="value:Q")
     chart = alt.layer(rule, point, data=df).properties(width=150).facet(
-        column=alt.Column("metric:N", title=None, sort=list(METRIC_NAMES)))
-    return _svg(chart)
+        column=alt.Column("metric:N", title=None, sort=[translate(METRIC_LABELS[k], lang) for k in METRIC_NAMES]))
+    return _svg(chart, translate(N_("Every metric of every prediction set with its 95% interval"), lang))
 
 
 # ============================================================================ images
@@ -220,7 +242,7 @@ def _pick_pairs(sets: list[PredSet]) -> tuple[list[tuple[PredSet, PredSet]], int
     return pairs[:MAX_PAIRS], len(pairs)
 
 
-def _load(con, models: list[str] | None) -> dict[str, Any]:
+def _load(con, models: list[str] | None, lang: str = "en") -> dict[str, Any]:
     """Everything the report needs except per-card details (those are read for shown memes only)."""
     memes = queries.report_memes(con)
     truth = {m: lab for m, lab, retired in memes if not retired and lab is not None}
@@ -229,8 +251,9 @@ def _load(con, models: list[str] | None) -> dict[str, Any]:
                 for v in variant_rows if v["stage"] in PREDICTION_STAGES]
     sets = [s for s in all_sets if s.matches(models)] if models else all_sets
     if models and not sets:
-        known = ", ".join(s.label for s in all_sets) or "none"
-        raise ExportError(f"--models {','.join(models)} matches no prediction set; the cache has: {known}")
+        known = ", ".join(s.label for s in all_sets) or translate(N_("none"), lang)
+        raise ExportError(translate(N_("--models {models} matches no prediction set; the cache has: {known}"), lang,
+                                    models=",".join(models), known=known))
     by_id = {s.variant_id: s for s in sets}
     if sets:
         for vid, meme_id, label, score, stage, logits in queries.report_predictions(con, list(by_id)):
@@ -294,9 +317,9 @@ def _set_report(s: PredSet, truth: dict[str, str], counted: dict) -> dict:
     return dict(set=s, report=rep, n_rows=len(s.preds), n_missing=len(truth) - len(ids), roc=counted["roc"],
                 n_mass=len(masses), n_low_mass=sum(is_low_label_mass(x) for x in masses),
                 metrics={k: rep.get(k) for k in METRIC_NAMES},
-                galleries=[("False positives: non_toxic memes judged toxic, highest p(toxic) first", "fp", fp),
-                           ("False negatives: toxic memes judged non_toxic, lowest p(toxic) first", "fn", fn),
-                           ("Unparseable answers: no class stated", "unparsed", unparsed)])
+                galleries=[(N_("False positives: non_toxic memes judged toxic, highest p(toxic) first"), "fp", fp),
+                           (N_("False negatives: toxic memes judged non_toxic, lowest p(toxic) first"), "fn", fn),
+                           (N_("Unparseable answers: no class stated"), "unparsed", unparsed)])
 
 
 def _pair_report(con, a: PredSet, b: PredSet, truth: dict[str, str]) -> dict:
@@ -343,11 +366,15 @@ def _card_details(con, meme_ids: list[str], sets: list[PredSet], cams: list[CamM
     return cards
 
 
-def build_report(db: str | Path, models: list[str] | None = None, images: bool = True) -> dict[str, Any]:
-    """All numbers, charts and gallery cards of the report (images as blobs, not yet encoded)."""
+def build_report(db: str | Path, models: list[str] | None = None, images: bool = True,
+                 lang: str = "en") -> dict[str, Any]:
+    """All numbers, charts and gallery cards of the report (images as blobs, not yet encoded), its
+    texts in `lang` (the numbers do not depend on it)."""
+    if lang not in i18n.LANGS:
+        raise ExportError(f"--lang {lang}: expected one of {', '.join(i18n.LANGS)}")
     con = _open(db)
     try:
-        data = _load(con, models)
+        data = _load(con, models, lang)
         summary = _summary(con, data)
         truth, sets, cams = data["truth"], data["sets"], data["cams"]
         counted = summary_metrics(con, False) if sets else {}          # what the dashboard shows, from SQL counts
@@ -357,9 +384,12 @@ def build_report(db: str | Path, models: list[str] | None = None, images: bool =
         # several pairs shown: each p-value also adjusted (Holm) over the pairs shown
         for pr, adjusted in zip(pair_reports, metrics.holm_adjust_comparisons([pr["paired"] for pr in pair_reports])):
             pr["tests"] = adjusted
+            pr["adjustment"] = metrics.adjustment_text(len(pair_reports), lang)
+            pr["reading"] = metrics.reading_text(pr["report"].as_dict(), pr["a"].label, pr["b"].label, lang)
         shown: list[str] = []
         for sr in set_reports:
-            sr["galleries"] = [dict(title=t, kind=k, total=len(ids), ids=ids[:GALLERY_LIMIT]) for t, k, ids in sr["galleries"]]
+            sr["galleries"] = [dict(title=translate(t, lang), kind=k, total=len(ids), ids=ids[:GALLERY_LIMIT])
+                               for t, k, ids in sr["galleries"]]
             for g in sr["galleries"]:
                 shown += g["ids"]
         for pr in pair_reports:
@@ -372,19 +402,21 @@ def build_report(db: str | Path, models: list[str] | None = None, images: bool =
     for c in cards.values():
         c["toxic"] = truth.get(c["meme"]["meme_id"]) == TOXIC
     for sr in set_reports:
-        sr["roc_svg"] = roc_chart(sr["roc"], f"ROC: {sr['set'].label}")
+        sr["roc_svg"] = roc_chart(sr["roc"], translate(N_("ROC: {name}"), lang, name=sr["set"].label), lang)
     chart_rows = [dict(set=sr["set"].label, metric=k, **{x: (sr["metrics"][k] or {}).get(x) for x in ("value", "low", "high")})
                   for sr in set_reports for k in METRIC_NAMES if k != "unparseable_rate"]
     smoke = any(s.is_smoke for s in sets) or any(c.is_smoke for c in cams)
     from pipeline.stages.clip_prompts import language_note
-    notes = [language_note(s.model_id, s.name) for s in sets if s.stage == "clip"]
+    notes = [translate(LANGUAGE_NOTE, lang, model=s.model_id) for s in sets
+             if s.stage == "clip" and language_note(s.model_id, s.name)]       # its English text, in `lang`
     language_notes = [scrub_paths(n) for n in dict.fromkeys(n for n in notes if n)]
     return dict(
         db_name=Path(db).name, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         summary=summary, sets=set_reports, pairs=pair_reports, n_pairs=n_pairs, max_pairs=MAX_PAIRS,
-        cams=cams, cards=cards, truth=truth, images=images, smoke=smoke, smoke_banner=SMOKE_BANNER,
+        cams=cams, cards=cards, truth=truth, images=images, smoke=smoke, smoke_banner=translate(SMOKE_BANNER, lang),
         models_filter=models or [], gallery_limit=GALLERY_LIMIT, text_limit=TEXT_LIMIT, low_label_mass=LOW_LABEL_MASS,
-        metrics_svg=metrics_chart(chart_rows), metric_names=METRIC_NAMES, language_notes=language_notes,
+        metrics_svg=metrics_chart(chart_rows, lang), metric_names=METRIC_NAMES, language_notes=language_notes,
+        lang=lang,
     )
 
 
@@ -396,21 +428,51 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def text_functions(lang: str) -> dict[str, Any]:
+    """What the template translates with, bound to `lang`: `_` (plain text: autoescaped where shown),
+    `_n` (the plural form for a count), `_m` (a catalog string with our own markup: the translation
+    is trusted, its fields are escaped), and the statistical texts and class names."""
+    def _(text: str, /, **fields: object) -> str:
+        return translate(text, lang, **fields)
+
+    def _n(n: int, one: str, many: str, /, **fields: object) -> str:
+        return translate_n(n, one, many, lang, **fields)
+
+    def _m(text: str, /, **fields: object) -> Markup:
+        return Markup(translate(text, lang)).format(**fields)
+
+    def label(value: str | None) -> str:
+        return translate(LABEL_NAMES[value], lang) if value in LABEL_NAMES else translate(N_("unparseable"), lang)
+
+    return dict(_=_, _n=_n, _m=_m, label_t=label,
+                note_t=lambda note: metrics.note_text(note, lang),
+                method_t=lambda e: metrics.method_text(e, lang),
+                metric_t=lambda k: translate(METRIC_LABELS[k], lang) if k in METRIC_LABELS else k,
+                status_t=lambda s: translate(RUN_STATUS[s], lang) if s in RUN_STATUS else s)
+
+
 def render_html(report: dict[str, Any], level: tuple[int, int] | None = None) -> tuple[str, int]:
     """The report as one HTML string (images encoded at `level`) and the number of images embedded."""
     encoder = ImageEncoder(level)
-    html = _environment().get_template("report.html.j2").render(**report, img=encoder.uri)
+    html = _environment().get_template("report.html.j2").render(**report, img=encoder.uri,
+                                                                **text_functions(report.get("lang", "en")))
     return html, encoder.count
 
 
-def export_html(db: str | Path, out: str | Path, models: list[str] | None = None, images: bool = True) -> Path:
-    """Write the self-contained HTML report of the cache `db` to `out`; returns the path written."""
+def export_html(db: str | Path, out: str | Path, models: list[str] | None = None, images: bool = True,
+                lang: str = "en") -> Path:
+    """Write the self-contained HTML report of the cache `db` to `out`, its texts in `lang` ("en" or
+    "ru"); returns the path written."""
+    if lang not in i18n.LANGS:
+        raise ExportError(f"--lang {lang}: expected one of {', '.join(i18n.LANGS)}")
     out = Path(out)
     if out.is_dir():
-        raise ExportError(f"--out {out} is a directory; give a file name such as {out / 'report.html'}")
+        raise ExportError(translate(N_("--out {out} is a directory; give a file name such as {example}"), lang,
+                                    out=out, example=out / "report.html"))
     if not out.resolve().parent.is_dir():
-        raise ExportError(f"the directory {out.resolve().parent.name!r} for --out does not exist")
-    report = build_report(db, models=models, images=images)
+        raise ExportError(translate(N_("the directory {folder!r} for --out does not exist"), lang,
+                                    folder=out.resolve().parent.name))
+    report = build_report(db, models=models, images=images, lang=lang)
     for level in IMAGE_LEVELS if images else (None,):
         html, n_images = render_html(report, level)
         size = len(html.encode("utf-8"))
@@ -419,10 +481,13 @@ def export_html(db: str | Path, out: str | Path, models: list[str] | None = None
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(html, encoding="utf-8")
     os.replace(tmp, out)
-    how = "" if level is None else f", images re-encoded to <= {level[0]} px (JPEG quality {level[1]}) to fit"
-    note = f" — over the {SIZE_BUDGET / 1e6:.0f} MB budget even at the smallest images" if size > SIZE_BUDGET else ""
-    print(f"wrote {out} ({size / 1e6:.2f} MB): {len(report['sets'])} prediction sets, "
-          f"{len(report['pairs'])} of {report['n_pairs']} pairs, {n_images} images{how}{note}")
+    how = "" if level is None else translate(N_(", images re-encoded to <= {side} px (JPEG quality {quality}) to fit"),
+                                             lang, side=level[0], quality=level[1])
+    note = (translate(N_(" — over the {budget:.0f} MB budget even at the smallest images"), lang, budget=SIZE_BUDGET / 1e6)
+            if size > SIZE_BUDGET else "")
+    print(translate(N_("wrote {out} ({size:.2f} MB): {sets} prediction sets, {pairs} of {n_pairs} pairs, "
+                       "{images} images{how}{note}"), lang, out=out, size=size / 1e6, sets=len(report["sets"]),
+                    pairs=len(report["pairs"]), n_pairs=report["n_pairs"], images=n_images, how=how, note=note))
     return out
 
 

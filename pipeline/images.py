@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pipeline.config import MAX_IMAGE_PIXELS, MODEL_MAX_SIDE, THUMBNAIL_MAX_SIDE
+from pipeline.config import MAX_IMAGE_PIXELS, MODEL_MAX_SIDE, THUMBNAIL_MAX_SIDE, THUMBNAIL_QUALITY
 
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # PIL raises DecompressionBombError above 2x this
 
@@ -122,5 +122,8 @@ def encode_jpeg(im: Image.Image, max_side: int = THUMBNAIL_MAX_SIDE, quality: in
     return buf.getvalue()
 
 
-def thumbnail(data: bytes) -> bytes:
-    return encode_jpeg(load_rgb(data, max_side=THUMBNAIL_MAX_SIDE * 2))
+def thumbnail(source: bytes | str | Path, max_side: int = THUMBNAIL_MAX_SIDE, quality: int = THUMBNAIL_QUALITY) -> bytes:
+    """The stored thumbnail of an image file (or its bytes): upright RGB JPEG, longest side <= `max_side`
+    (the precompute's --thumbnail-side), at JPEG `quality` (--thumbnail-quality). Decoded at twice the
+    side first (JPEG draft mode), so huge photos are never decoded in full for it."""
+    return encode_jpeg(load_rgb(source, max_side=max(2 * max_side, 768)), max_side=max_side, quality=quality)

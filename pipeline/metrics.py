@@ -81,6 +81,16 @@ Paired comparisons (paired_comparison, paired_comparison_from_counts -> PairedCo
     DeLong (1988) correlation, and the paired DeLong z-test p. ``holm()``
     adjusts a list of p-values (Holm-Bonferroni step-down); holm_adjust_comparisons() adds
     ``*_p_holm`` and the named ``adjustment`` to each comparison when several pairs are shown.
+
+Texts in the reader's language (English or Russian, pipeline/i18n.py; Russian in
+pipeline/locales/ru/stats.py)
+    The results keep English (``note``, ``method_detail``, ``reading``, ``adjustment``; the stored
+    summaries too); these give the same texts in ``lang`` at display time, from the stored values:
+        note_text(note, lang)                       an Estimate note (each one a fixed N_ string)
+        method_text(estimate_or_dict, lang)         the interval method with resamples (method_detail)
+        reading_text(agreement_dict, name_a, name_b, lang)   the McNemar reading (n, b, c, p)
+        adjustment_text(n_pairs, lang)              the Holm adjustment named by holm_adjust_comparisons
+    In English each equals the stored text (method_detail says "1 resample", not "1 resamples").
 """
 from __future__ import annotations
 
@@ -93,6 +103,7 @@ from scipy.special import ndtr, ndtri
 from scipy.stats import binom, binomtest
 
 from pipeline.config import NON_TOXIC, TOXIC
+from pipeline.i18n import N_, translate, translate_n
 
 CONFIDENCE = 0.95
 Z = 1.959963984540054          # norm.ppf(0.975)
@@ -101,19 +112,19 @@ _CHUNK_CELLS = 4_000_000           # memory bound of one unstratified bootstrap 
 
 
 METHOD_NAMES = {                  # Estimate.method -> words for a reader (Estimate.method_detail)
-    "wilson": "Wilson score",
-    "wilson_jaccard": "Wilson on tp/(tp+fp+fn), mapped to F1",
-    "delong_logit": "DeLong, logit scale",
-    "hm_score": "Hanley-McNeil score",
-    "hm_delong": "Hanley-McNeil score joined with DeLong logit",
-    "wilson_agreement": "Wilson on the observed agreement, mapped to kappa",
-    "bca": "stratified BCa bootstrap",
-    "delong_paired": "paired DeLong",
-    "mover_delong": "MOVER from the two AUROC intervals, paired DeLong correlation",
-    "mover_logit": "MOVER from the two logit-DeLong intervals, paired DeLong correlation",
-    "newcombe10": "Newcombe paired score (method 10)",
-    "bootstrap": "percentile bootstrap",
-    "delong": "DeLong",
+    "wilson": N_("Wilson score"),
+    "wilson_jaccard": N_("Wilson on tp/(tp+fp+fn), mapped to F1"),
+    "delong_logit": N_("DeLong, logit scale"),
+    "hm_score": N_("Hanley-McNeil score"),
+    "hm_delong": N_("Hanley-McNeil score joined with DeLong logit"),
+    "wilson_agreement": N_("Wilson on the observed agreement, mapped to kappa"),
+    "bca": N_("stratified BCa bootstrap"),
+    "delong_paired": N_("paired DeLong"),
+    "mover_delong": N_("MOVER from the two AUROC intervals, paired DeLong correlation"),
+    "mover_logit": N_("MOVER from the two logit-DeLong intervals, paired DeLong correlation"),
+    "newcombe10": N_("Newcombe paired score (method 10)"),
+    "bootstrap": N_("percentile bootstrap"),
+    "delong": N_("DeLong"),
 }
 
 
@@ -133,12 +144,9 @@ class Estimate:
 
     def __post_init__(self) -> None:
         if not self.method_detail:
-            text = METHOD_NAMES.get(self.method, self.method)
-            if self.n_boot is not None:
-                text += f", {self.n_boot} resamples"
-            object.__setattr__(self, "method_detail", text)
+            object.__setattr__(self, "method_detail", method_text(self, "en"))
         if self.note is None and self.low is None and self.value is not None:
-            object.__setattr__(self, "note", "not estimable at this n")
+            object.__setattr__(self, "note", N_("not estimable at this n"))
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -248,7 +256,7 @@ def proportion_estimate(k: int, n: int) -> Estimate:
     """k/n with its Wilson 95% interval; all None when n == 0."""
     k, n = int(k), int(n)
     if n == 0:
-        return Estimate(None, None, None, 0, "wilson", note="undefined: no memes")
+        return Estimate(None, None, None, 0, "wilson", note=N_("undefined: no memes"))
     ci = binomtest(k, n).proportion_ci(confidence_level=CONFIDENCE, method="wilson")
     return Estimate(k / n, _f(ci.low), _f(ci.high), n, "wilson")
 
@@ -655,8 +663,8 @@ def f1_estimate(tp: int, fp: int, fn_all: int, tn_all: int, *, rng: np.random.Ge
     use_bca = fast is False
     method, nb = ("bca", n_boot) if use_bca else ("wilson_jaccard", None)
     if m == 0:
-        note = ("undefined: no memes" if n == 0 else
-                "undefined: no toxic memes and none said toxic")
+        note = (N_("undefined: no memes") if n == 0 else
+                N_("undefined: no toxic memes and none said toxic"))
         return Estimate(None, None, None, n, method, nb, note=note)
     value = 2 * tp / (2 * tp + fp + fn_all)
     if not use_bca:
@@ -668,7 +676,7 @@ def f1_estimate(tp: int, fp: int, fn_all: int, tn_all: int, *, rng: np.random.Ge
     lim = _bca_limits(value, boot, jack, w)
     if lim is None:
         return Estimate(value, None, None, n, method, nb,
-                        note="not estimable by BCa at this n: the resamples do not vary around the estimate")
+                        note=N_("not estimable by BCa at this n: the resamples do not vary around the estimate"))
     return Estimate(value, lim[0], lim[1], n, method, nb)
 
 
@@ -685,7 +693,7 @@ def _auroc_analytic(sc: ScoreCounts, value: float) -> Estimate:
     n, m, k = sc.n, sc.n_pos, sc.n_neg
     if sc.scores.size < 2:
         return Estimate(value, None, None, n, "hm_delong",
-                        note="not estimable at this n: all scores tied (one distinct score)")
+                        note=N_("not estimable at this n: all scores tied (one distinct score)"))
     lo, hi = (float(x) for x in _hm_score_limits(value, m, k))
     se = _delong_se(sc, value) if m >= 2 and k >= 2 else 0.0
     if se > 0 and 0 < value < 1:
@@ -706,22 +714,23 @@ def auroc_estimate(sc: ScoreCounts, *, rng: np.random.Generator | None = None, n
     use_bca = fast is False
     method, nb = ("bca", n_boot) if use_bca else ("hm_delong", None)
     if sc.n_pos == 0 or sc.n_neg == 0:                       # one class (or none): undefined
-        note = ("undefined: no memes with a score" if n == 0 else
-                f"undefined: no {'toxic' if sc.n_pos == 0 else 'non-toxic'} memes with a score")
+        note = (N_("undefined: no memes with a score") if n == 0 else
+                N_("undefined: no toxic memes with a score") if sc.n_pos == 0 else
+                N_("undefined: no non-toxic memes with a score"))
         return Estimate(None, None, None, n, method, nb, note=note)
     value = float(_auroc_from_counts(sc.neg, sc.pos))
     if not use_bca:
         return _auroc_analytic(sc, value)
     if sc.scores.size < 2:
         return Estimate(value, None, None, n, method, nb,
-                        note="not estimable at this n: all scores tied (one distinct score)")
+                        note=N_("not estimable at this n: all scores tied (one distinct score)"))
     rng = rng if rng is not None else np.random.default_rng(0)
     jack, w = _auroc_jackknife(sc)
     lim = _bca_limits(value, _auroc_boot_stratified(sc, rng, n_boot), jack, w)
     if lim is None:
         return Estimate(value, None, None, n, method, nb,
-                        note="not estimable by BCa at this n: the resamples do not vary around the "
-                             "estimate (e.g. perfect separation)")
+                        note=N_("not estimable by BCa at this n: the resamples do not vary around the "
+                                "estimate (e.g. perfect separation)"))
     return Estimate(value, lim[0], lim[1], n, method, nb)
 
 
@@ -738,8 +747,8 @@ def kappa_estimate(joint: np.ndarray, *, rng: np.random.Generator | None = None,
     method, nb = ("bca", n_boot) if use_bca else ("wilson_agreement", None)
     value = _f(_kappa_from_tables(joint)) if n else None
     if value is None:
-        note = ("undefined: no memes" if n == 0 else
-                "undefined: both answer sets give one and the same answer to every meme (chance agreement 1)")
+        note = (N_("undefined: no memes") if n == 0 else
+                N_("undefined: both answer sets give one and the same answer to every meme (chance agreement 1)"))
         return Estimate(None, None, None, n, method, nb, note=note)
     if not use_bca:
         lo, hi = _kappa_wilson_limits(joint)
@@ -750,8 +759,8 @@ def kappa_estimate(joint: np.ndarray, *, rng: np.random.Generator | None = None,
     lim = _bca_limits(value, boot, jack, w.ravel())
     if lim is None:
         return Estimate(value, None, None, n, method, nb,
-                        note="not estimable by BCa at this n: the resamples do not vary around the "
-                             "estimate (e.g. identical answers)")
+                        note=N_("not estimable by BCa at this n: the resamples do not vary around the "
+                                "estimate (e.g. identical answers)"))
     return Estimate(value, lim[0], lim[1], n, method, nb)
 
 
@@ -802,33 +811,98 @@ def _min_significant_split(d: int) -> int | None:
     return int(ks[hit[0]]) if hit.size else None
 
 
-def _reading(n: int, b: int, c: int, p: float | None, name_a: str, name_b: str) -> str:
+def _reading(n: int, b: int, c: int, p: float | None, name_a: str, name_b: str, lang: str = "en") -> str:
+    """What the exact McNemar p of b (only A right) vs c (only B right) of n memes does and does not
+    show, in `lang`. The English is composed of fragments that are catalog keys; fragments with a
+    count are plural entries (translate_n) whose English singular and plural are the same text, so
+    the English reading stays word for word what it always was (and what the summaries store)."""
+    def t(text: str, **fields) -> str:
+        return translate(text, lang, **fields)
+
+    def tn(k: int, text: str, **fields) -> str:
+        return translate_n(k, text, text, lang, **fields)
+
     if n == 0:
-        return "No memes with a true label: there is nothing to compare."
+        return t(N_("No memes with a true label: there is nothing to compare."))
     d = b + c
     if d == 0:
-        return (f"{name_a} and {name_b} are right and wrong on exactly the same {n} memes, so McNemar's "
-                f"test has nothing to compare. This does not show they are equally good in general, "
-                f"only that these {n} memes do not separate them.")
+        return tn(n, N_("{name_a} and {name_b} are right and wrong on exactly the same {n} memes, so McNemar's "
+                        "test has nothing to compare. This does not show they are equally good in general, "
+                        "only that these {n} memes do not separate them."), name_a=name_a, name_b=name_b)
     diff = (b - c) / n
-    head = (f"{name_a} is right where {name_b} is wrong on {b} memes, {name_b} right where {name_a} is "
-            f"wrong on {c} (accuracy difference {diff:+.1%} over {n} memes); exact McNemar p = {p:.3g}.")
+    head = t(N_("{only_a}, {only_b} (accuracy difference {diff:+.1%} {over_n}); exact McNemar p = {p:.3g}."),
+             only_a=tn(b, N_("{name_a} is right where {name_b} is wrong on {n} memes"), name_a=name_a, name_b=name_b),
+             only_b=t(N_("{name_b} right where {name_a} is wrong on {c}"), name_a=name_a, name_b=name_b, c=c),
+             diff=diff, over_n=tn(n, N_("over {n} memes")), p=p)
     if p < 0.05:
-        return head + (f" A split this uneven would be unlikely (p < 0.05) if {name_a} and {name_b} "
-                       f"were equally accurate on memes like these; on its own it says nothing about how "
-                       f"large or how important the difference is.")
+        return head + t(N_(" A split this uneven would be unlikely (p < 0.05) if {name_a} and {name_b} "
+                           "were equally accurate on memes like these; on its own it says nothing about how "
+                           "large or how important the difference is."), name_a=name_a, name_b=name_b)
     k = _min_significant_split(d)
     if k is None:
-        power = (f"with only {d} memes where exactly one of them is right, no split at all could "
-                 f"reach p < 0.05, so this comparison cannot detect any difference")
+        power = tn(d, N_("with only {n} memes where exactly one of them is right, no split at all could "
+                         "reach p < 0.05, so this comparison cannot detect any difference"))
     else:
         smallest = (2 * k - d) / n                             # accuracy gap of that split
-        size = ("only large differences are detectable at this sample size" if smallest >= 0.05
-                else "a smaller true difference could go unnoticed")
-        power = (f"with {d} memes where exactly one of them is right, p < 0.05 would need a split "
-                 f"of at least {k} to {d - k}, an accuracy difference of {smallest:.1%} over {n} "
-                 f"memes; {size}")
-    return head + (f" p >= 0.05 does not show that {name_a} and {name_b} are equally good: {power}.")
+        size = (t(N_("only large differences are detectable at this sample size")) if smallest >= 0.05
+                else t(N_("a smaller true difference could go unnoticed")))
+        power = t(N_("{with_d}, p < 0.05 would need a split of at least {k} to {rest}, an accuracy "
+                     "difference of {smallest:.1%} {over_n}; {size}"),
+                  with_d=tn(d, N_("with {n} memes where exactly one of them is right")), k=k, rest=d - k,
+                  smallest=smallest, over_n=tn(n, N_("over {n} memes")), size=size)
+    return head + t(N_(" p >= 0.05 does not show that {name_a} and {name_b} are equally good: {power}."),
+                    name_a=name_a, name_b=name_b, power=power)
+
+
+# ----------------------------------------------------------------------------- texts in a language
+# The stored results (as_dict(), the summaries table) keep English; these give the texts of a result
+# in the reader's language at display time (pipeline/i18n.py; Russian in pipeline/locales/ru/stats.py).
+
+def note_text(note: str | None, lang: str) -> str:
+    """An ``Estimate.note`` (why there is no interval or no value) in `lang`; "" for None.
+
+    Every note is one fixed catalog string (the ``N_`` literals of this module), so the English note
+    is its own key; a note this code does not know (e.g. stored by older code) comes back in English."""
+    if not note:
+        return ""
+    return translate(note, lang)
+
+
+def method_text(e: dict | Estimate | None, lang: str) -> str:
+    """The interval method of an Estimate (or its as_dict()) in words, with the number of resamples
+    of a resampling method, in `lang`; "" for None. In English it is ``Estimate.method_detail``
+    ("stratified BCa bootstrap, 2000 resamples"). An unknown method key is shown as it is."""
+    if e is None:
+        return ""
+    if isinstance(e, Estimate):
+        method, n_boot, detail = e.method, e.n_boot, e.method_detail
+    else:
+        method, n_boot, detail = e.get("method"), e.get("n_boot"), e.get("method_detail") or ""
+    if method not in METHOD_NAMES and detail:
+        return detail
+    text = translate(METHOD_NAMES[method], lang) if method in METHOD_NAMES else str(method or "")
+    if n_boot is not None:
+        text = translate(N_("{method}, {resamples}"), lang, method=text,
+                         resamples=translate_n(int(n_boot), "{n} resample", N_("{n} resamples"), lang))
+    return text
+
+
+def reading_text(m: dict, name_a: str, name_b: str, lang: str) -> str:
+    """The plain-language McNemar reading (``AgreementReport.reading``) in `lang`, from the stored
+    numbers of an agreement result: ``m`` = AgreementReport.as_dict() (n, table.only_a_right,
+    table.only_b_right, mcnemar_p), or any dict with n, b (only A right), c (only B right) and
+    mcnemar_p (or p). In English it equals the stored ``reading`` of the same names."""
+    table = m.get("table") or {}
+    b = m["b"] if "b" in m else table["only_a_right"]
+    c = m["c"] if "c" in m else table["only_b_right"]
+    p = m["mcnemar_p"] if "mcnemar_p" in m else m.get("p")
+    return _reading(int(m["n"]), int(b), int(c), p, name_a, name_b, lang)
+
+
+def adjustment_text(n_pairs: int, lang: str) -> str:
+    """The ``adjustment`` that holm_adjust_comparisons() names, for `n_pairs` comparisons, in `lang`
+    (in English the stored text itself)."""
+    return translate_n(n_pairs, HOLM_PAIRS, HOLM_PAIRS, lang)
 
 
 def agreement(
@@ -942,6 +1016,7 @@ def holm(pvalues: Sequence[float | None]) -> list[float | None]:
 
 _PAIRED_AUROC_METHOD = "mover_logit"  # "mover_delong" or "delong_paired" (Wald): benchmarks/coverage.py compares them
 HOLM = "Holm-Bonferroni (step-down) over the pairs shown"
+HOLM_PAIRS = N_("Holm-Bonferroni (step-down) over the pairs shown ({n} pairs; McNemar and AUROC each a family)")
 
 
 def holm_adjust_comparisons(comparisons: Sequence[PairedComparison]) -> list[dict]:
@@ -954,7 +1029,7 @@ def holm_adjust_comparisons(comparisons: Sequence[PairedComparison]) -> list[dic
     for c, p1, p2 in zip(comparisons, mc, au):
         d = c.as_dict()
         d.update(mcnemar_p_holm=p1, auroc_p_holm=p2,
-                 adjustment=f"{HOLM} ({len(comparisons)} pairs; McNemar and AUROC each a family)")
+                 adjustment=adjustment_text(len(comparisons), "en"))
         out.append(d)
     return out
 
@@ -1011,7 +1086,7 @@ def paired_auroc_from_rows(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarr
     n = int(w.sum())
     m, k = float(w[y == 1].sum()), float(w[y == 0].sum())
     if m == 0 or k == 0:
-        note = "undefined: both classes are needed among the memes scored by both sets"
+        note = N_("undefined: both classes are needed among the memes scored by both sets")
         e = Estimate(None, None, None, n, "hm_delong", note=note)
         return e, e, Estimate(None, None, None, n, "delong_paired", note=note), None
     a10, a01, auc_a, sc_a = _group_components(y, sa, w)
@@ -1020,7 +1095,7 @@ def paired_auroc_from_rows(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarr
     diff = auc_a - auc_b
     if m < 2 or k < 2:
         return est_a, est_b, Estimate(diff, None, None, n, "delong_paired",
-                                      note="not estimable at this n: fewer than 2 memes in a class"), None
+                                      note=N_("not estimable at this n: fewer than 2 memes in a class")), None
     pos, neg = y == 1, y == 0
 
     def cov(u, v, sel, mean_u, mean_v, count):
@@ -1033,9 +1108,9 @@ def paired_auroc_from_rows(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarr
     se = math.sqrt(max(var, 0.0))
     if not se > 1e-12:
         return est_a, est_b, Estimate(diff, None, None, n, "delong_paired",
-                                      note="not estimable at this n: the paired DeLong variance is 0 "
-                                           "(e.g. both sets rank the memes alike, or both separate "
-                                           "the classes perfectly)"), None
+                                      note=N_("not estimable at this n: the paired DeLong variance is 0 "
+                                              "(e.g. both sets rank the memes alike, or both separate "
+                                              "the classes perfectly)")), None
     p = float(2 * ndtr(-abs(diff) / se))
     if _PAIRED_AUROC_METHOD == "delong_paired" or est_a.low is None or est_b.low is None:
         return est_a, est_b, Estimate(diff, max(-1.0, diff - Z * se), min(1.0, diff + Z * se), n,
@@ -1058,7 +1133,7 @@ def paired_auroc_from_rows(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarr
     hi = diff + math.sqrt(max(ua * ua + lb * lb - 2 * r * ua * lb, 0.0))
     if not hi > lo:
         return est_a, est_b, Estimate(diff, None, None, n, _PAIRED_AUROC_METHOD,
-                                      note="not estimable at this n: the two AUROCs move together exactly"), p
+                                      note=N_("not estimable at this n: the two AUROCs move together exactly")), p
     return est_a, est_b, Estimate(diff, max(-1.0, lo), min(1.0, hi), n, _PAIRED_AUROC_METHOD), p
 
 
@@ -1078,7 +1153,7 @@ def paired_comparison_from_counts(table: np.ndarray, score_rows: Iterable[Sequen
     acc_a, acc_b = proportion_estimate(a + b, n), proportion_estimate(a + c, n)
     lim = _newcombe10(a, b, c, d)
     if lim is None:
-        acc_diff = Estimate(None, None, None, 0, "newcombe10", note="undefined: no memes")
+        acc_diff = Estimate(None, None, None, 0, "newcombe10", note=N_("undefined: no memes"))
     else:
         acc_diff = Estimate((b - c) / n, lim[0], lim[1], n, "newcombe10")
     mc_p = float(binomtest(b, b + c, 0.5).pvalue) if b + c else None

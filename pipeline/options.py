@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import DEFAULT_DB, DEFAULT_MEMES_DIR
+from pipeline.config import DEFAULT_DB, DEFAULT_MEMES_DIR, THUMBNAIL_MAX_SIDE, THUMBNAIL_QUALITY
 from pipeline.stages import STAGE_ORDER
 
 
@@ -24,6 +24,10 @@ class Options:
     stages: tuple[str, ...] = STAGE_ORDER
     limit: int | None = None                       # only the first N memes (sorted by path)
     force: bool = False                            # recompute what is cached
+    demo: bool = False                             # the built-in demo set (pipeline/demo.py), not the researcher's memes
+    # the scan's stored thumbnails (most of a cache's size; memes already stored keep theirs)
+    thumbnail_side: int = THUMBNAIL_MAX_SIDE       # longest side, px
+    thumbnail_quality: int = THUMBNAIL_QUALITY     # JPEG quality 1..95
     # OCR
     ocr_engine: str = "auto"                       # auto | easyocr | tesseract | craft-tesseract
     # CLIP (and CAM, which explains CLIP's score)
@@ -47,6 +51,10 @@ class Options:
     vlm_prefill: str = "none"                      # openai: none | continue (ask again with `Класс:` prefilled)
     vlm_top_logprobs: int = 20                     # openai: alternatives asked per token (OpenAI's maximum: 20)
     vlm_random_weights: bool = False               # openai: the served model has random weights (smoke rows)
+    # where the batches run (pipeline/engines)
+    engine: str = "local"                          # local (this process) | ray (a Ray cluster)
+    ray_address: str | None = None                 # ray: None starts a local cluster; auto | HOST:PORT joins one
+    ray_workers: int = 0                           # ray: tasks/actors at once (0: CPUs for OCR, GPUs or 1 for models)
     # every model stage
     device: str = "auto"                           # auto | cpu | cuda
     precision: str = "auto"                        # auto | fp32 | bf16 | fp16
@@ -59,7 +67,7 @@ class Options:
             if not hasattr(args, f.name):
                 continue
             v = getattr(args, f.name)
-            if v is None and f.name not in ("limit", "clip_prompts", "vlm_prompts", "vlm_url"):
+            if v is None and f.name not in ("limit", "clip_prompts", "vlm_prompts", "vlm_url", "ray_address"):
                 continue
             if isinstance(v, list):
                 v = tuple(v)

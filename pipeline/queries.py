@@ -212,6 +212,31 @@ def cache_status(con) -> dict[str, Any]:
             "variants": variants, "last_run": last[0] if last else None}
 
 
+@query
+def storage_by_column(con) -> dict[str, Any]:
+    """Where the file's bytes are: {"block_size", "used_blocks", "columns": [(table, column, bytes)]
+    largest first}. A column's bytes are its share of the storage blocks its segments (and their
+    overflow blocks: long strings, blobs) use, a block shared by k columns counting 1/k to each; blocks
+    no column uses (indexes, catalog, free lists) are the rest of used_blocks. Reads metadata only."""
+    block_size, used = con.execute("SELECT block_size, used_blocks FROM pragma_database_size() "
+                                   "WHERE database_name = current_database()").fetchall()[0]
+    owners: dict[int, set] = {}
+    for (table,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+                                "AND schema_name = 'main'").fetchall():
+        for column, block, extra in con.execute(
+                "SELECT column_name, block_id, additional_block_ids FROM pragma_storage_info(?) WHERE persistent",
+                [table]).fetchall():
+            for b in [block, *(extra or [])]:
+                if b is not None and b >= 0:
+                    owners.setdefault(b, set()).add((table, column))
+    share: dict[tuple, float] = {}
+    for cols in owners.values():
+        for key in cols:
+            share[key] = share.get(key, 0.0) + 1.0 / len(cols)
+    columns = sorted(((t, c, int(n * block_size)) for (t, c), n in share.items()), key=lambda r: -r[2])
+    return {"block_size": int(block_size), "used_blocks": int(used), "columns": columns}
+
+
 # =============================================================================== overview
 @query
 def meme_overview(con, include_retired: bool) -> dict:
@@ -286,14 +311,22 @@ def text_length_histogram(con, ocr_variant: str, include_retired: bool, bucket: 
 
 
 @query
-def stored_metrics(con, include_retired: bool) -> dict | None:
+def summary_current(con) -> bool:
+    """Whether the stored summaries (summaries, pair_summaries) describe the data as it is: the stored
+    fingerprint equals the cache's (one pass over memes and predictions: ~0.1 s per 100k memes)."""
+    return stored_fingerprint(con) == fingerprint(con)
+
+
+@query
+def stored_metrics(con, include_retired: bool, current: bool | None = None) -> dict | None:
     """The metrics a precompute stored (pipeline/summary.py) as {"run_id", "sets": {variant_id:
     {"classification", "roc"}}}, or None when they may not describe the data as it is: an older cache
-    without them, none stored, or answers / labels changed since (summary.fingerprint differs)."""
+    without them, none stored, or answers / labels changed since (summary.fingerprint differs).
+    `current`: summary_current(con) when the caller has it already (the dashboard memoises it)."""
     if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = 'summaries'"
                        ).fetchall()[0][0]:
         return None
-    if stored_fingerprint(con) != fingerprint(con):
+    if not (summary_current(con) if current is None else current):
         return None
     rows = con.execute("""
         SELECT variant_id, classification, roc, run_id FROM summaries WHERE include_retired = $retired
@@ -305,6 +338,33 @@ def stored_metrics(con, include_retired: bool) -> dict | None:
 
 
 @query
+def prediction_sets(con) -> list[str]:
+    """The prediction sets the dashboard lists (registered, with rows), in its order (variants_overview's):
+    the key of the stored pair tests."""
+    return [r[0] for r in con.execute("""
+        SELECT v.variant_id FROM variants v
+        WHERE v.stage IN (SELECT unnest($stages)) AND v.variant_id IN (SELECT DISTINCT variant_id FROM predictions)
+        ORDER BY list_position(['ocr', 'clip', 'vlm', 'cam'], v.stage), v.model_id, v.name, v.variant_id
+    """, {"stages": list(PREDICTION_STAGES)}).fetchall()]
+
+
+@query
+def stored_pair_tests(con, variant_ids: list[str] | tuple[str, ...], include_retired: bool,
+                      current: bool | None = None) -> list[dict] | None:
+    """The paired tests of every pair of `variant_ids` a precompute stored (pipeline/summary.py), or None
+    when not stored for these sets or not current (the same fingerprint as stored_metrics; `current`:
+    summary_current(con) when the caller has it)."""
+    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' "
+                       "AND table_name = 'pair_summaries'").fetchall()[0][0]:
+        return None
+    rows = con.execute("SELECT tests FROM pair_summaries WHERE include_retired = $retired AND variant_ids = $ids",
+                       {"retired": include_retired, "ids": json.dumps(list(variant_ids))}).fetchall()
+    if not rows or not (summary_current(con) if current is None else current):
+        return None
+    return json.loads(rows[0][0])
+
+
+@query
 def live_metrics(con, include_retired: bool) -> dict[str, dict]:
     """The same metrics computed now: pipeline.summary.metrics_summary (prediction_counts, then pipeline.metrics)."""
     from pipeline import summary
@@ -312,14 +372,21 @@ def live_metrics(con, include_retired: bool) -> dict[str, dict]:
 
 
 @query
+def live_pair_tests(con, variant_ids: list[str] | tuple[str, ...], include_retired: bool) -> list[dict]:
+    """The same paired tests computed now: pipeline.summary.pair_tests (set_answers, then pipeline.metrics)."""
+    from pipeline import summary
+    return summary.pair_tests(con, list(variant_ids), include_retired)
+
+
+@query
 def low_mass_counts(con, threshold: float, include_retired: bool) -> dict[str, tuple[int, int]]:
     """Per VLM prediction set: (scores whose label-token mass is below `threshold`, scores with a mass),
-    over the memes with a true label."""
+    over the memes with a true label. The memes left out (label conflicts, retired ones) are few: an anti
+    join with them, not a join of every answer with its meme (every prediction has its memes row)."""
     rows = con.execute(f"""
         SELECT p.variant_id, count(*) FILTER (mass < $t), count(mass)
         FROM (SELECT p.variant_id, p.meme_id, {_mass_sql(con)} AS mass FROM predictions p WHERE p.stage = 'vlm') p
-        JOIN memes m USING (meme_id)
-        WHERE m.label IS NOT NULL AND (NOT m.retired OR $retired)
+        ANTI JOIN (SELECT meme_id FROM memes WHERE label IS NULL OR (retired AND NOT $retired)) gone USING (meme_id)
         GROUP BY ALL
     """, {"t": float(threshold), "retired": include_retired}).fetchall()
     return {v: (int(low), int(n)) for v, low, n in rows}
@@ -333,23 +400,31 @@ _ERROR_ORDER = {
     "right": "abs(score - 0.5) DESC NULLS LAST, meme_id",
 }
 
-_ERRORS_BASE = """
-    WITH scored AS (
+_ERRORS_SCORED = """
         SELECT p.meme_id, m.label AS truth, p.label AS pred, p.score,
                CASE WHEN p.label IS NULL THEN 'unparsed'
                     WHEN p.label = m.label THEN 'right'
-                    WHEN p.label = 'toxic' THEN 'fp' ELSE 'fn' END AS outcome
+                    WHEN p.label = 'toxic' THEN 'fp' ELSE 'fn' END AS outcome,
+               m.rel_path, m.width, m.height, p.explanation, p.raw_answer, __MASS__ AS label_mass
         FROM predictions p
         JOIN memes m ON m.meme_id = p.meme_id
-        LEFT JOIN ocr o ON o.meme_id = p.meme_id AND o.variant_id = $ocr
         WHERE p.variant_id = $variant AND m.label IS NOT NULL
           AND (NOT m.retired OR $retired)
           AND ($truth IS NULL OR m.label = $truth)
+"""
+# The OCR join only when a text filter needs it (at 1M memes a join of every answer with its OCR row
+# costs as much as the rest of the query).
+_ERRORS_BASE = {
+    False: "WITH scored AS (" + _ERRORS_SCORED + ")",
+    True: "WITH scored AS (" + _ERRORS_SCORED.replace("""
+        WHERE p.variant_id""", """
+        LEFT JOIN ocr o ON o.meme_id = p.meme_id AND o.variant_id = $ocr
+        WHERE p.variant_id""") + """
           AND ($has_text IS NULL OR (coalesce(o.text, '') <> '') = $has_text)
           AND ($pattern IS NULL OR o.text ILIKE $pattern ESCAPE '\\' OR p.explanation ILIKE $pattern ESCAPE '\\'
                OR p.raw_answer ILIKE $pattern ESCAPE '\\')
-    )
-"""
+    )""",
+}
 
 
 def _error_params(variant_id, ocr_variant, truth, has_text, search, include_retired) -> dict:
@@ -357,12 +432,22 @@ def _error_params(variant_id, ocr_variant, truth, has_text, search, include_reti
             "pattern": like_pattern(search) if search else None, "retired": include_retired}
 
 
+def _error_base(con, params: dict) -> tuple[str, dict]:
+    """The CTE `scored` for these filters (with the cards' fields: the page's top-N carries them, no
+    join back), and the parameters it uses."""
+    text_filter = params["has_text"] is not None or params["pattern"] is not None
+    sql = _ERRORS_BASE[text_filter].replace("__MASS__", _mass_sql(con))     # one of two fixed fragments
+    return sql, params if text_filter else {k: v for k, v in params.items() if k not in ("has_text", "pattern")}
+
+
 @query
 def error_counts(con, variant_id: str, ocr_variant: str | None, truth: str | None, has_text: bool | None,
                  search: str | None, include_retired: bool) -> dict[str, int]:
     """Memes per outcome (fp, fn, unparsed, right) of one prediction set under the filters."""
-    params = _error_params(variant_id, ocr_variant, truth, has_text, search, include_retired)
-    rows = con.execute(_ERRORS_BASE + "SELECT outcome, count(*) FROM scored GROUP BY outcome", params).fetchall()
+    base, params = _error_base(con, _error_params(variant_id, ocr_variant, truth, has_text, search, include_retired))
+    if "has_text" not in params:
+        params.pop("ocr")
+    rows = con.execute(base + "SELECT outcome, count(*) FROM scored GROUP BY outcome", params).fetchall()
     counts = {k: 0 for k in OUTCOMES}
     counts.update({k: int(n) for k, n in rows})
     return counts
@@ -373,15 +458,13 @@ def error_page(con, variant_id: str, ocr_variant: str | None, truth: str | None,
                search: str | None, include_retired: bool, outcome: str, limit: int, offset: int) -> list[dict]:
     """One gallery page of an outcome, most confident mistakes first, with the card's fields."""
     order = _ERROR_ORDER[outcome]                         # KeyError for anything not whitelisted
-    params = _error_params(variant_id, ocr_variant, truth, has_text, search, include_retired)
+    base, params = _error_base(con, _error_params(variant_id, ocr_variant, truth, has_text, search, include_retired))
     params.update(outcome=outcome, limit=int(limit), offset=int(offset))
-    rows = _records(con, _ERRORS_BASE + f"""
+    rows = _records(con, base + f"""
         , page AS (SELECT * FROM scored WHERE outcome = $outcome ORDER BY {order} LIMIT $limit OFFSET $offset)
-        SELECT page.meme_id, page.truth, page.pred, page.score, page.outcome, {_mass_sql(con)} AS label_mass,
-               m.rel_path, m.width, m.height, o.text AS ocr_text, p.explanation, p.raw_answer
+        SELECT page.meme_id, page.truth, page.pred, page.score, page.outcome, page.label_mass,
+               page.rel_path, page.width, page.height, o.text AS ocr_text, page.explanation, page.raw_answer
         FROM page
-        JOIN memes m ON m.meme_id = page.meme_id
-        JOIN predictions p ON p.meme_id = page.meme_id AND p.variant_id = $variant
         LEFT JOIN ocr o ON o.meme_id = page.meme_id AND o.variant_id = $ocr
         ORDER BY {order.replace('score', 'page.score').replace('meme_id', 'page.meme_id')}
     """, params)
@@ -409,7 +492,8 @@ _PAIR_BASE = """
                CASE WHEN coalesce(a.label = m.label, FALSE) AND coalesce(b.label = m.label, FALSE) THEN 'both_right'
                     WHEN coalesce(a.label = m.label, FALSE) THEN 'only_a_right'
                     WHEN coalesce(b.label = m.label, FALSE) THEN 'only_b_right'
-                    ELSE 'both_wrong' END AS cell
+                    ELSE 'both_wrong' END AS cell,
+               m.rel_path, a.explanation AS explanation_a, b.explanation AS explanation_b
         FROM predictions a
         JOIN predictions b ON b.meme_id = a.meme_id AND b.variant_id = $b
         JOIN memes m ON m.meme_id = a.meme_id
@@ -481,12 +565,8 @@ def pair_page(con, a: str, b: str, include_retired: bool, cell: str, truth: str 
         , page AS (SELECT * FROM pair WHERE cell = $cell AND ($truth IS NULL OR truth = $truth)
                    ORDER BY abs(coalesce(score_a, 0.5) - coalesce(score_b, 0.5)) DESC, meme_id
                    LIMIT $limit OFFSET $offset)
-        SELECT page.*, m.rel_path, o.text AS ocr_text,
-               pa.explanation AS explanation_a, pb.explanation AS explanation_b
+        SELECT page.*, o.text AS ocr_text
         FROM page
-        JOIN memes m ON m.meme_id = page.meme_id
-        JOIN predictions pa ON pa.meme_id = page.meme_id AND pa.variant_id = $a
-        JOIN predictions pb ON pb.meme_id = page.meme_id AND pb.variant_id = $b
         LEFT JOIN ocr o ON o.meme_id = page.meme_id AND o.variant_id = $ocr
         ORDER BY abs(coalesce(page.score_a, 0.5) - coalesce(page.score_b, 0.5)) DESC, page.meme_id
     """, {"a": a, "b": b, "retired": include_retired, "cell": cell, "truth": truth, "ocr": ocr_variant or "",
@@ -495,58 +575,83 @@ def pair_page(con, a: str, b: str, include_retired: bool, cell: str, truth: str 
 
 
 # =============================================================================== heatmaps
-_HEATMAP_BASE = """
+_PRED_CLASS = "CASE WHEN p.meme_id IS NULL THEN 'none' WHEN p.label IS NULL THEN 'unparsed' ELSE p.label END"
+# `f`: the heatmaps shown, (meme_id, truth, rel_path, width, height). The answers of the prediction set
+# are joined only when an answer filter needs them (for every heatmap); otherwise the page joins them
+# for its own rows (at 1M memes the join of every heatmap with its answer is most of the query).
+_HEATMAP_BASE = {
+    False: """
+    WITH f AS (
+        SELECT h.meme_id, m.label AS truth, m.rel_path, m.width, m.height
+        FROM heatmaps h
+        JOIN memes m ON m.meme_id = h.meme_id
+        WHERE h.variant_id = $cam AND (NOT m.retired OR $retired) AND ($truth IS NULL OR m.label = $truth)
+    )
+""",
+    True: f"""
     WITH h AS (
-        SELECT h.meme_id, m.label AS truth, p.label AS pred, p.score, m.rel_path,
-               CASE WHEN p.meme_id IS NULL THEN 'none' WHEN p.label IS NULL THEN 'unparsed' ELSE p.label END
-                   AS pred_class
+        SELECT h.meme_id, m.label AS truth, p.label AS pred, m.rel_path, m.width, m.height,
+               {_PRED_CLASS} AS pred_class
         FROM heatmaps h
         JOIN memes m ON m.meme_id = h.meme_id
         LEFT JOIN predictions p ON p.meme_id = h.meme_id AND p.variant_id = $pred
         WHERE h.variant_id = $cam AND (NOT m.retired OR $retired)
     ), f AS (
-        SELECT * FROM h
+        SELECT meme_id, truth, rel_path, width, height FROM h
         WHERE ($truth IS NULL OR truth = $truth)
           AND ($pred_class IS NULL OR pred_class = $pred_class)
           AND ($correct IS NULL OR (truth IS NOT NULL AND pred_class <> 'none'
                                     AND coalesce(pred = truth, FALSE) = $correct))
     )
-"""
+""",
+}
 
 
-def _heatmap_params(cam_variant, pred_variant, truth, pred_class, correct, include_retired) -> dict:
-    return {"cam": cam_variant, "pred": pred_variant or "", "truth": truth, "pred_class": pred_class,
-            "correct": correct, "retired": include_retired}
+def _heatmap_base(cam_variant, pred_variant, truth, pred_class, correct, include_retired) -> tuple[str, dict]:
+    """The CTE `f` for these filters, and its parameters."""
+    params = {"cam": cam_variant, "truth": truth, "retired": include_retired}
+    answer_filter = pred_class is not None or correct is not None
+    if answer_filter:
+        params.update(pred=pred_variant or "", pred_class=pred_class, correct=correct)
+    return _HEATMAP_BASE[answer_filter], params
 
 
 @query
 def heatmap_count(con, cam_variant: str, pred_variant: str | None, truth: str | None, pred_class: str | None,
                   correct: bool | None, include_retired: bool) -> int:
-    params = _heatmap_params(cam_variant, pred_variant, truth, pred_class, correct, include_retired)
-    return int(con.execute(_HEATMAP_BASE + "SELECT count(*) FROM f", params).fetchall()[0][0])
+    base, params = _heatmap_base(cam_variant, pred_variant, truth, pred_class, correct, include_retired)
+    return int(con.execute(base + "SELECT count(*) FROM f", params).fetchall()[0][0])
 
 
 @query
 def heatmap_page(con, cam_variant: str, pred_variant: str | None, truth: str | None, pred_class: str | None,
                  correct: bool | None, include_retired: bool, ocr_variant: str | None, limit: int, offset: int
                  ) -> list[dict]:
-    params = _heatmap_params(cam_variant, pred_variant, truth, pred_class, correct, include_retired)
-    params.update(ocr=ocr_variant or "", limit=int(limit), offset=int(offset))
-    rows = _records(con, _HEATMAP_BASE + """
+    base, params = _heatmap_base(cam_variant, pred_variant, truth, pred_class, correct, include_retired)
+    params.update(pred=pred_variant or "", ocr=ocr_variant or "", limit=int(limit), offset=int(offset))
+    rows = _records(con, base + f"""
         , page AS (SELECT * FROM f ORDER BY rel_path, meme_id LIMIT $limit OFFSET $offset)
-        SELECT page.meme_id, page.truth, page.pred, page.pred_class, page.score, page.rel_path,
-               m.width, m.height, o.boxes, o.text AS ocr_text
+        SELECT page.meme_id, page.truth, p.label AS pred, {_PRED_CLASS} AS pred_class, p.score, page.rel_path,
+               page.width, page.height, o.boxes, o.text AS ocr_text
         FROM page
-        JOIN memes m ON m.meme_id = page.meme_id
+        LEFT JOIN predictions p ON p.meme_id = page.meme_id AND p.variant_id = $pred
         LEFT JOIN ocr o ON o.meme_id = page.meme_id AND o.variant_id = $ocr
         ORDER BY page.rel_path, page.meme_id
     """, params)
+    # The overlays in two steps: the rows' positions from the key columns, then the blobs of those
+    # rows only. A join or IN-list on the key would make DuckDB read every overlay of the method
+    # (~200 MB at 100k memes); one key lookup per meme scans the key column once per card.
+    overlays = {}
+    if rows:
+        found = con.execute("SELECT rowid, meme_id FROM heatmaps WHERE variant_id = $cam AND meme_id IN "
+                            "(SELECT unnest($ids))", {"cam": cam_variant, "ids": [r["meme_id"] for r in rows]}
+                            ).fetchall()
+        ids = dict(found)
+        overlays = {ids[rid]: blob for rid, blob in con.execute(
+            "SELECT rowid, overlay FROM heatmaps WHERE rowid IN (SELECT unnest($rowids))",
+            {"rowids": list(ids)}).fetchall()}
     for r in rows:
-        # One key lookup per meme: a join or IN-list here makes DuckDB read every overlay of the
-        # method (~200 MB at 100k memes) instead of the page's 24.
-        found = con.execute("SELECT overlay FROM heatmaps WHERE meme_id = $id AND variant_id = $cam",
-                            {"id": r["meme_id"], "cam": cam_variant}).fetchall()
-        r["overlay"] = found[0][0] if found else None
+        r["overlay"] = overlays.get(r["meme_id"])
     return _with_thumbnails(con, rows)
 
 
@@ -557,6 +662,27 @@ def find_meme(con, text: str) -> list[str]:
     return [r[0] for r in con.execute(
         "SELECT meme_id FROM memes WHERE meme_id = $t OR starts_with(meme_id, $t) ORDER BY meme_id = $t DESC, "
         "meme_id LIMIT 2", {"t": text}).fetchall()]
+
+
+SEARCH_LIMIT = 50                # memes listed at most by a file-name search
+
+
+@query
+def search_memes(con, text: str, include_retired: bool, limit: int = SEARCH_LIMIT) -> list[dict]:
+    """Memes whose stored path (memes.rel_path or any of its meme_paths) contains `text`, case-insensitive
+    (the user's % and _ are literal), at most `limit`, by path: meme_id, rel_path (the first matching
+    path, else the first seen), label, label_conflict, retired."""
+    return _records(con, """
+        WITH hit AS (
+            SELECT meme_id, rel_path FROM memes WHERE rel_path ILIKE $pattern ESCAPE '\\'
+            UNION
+            SELECT meme_id, rel_path FROM meme_paths WHERE rel_path ILIKE $pattern ESCAPE '\\'
+        ), first_hit AS (SELECT meme_id, min(rel_path) AS rel_path FROM hit GROUP BY meme_id)
+        SELECT m.meme_id, h.rel_path, m.label, m.label_conflict, m.retired
+        FROM first_hit h JOIN memes m USING (meme_id)
+        WHERE NOT m.retired OR $retired
+        ORDER BY h.rel_path, m.meme_id LIMIT $limit
+    """, {"pattern": like_pattern(text), "retired": include_retired, "limit": int(limit)})
 
 
 @query
@@ -742,3 +868,33 @@ def report_cards(con, meme_ids: list[str], images: bool, cam_variants: list[str]
 def table_names(con) -> list[str]:
     return [t for (t,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
                                       "AND schema_name = 'main' ORDER BY table_name").fetchall()]
+
+
+# =============================================================================== first run (dashboard/first_run.py)
+@query
+def demo_runs(con) -> int:
+    """How many runs of this cache were on the built-in demo set (pipeline/demo.py: runs.args has demo=true)."""
+    return int(con.execute("SELECT count(*) FROM runs WHERE try_cast(json_extract(args, '$.demo') AS BOOLEAN)")
+               .fetchall()[0][0])
+
+
+@query
+def missing_models(con) -> list[dict]:
+    """Model stages whose model could not be loaded in the latest run that tried them, and that have no
+    rows from that run or later: [{stage, run_id, message, args}] (args: that run's options, JSON)."""
+    return _records(con, """
+        WITH load_failures AS (
+            SELECT f.stage, f.run_id, f.message, r.args,
+                   row_number() OVER (PARTITION BY f.stage ORDER BY f.run_id DESC, f.created_at DESC) AS k
+            FROM failures f JOIN runs r USING (run_id)
+            WHERE f.meme_id IS NULL AND f.stage IN ('ocr', 'clip', 'vlm', 'cam')
+        ), produced AS (
+            SELECT stage, max(run_id) AS run_id FROM predictions GROUP BY stage
+            UNION ALL SELECT 'cam', max(run_id) FROM heatmaps
+            UNION ALL SELECT 'ocr', max(run_id) FROM ocr
+        )
+        SELECT l.stage, l.run_id, l.message, l.args
+        FROM load_failures l
+        WHERE l.k = 1 AND NOT EXISTS (SELECT 1 FROM produced p WHERE p.stage = l.stage AND p.run_id >= l.run_id)
+        ORDER BY list_position(['ocr', 'clip', 'vlm', 'cam'], l.stage)
+    """)

@@ -9,6 +9,7 @@ The flow of `precompute`:
      not yet cached; load the model only if there
      are any; process them in batches, writing each batch (results + failures) in one transaction;
      then let the stage go, so its model is freed before the next stage loads one;
+  Progress (stage, done/total) goes to `<db>.progress.json` for the dashboard (pipeline/progress.py).
   4. store the metrics summary the dashboard shows first (pipeline/summary.py), print a summary
      and store it in `runs`.
 Ctrl-C stops after the current batch; everything written so far stays.
@@ -23,7 +24,6 @@ import signal
 import subprocess
 import sys
 import time
-import traceback
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +32,10 @@ from tqdm import tqdm
 
 from pipeline import dataset, summary
 from pipeline.config import PROJECT_ROOT
+from pipeline.engines.local import BatchResult, LocalEngine
 from pipeline.errors import first_line
 from pipeline.images import BadImage, encode_jpeg, load_rgb
+from pipeline.progress import ProgressWriter
 from pipeline.stages import OCR_TEXT_STAGE
 from pipeline.stages.base import MemeInput, Stage, StageLoadError, Variant
 from pipeline.store import Store, now
@@ -188,38 +190,15 @@ def _row(stage: Stage, variant: Variant, meme: MemeInput, result: dict, seconds:
 
 def _failure(stage: Stage, meme: MemeInput, error: BaseException) -> dict:
     message = str(error) or repr(error)
-    return dict(stage=stage.name, meme_id=meme.meme_id, path=meme.rel_path, error_type=type(error).__name__,
+    error_type = getattr(error, "error_type", None) or type(error).__name__     # engines.ray_engine.RemoteFailure
+    return dict(stage=stage.name, meme_id=meme.meme_id, path=meme.rel_path, error_type=error_type,
                 message=message[:2000])
 
 
-def work_batches(stage: Stage, plans: list[StagePlan]):
-    """(memes, variants) to hand to stage.process_variants, in order. Most stages: each variant's
-    pending memes in batches of stage.batch_size. A stage that `shares_meme_across_variants` (the VLM:
-    one image encoding and prompt prefix serve all its prompts) gets each batch of memes with every
-    variant that meme still lacks; memes lacking the same variants are batched together."""
-    size = max(1, stage.batch_size)
-    if not stage.shares_meme_across_variants or len(plans) < 2:
-        for plan in plans:
-            for start in range(0, len(plan.todo), size):
-                yield plan.todo[start:start + size], [plan.variant]
-        return
-    pending: dict[str, list[Variant]] = {}
-    memes: dict[str, MemeInput] = {}
-    for plan in plans:
-        for m in plan.todo:
-            memes.setdefault(m.meme_id, m)
-            pending.setdefault(m.meme_id, []).append(plan.variant)
-    groups: dict[tuple[str, ...], list[MemeInput]] = {}
-    for meme_id, variants in pending.items():
-        groups.setdefault(tuple(v.variant_id for v in variants), []).append(memes[meme_id])
-    for ids, group in groups.items():
-        variants = pending[group[0].meme_id]
-        for start in range(0, len(group), size):
-            yield group[start:start + size], variants
-
-
 def run_stage(store: Store, stage: Stage, memes: list[MemeInput], run_id: int, force: bool,
-              stop: StopFlag) -> StageSummary:
+              stop: StopFlag, progress: ProgressWriter | None = None, index: int = 0,
+              engine: LocalEngine | None = None) -> StageSummary:
+    engine = engine or LocalEngine()
     summary = StageSummary(stage.name)
     t_start = time.perf_counter()
     try:
@@ -229,6 +208,8 @@ def run_stage(store: Store, stage: Stage, memes: list[MemeInput], run_id: int, f
         return _stage_failed(store, stage, summary, run_id, e, len(memes), t_start)
     summary.cached = sum(p.cached for p in plans)
     pending = sum(len(p.todo) for p in plans)
+    if progress:
+        progress.stage(stage.name, index, pending, summary.cached)
     store.register_variants([p.variant.variants_row(run_id) for p in plans])
     refresh = getattr(stage, "refresh_cached", None)     # VlmStage: re-parse stored answers, no model
     if refresh is not None:
@@ -237,57 +218,43 @@ def run_stage(store: Store, stage: Stage, memes: list[MemeInput], run_id: int, f
         print(f"[{stage.name}] {summary.model}: all {summary.cached} results cached, nothing to compute")
         summary.seconds = time.perf_counter() - t_start
         return summary
-    print(f"[{stage.name}] {summary.model}: {pending} to compute, {summary.cached} cached")
-    try:
-        stage.load()
-    except StageLoadError as e:
-        return _stage_failed(store, stage, summary, run_id, e, pending, t_start)
-    except Exception as e:  # a broken checkpoint, an import error in an optional engine, ...
-        return _stage_failed(store, stage, summary, run_id, StageLoadError(f"{type(e).__name__}: {e}"), pending, t_start)
-
+    print(f"[{stage.name}] {summary.model}: {pending} to compute, {summary.cached} cached"
+          + (f" ({engine.describe()})" if engine.name != "local" else ""))
     with tqdm(total=pending, desc=stage.name, unit="item") as bar:
-        for batch, variants in work_batches(stage, plans):
-            if stop.stop:
-                break
-            if stage.needs_ocr_text:
-                texts = store.ocr_texts([m.meme_id for m in batch], stage.ocr_source)
-                for m in batch:
-                    m.ocr_text = texts.get(m.meme_id, "")
-            t0 = time.perf_counter()
-            try:
-                by_variant = stage.process_variants(batch, variants)
-                for v in variants:
-                    got = len(by_variant.get(v.variant_id, ()))
-                    if got != len(batch):
-                        raise RuntimeError(f"stage returned {got} results for {len(batch)} memes")
-            except Exception as e:  # the whole batch failed
-                traceback.print_exc(limit=3, file=sys.stderr)
-                by_variant = {v.variant_id: [e] * len(batch) for v in variants}
-            per_item = (time.perf_counter() - t0) / (len(batch) * len(variants))
-            rows, failures = [], []
-            for v in variants:
-                for meme, result in zip(batch, by_variant[v.variant_id]):
-                    if isinstance(result, BaseException):
-                        failures.append(_failure(stage, meme, result))
-                    else:
-                        rows.append(_row(stage, v, meme, result, per_item, run_id))
-            if stop.stop and failures:
-                # Ctrl-C reaches the whole process group, child processes (tesseract) included, so
-                # failures in the batch it interrupted are not trusted: not recorded, retried next run.
-                bar.write(f"[{stage.name}] {len(failures)} item(s) of the interrupted batch not recorded "
-                          f"as failed (will be retried), e.g. {failures[0]['path']}: {failures[0]['error_type']}")
-                failures = []
-            store.save_results(stage.table, rows, run_id, failures)
-            summary.done += len(rows)
-            summary.failed += len(failures)
-            bar.update(len(batch) * len(variants))
-            for m in batch:                 # keep memory bounded: decoded images are not kept
-                m.__dict__.pop("image", None)
-            if failures:
-                bar.write(f"[{stage.name}] {len(failures)} failed in this batch, e.g. {failures[0]['path']}: "
-                          f"{failures[0]['error_type']}: {failures[0]['message'][:200]}")
+        try:
+            for result in engine.batches(store, stage, plans, stop):
+                _write_batch(store, stage, result, run_id, summary, stop, progress, bar)
+        except StageLoadError as e:
+            return _stage_failed(store, stage, summary, run_id, e, pending - summary.done - summary.failed, t_start)
     summary.seconds = time.perf_counter() - t_start
     return summary
+
+
+def _write_batch(store: Store, stage: Stage, result: BatchResult, run_id: int, summary: StageSummary,
+                 stop: StopFlag, progress: ProgressWriter | None, bar: tqdm) -> None:
+    """One batch's rows and failures in one transaction, whichever engine computed it."""
+    rows, failures = [], []
+    for v in result.variants:
+        for meme, r in zip(result.memes, result.by_variant[v.variant_id]):
+            if isinstance(r, BaseException):
+                failures.append(_failure(stage, meme, r))
+            else:
+                rows.append(_row(stage, v, meme, r, result.per_item_seconds, run_id))
+    if stop.stop and failures:
+        # Ctrl-C reaches the whole process group, child processes (tesseract) included, so
+        # failures in the batch it interrupted are not trusted: not recorded, retried next run.
+        bar.write(f"[{stage.name}] {len(failures)} item(s) of the interrupted batch not recorded "
+                  f"as failed (will be retried), e.g. {failures[0]['path']}: {failures[0]['error_type']}")
+        failures = []
+    store.save_results(stage.table, rows, run_id, failures)
+    summary.done += len(rows)
+    summary.failed += len(failures)
+    if progress:
+        progress.advance(len(rows), len(failures))
+    bar.update(len(result.memes) * len(result.variants))
+    if failures:
+        bar.write(f"[{stage.name}] {len(failures)} failed in this batch, e.g. {failures[0]['path']}: "
+                  f"{failures[0]['error_type']}: {failures[0]['message'][:200]}")
 
 
 def _stage_failed(store, stage, summary, run_id, error, count, t_start) -> StageSummary:
@@ -315,8 +282,11 @@ def format_summary(summaries: list[StageSummary], scan_line: str) -> str:
 
 
 def precompute(memes_dir: Path, db: Path, stage_names: list[str], build_stage: Callable[[str], Stage],
-               args: dict, limit: int | None = None, force: bool = False, device: str = "cpu") -> int:
-    """The whole precompute; returns the process exit code (0 only when nothing failed)."""
+               args: dict, limit: int | None = None, force: bool = False, device: str = "cpu",
+               engine=None) -> int:
+    """The whole precompute; returns the process exit code (0 only when nothing failed).
+    `engine`: where the batches run (pipeline/engines: LocalEngine by default, RayEngine)."""
+    engine = engine or LocalEngine()
     store = Store(db)                       # path problems are reported here, before any model loads
     with store.run_lock(), StopFlag() as stop:
         # ScanError: missing/empty folder, reported by the CLI. Stored memes are hashed, not decoded again.
@@ -329,10 +299,12 @@ def precompute(memes_dir: Path, db: Path, stage_names: list[str], build_stage: C
             if stage.needs_ocr_text:
                 stage.ocr_source = ocr_variant_id
         smoke = any(v.is_smoke for s in stages for v in _safe_variants(s))
-        run_id = store.start_run("precompute", args, str(scan.root), library_versions(), describe_device(device),
+        where = describe_device(device) if engine.name == "local" else engine.describe()
+        run_id = store.start_run("precompute", args, str(scan.root), library_versions(), where,
                                  git_commit(), models={s.name: _safe_describe(s) for s in stages}, is_smoke=smoke)
         status, error = "failed", None
         summaries: list[StageSummary] = []
+        progress = ProgressWriter(db, run_id, n_stages=len(stages))
         try:
             n_new, scan_failures = store_scan(store, scan, run_id, known)
             store.record_failures(run_id, scan_failures)
@@ -343,7 +315,8 @@ def precompute(memes_dir: Path, db: Path, stage_names: list[str], build_stage: C
                 print(f"  [scan] {f['path']}: {f['error_type']}: {f['message']}", file=sys.stderr)
             memes = meme_inputs(scan, limit)
             while stages and not stop.stop:
-                summaries.append(run_stage(store, stages.pop(0), memes, run_id, force, stop))
+                summaries.append(run_stage(store, stages.pop(0), memes, run_id, force, stop, progress,
+                                           len(summaries) + 1, engine))
                 release_memory()        # that stage (and its model) is no longer referenced
             failed = bool(scan_failures) or any(s.failed for s in summaries)
             status = "interrupted" if stop.stop else ("failed" if failed else "ok")
@@ -356,8 +329,10 @@ def precompute(memes_dir: Path, db: Path, stage_names: list[str], build_stage: C
         finally:
             counts = {s.stage: s.as_dict() for s in summaries}
             with _sigint_ignored():     # a further Ctrl-C must not cut the run's own record short
+                engine.close()
                 _write_summary(store, run_id)
                 store.update_run(run_id, status=status, finished_at=now(), counts=counts, error=error)
+                progress.finish(status)
         print(format_summary(summaries, scan_line))
         print(f"run {run_id}: {status}; results in {db}")
         if smoke:

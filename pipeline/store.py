@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -147,7 +147,37 @@ MIGRATIONS = """
 ALTER TABLE predictions ADD COLUMN IF NOT EXISTS label_mass DOUBLE;       -- VLM: p(toxic token) + p(non_toxic token)
 ALTER TABLE predictions ADD COLUMN IF NOT EXISTS parser_version VARCHAR;  -- VLM: pipeline.stages.vlm_answer.PARSER_VERSION
 ALTER TABLE predictions ADD COLUMN IF NOT EXISTS score_note VARCHAR;      -- served VLM: why score is NULL
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS origin VARCHAR;                 -- merged in: "<file>: run <id>"
+ALTER TABLE failures ADD COLUMN IF NOT EXISTS origin VARCHAR;             -- merged in: "<file>: run <id>"
+CREATE TABLE IF NOT EXISTS pair_summaries (    -- pipeline/summary.py: the Disagreement page's paired tests
+    include_retired BOOLEAN,
+    variant_ids VARCHAR,            -- JSON list: the prediction sets compared (queries.prediction_sets order)
+    run_id INTEGER,
+    tests VARCHAR,                  -- JSON: summary.pair_tests(), every pair of those sets, Holm-adjusted
+    PRIMARY KEY (include_retired, variant_ids)
+);
+CREATE TABLE IF NOT EXISTS merge_conflicts (   -- `vlmemes merge`: same key, other values; the first kept
+    run_id INTEGER,                 -- the merge run
+    table_name VARCHAR,
+    key VARCHAR,                    -- JSON of the key columns
+    origin VARCHAR,                 -- the file whose row was not taken
+    kept VARCHAR,                   -- JSON: the compared columns of the row kept
+    other VARCHAR                   -- JSON: the same columns of the row not taken
+);
 """
+
+# `vlmemes merge`: per table, the key and the columns that must agree for two rows to be the same
+# result (the rest may differ between machines: run ids, timings, first paths seen).
+MERGE_TABLES = (
+    ("variants", ("variant_id",), ("stage", "model_id", "name", "config_hash", "stage_version")),
+    ("memes", ("meme_id",), ("label", "label_conflict")),
+    ("meme_paths", ("meme_id", "rel_path"), ("label",)),
+    ("ocr", ("meme_id", "variant_id"), ("text",)),
+    ("predictions", ("meme_id", "variant_id"), ("label", "score", "raw_answer")),
+    ("heatmaps", ("meme_id", "variant_id"), ("grid_h", "grid_w", "md5(cam)")),
+)
+RUN_ID_COLUMNS = ("run_id", "first_run_id", "last_seen_run_id")
+SCORE_TOLERANCE = 1e-6              # |score A - score B| up to this is the same score (float printing)
 
 STAGE_TABLES = ("ocr", "predictions", "heatmaps")
 APPEND_ONLY_TABLES = ("failures",)  # no primary key: rows are only ever added
@@ -233,10 +263,13 @@ class Store:
 
     # ---------------------------------------------------------------- connections
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """One short write transaction; the file is released when the block ends."""
+    def transaction(self, attach: Path | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One short write transaction; the file is released when the block ends. `attach`: another
+        cache opened read-only beside it as `src` (the merge)."""
         con = connect(self.path, read_only=False)
         try:
+            if attach is not None:
+                con.execute("ATTACH ? AS src (READ_ONLY)", [str(attach)])
             con.execute("BEGIN")
             yield con
             con.execute("COMMIT")
@@ -298,6 +331,20 @@ class Store:
             with contextlib.suppress(duckdb.Error):
                 con.unregister("_rows")
 
+    @staticmethod
+    def append_table(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table) -> None:
+        """Plain INSERT of an Arrow table by column name: bulk writes of rows whose keys cannot be
+        there yet (a new cache: pipeline/devtools/synth_db.py); a key already present raises."""
+        if not data.num_rows:
+            return
+        con.register("_rows", data)
+        try:
+            col_list = ", ".join(data.column_names)
+            con.execute(f"INSERT INTO {table} ({col_list}) SELECT {col_list} FROM _rows")
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                con.unregister("_rows")
+
     def write_rows(self, table: str, rows: list[dict]) -> None:
         with self.transaction() as con:
             self.insert_rows(con, table, rows)
@@ -342,21 +389,36 @@ class Store:
         with self.reader() as con:
             return con.execute(sql, params or []).fetchall()
 
-    def cached_meme_ids(self, table: str, variant_id: str) -> set[str]:
+    def cached_meme_ids(self, table: str, variant_id: str, meme_ids: Collection[str] | None = None) -> set[str]:
+        """The memes with a row of `variant_id` in `table`; with `meme_ids`, only those of them that are
+        (the scanned memes: a rerun then reads as many ids as the folder has, not as the cache)."""
         if table not in STAGE_TABLES:
             raise ValueError(table)
-        return {r[0] for r in self.query(f"SELECT meme_id FROM {table} WHERE variant_id = ?", [variant_id])}
+        if meme_ids is None:
+            return {r[0] for r in self.query(f"SELECT meme_id FROM {table} WHERE variant_id = ?", [variant_id])}
+        if not meme_ids:
+            return set()
+        return {r[0] for r in self.query(
+            f"SELECT meme_id FROM {table} SEMI JOIN (SELECT unnest(?) AS meme_id) ids USING (meme_id) "
+            "WHERE variant_id = ?", [list(meme_ids), variant_id])}
 
     # ---------------------------------------------------------------- pipeline-specific writes
-    def known_image_infos(self) -> dict[str, ImageInfo]:
+    def known_image_infos(self, meme_ids: Collection[str] | None = None) -> dict[str, ImageInfo]:
         """meme_id -> ImageInfo of the memes stored complete (a thumbnail and every probe column), for
         dataset.scan(known=...) and runner.store_scan: files with these bytes were probed by an earlier
         run and are neither decoded nor stored again. Memes without a thumbnail are left out, so they are
         handled as new. Tested on thumbnail_mime (set with the thumbnail): `thumbnail IS NOT NULL`
-        would read every blob."""
-        rows = self.query("SELECT meme_id, width, height, format, n_frames FROM memes WHERE thumbnail_mime IS NOT NULL "
-                          "AND width IS NOT NULL AND height IS NOT NULL AND format IS NOT NULL "
-                          "AND n_frames IS NOT NULL")
+        would read every blob. `meme_ids`: only these (dataset.scan(known=store.known_image_infos)
+        asks for the ids of each batch of files it hashed), else every stored meme."""
+        complete = ("thumbnail_mime IS NOT NULL AND width IS NOT NULL AND height IS NOT NULL "
+                    "AND format IS NOT NULL AND n_frames IS NOT NULL")
+        if meme_ids is None:
+            rows = self.query(f"SELECT meme_id, width, height, format, n_frames FROM memes WHERE {complete}")
+        elif not meme_ids:
+            rows = []
+        else:
+            rows = self.query(f"SELECT meme_id, width, height, format, n_frames FROM memes SEMI JOIN "
+                              f"(SELECT unnest(?) AS meme_id) ids USING (meme_id) WHERE {complete}", [list(meme_ids)])
         return {meme_id: ImageInfo(width, height, fmt, frames) for meme_id, width, height, fmt, frames in rows}
 
     def save_scan(self, run_id: int, new_memes: list[dict], seen: list[dict], paths: list[dict]) -> int:
@@ -394,13 +456,106 @@ class Store:
             self.insert_rows(con, table, rows)
             self.insert_rows(con, "failures", [dict(run_id=run_id, created_at=now(), **f) for f in failures])
 
-    def save_summaries(self, rows: list[dict], fingerprint: str) -> None:
-        """Replace the stored summary (pipeline/summary.py) with `rows` and the fingerprint of the data
-        they describe (meta key summary_fingerprint), in one transaction."""
+    def save_summaries(self, rows: list[dict], fingerprint: str, pair_rows: list[dict] | None = None) -> None:
+        """Replace the stored summary (pipeline/summary.py) with `rows` (metrics per set), `pair_rows`
+        (paired tests) and the fingerprint of the data they describe (meta key summary_fingerprint),
+        in one transaction."""
         with self.transaction() as con:
             con.execute("DELETE FROM summaries")
             self.insert_rows(con, "summaries", rows)
+            con.execute("DELETE FROM pair_summaries")
+            self.insert_rows(con, "pair_summaries", pair_rows or [])
             con.execute("INSERT OR REPLACE INTO meta VALUES ('summary_fingerprint', ?)", [fingerprint])
+
+    def merge_from(self, source: Path, origin: str, merge_run_id: int) -> dict[str, Any]:
+        """Unite the cache `source` into this one in one transaction (`vlmemes merge`, pipeline/merge.py).
+
+        Rows are keyed as in MERGE_TABLES. A key absent here is copied; a key present with the same
+        compared values is the same result (skipped); one with other values is a conflict: the row here
+        is kept and both versions go to `merge_conflicts`. Runs are copied with new ids (after this
+        cache's) and `origin`; a run already here (same start time, command, folder and arguments: the
+        same file merged twice) maps to its existing id, so merging is idempotent. Failures come with
+        their run. Returns {table: {"added", "same", "conflicts"}}."""
+        report: dict[str, Any] = {}
+        with self.transaction(attach=source) as con:
+            report["runs"] = self._merge_runs(con, origin)
+            for table, keys, compared in MERGE_TABLES:
+                report[table] = self._merge_table(con, table, keys, compared, origin, merge_run_id)
+        return report
+
+    @staticmethod
+    def _columns(con: duckdb.DuckDBPyConnection, database: str, table: str) -> list[str]:
+        return [r[0] for r in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'main' "
+            "AND table_name = ? ORDER BY column_index", [database, table]).fetchall()]
+
+    def _merge_runs(self, con: duckdb.DuckDBPyConnection, origin: str) -> dict[str, int]:
+        offset = con.execute("SELECT coalesce(max(run_id), 0) FROM main.runs").fetchall()[0][0]
+        con.execute("""CREATE OR REPLACE TEMP TABLE _runmap AS
+            SELECT s.run_id AS old_id,
+                   coalesce(m.run_id, ? + row_number() OVER (ORDER BY s.run_id)) AS new_id,
+                   m.run_id IS NULL AS is_new
+            FROM src.runs s LEFT JOIN main.runs m
+              ON m.started_at IS NOT DISTINCT FROM s.started_at AND m.command IS NOT DISTINCT FROM s.command
+             AND m.memes_root IS NOT DISTINCT FROM s.memes_root AND m.args IS NOT DISTINCT FROM s.args""", [offset])
+        # row_number over all source runs (new ones and known ones alike) leaves gaps, never collisions
+        cols = [c for c in self._columns(con, "src", "runs") if c in self._columns(con, self._db_name(con), "runs")
+                and c not in ("run_id", "origin")]
+        has_origin = "origin" in self._columns(con, "src", "runs")
+        origin_sql = "coalesce(s.origin, ? || ': run ' || s.run_id)" if has_origin else "? || ': run ' || s.run_id"
+        con.execute(f"INSERT INTO main.runs (run_id, origin, {', '.join(cols)}) "
+                    f"SELECT r.new_id, {origin_sql}, {', '.join('s.' + c for c in cols)} "
+                    "FROM src.runs s JOIN _runmap r ON r.old_id = s.run_id WHERE r.is_new", [origin])
+        added = con.execute("SELECT count(*) FILTER (is_new), count(*) FILTER (NOT is_new) FROM _runmap").fetchall()[0]
+        fcols = [c for c in self._columns(con, "src", "failures") if c in self._columns(con, self._db_name(con), "failures")
+                 and c not in ("run_id", "origin")]
+        f_origin = "coalesce(s.origin, ? || ': run ' || s.run_id)" if "origin" in self._columns(con, "src", "failures") \
+            else "? || ': run ' || s.run_id"
+        con.execute(f"INSERT INTO main.failures (run_id, origin, {', '.join(fcols)}) "
+                    f"SELECT r.new_id, {f_origin}, {', '.join('s.' + c for c in fcols)} "
+                    "FROM src.failures s JOIN _runmap r ON r.old_id = s.run_id WHERE r.is_new", [origin])
+        return {"added": int(added[0]), "same": int(added[1]), "conflicts": 0}
+
+    @staticmethod
+    def _db_name(con: duckdb.DuckDBPyConnection) -> str:
+        return con.execute("SELECT current_database()").fetchall()[0][0]
+
+    def _merge_table(self, con, table: str, keys: tuple[str, ...], compared: tuple[str, ...], origin: str,
+                     merge_run_id: int) -> dict[str, int]:
+        src_cols = self._columns(con, "src", table)
+        if not src_cols:
+            return {"added": 0, "same": 0, "conflicts": 0}
+        here = self._columns(con, self._db_name(con), table)
+        cols = [c for c in src_cols if c in here]
+        on = " AND ".join(f"m.{k} = s.{k}" for k in keys)
+        # compared: plain columns, or one function of a column ("md5(cam)": blobs compared by digest)
+        compared = tuple(c for c in compared if c.partition("(")[2].rstrip(")") in src_cols or c in src_cols)
+
+        def value(alias: str, col: str) -> str:
+            name, paren, arg = col.partition("(")
+            return f"{name}({alias}.{arg}" if paren else f"{alias}.{col}"
+
+        same = " AND ".join(
+            f"(m.score IS NOT DISTINCT FROM s.score OR abs(m.score - s.score) <= {SCORE_TOLERANCE})" if c == "score"
+            else f"{value('m', c)} IS NOT DISTINCT FROM {value('s', c)}" for c in compared) or "TRUE"
+        key_json = "to_json({" + ", ".join(f"'{k}': s.{k}" for k in keys) + "})"
+        kept = "to_json({" + ", ".join(f"'{c}': {value('m', c)}" for c in compared) + "})"
+        other = "to_json({" + ", ".join(f"'{c}': {value('s', c)}" for c in compared) + "})"
+        n_conflicts = con.execute(
+            f"INSERT INTO main.merge_conflicts SELECT ?, ?, {key_json}, ?, {kept}, {other} "
+            f"FROM src.{table} s JOIN main.{table} m ON {on} WHERE NOT ({same})",
+            [merge_run_id, table, origin]).fetchall()[0][0]
+        n_same = con.execute(f"SELECT count(*) FROM src.{table} s JOIN main.{table} m ON {on} WHERE {same}").fetchall()[0][0]
+        select = []
+        for c in cols:
+            if c in RUN_ID_COLUMNS:
+                select.append(f"(SELECT new_id FROM _runmap WHERE old_id = s.{c})")
+            else:
+                select.append(f"s.{c}")
+        n_added = con.execute(
+            f"INSERT INTO main.{table} ({', '.join(cols)}) SELECT {', '.join(select)} FROM src.{table} s "
+            f"WHERE NOT EXISTS (SELECT 1 FROM main.{table} m WHERE {on})").fetchall()[0][0]
+        return {"added": int(n_added), "same": int(n_same), "conflicts": int(n_conflicts)}
 
     def vlm_rows_to_refresh(self, parser_version: str) -> list[tuple]:
         """VLM rows whose label / explanation were read by another parser version, or without a

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 
-from pipeline.queries import ROC_MAX_POINTS, fingerprint, prediction_counts, stored_fingerprint
+from pipeline.queries import ROC_MAX_POINTS, fingerprint, prediction_counts, prediction_sets, set_answers, stored_fingerprint
 
 
 def metrics_summary(con, include_retired: bool) -> dict[str, dict]:
@@ -50,10 +50,33 @@ def pair_comparison(answers: dict, a: str, b: str, name_a: str = "A", name_b: st
                              name_a=name_a, name_b=name_b)
 
 
+def pair_tests(con, variant_ids: list[str], include_retired: bool) -> list[dict]:
+    """Every pair (A, B) of the given prediction sets, in list order, on the memes both answered:
+    pipeline.metrics.PairedComparison.as_dict() plus "a", "b" (variant ids) and the Holm-adjusted
+    p-values over all these pairs (``mcnemar_p_holm``, ``auroc_p_holm``, ``adjustment``); what the
+    Disagreement page shows (JSON-ready)."""
+    import itertools
+
+    from pipeline.metrics import holm_adjust_comparisons
+    answers = set_answers(con, list(variant_ids), include_retired)
+    keys = list(itertools.combinations(variant_ids, 2))
+    comparisons = [pair_comparison(answers, a, b) for a, b in keys]
+    return [dict(a=a, b=b, **d) for (a, b), d in zip(keys, holm_adjust_comparisons(comparisons))]
+
+
+def _jsonable(x):
+    """numpy scalars in the metrics' dicts as plain numbers (json.dumps default=)."""
+    if hasattr(x, "item"):
+        return x.item()
+    raise TypeError(f"{type(x).__name__} is not JSON serialisable")
+
+
 def write(store, run_id: int) -> int:
     """At the end of run `run_id`: store the summary of the cache as it is now (both settings of
-    include_retired) with its fingerprint, replacing the previous one; nothing is computed when the
-    fingerprint is unchanged. Returns the number of rows written (0: unchanged, or no prediction set)."""
+    include_retired) with its fingerprint, replacing the previous one: the metrics of every prediction
+    set, and the paired tests of every pair of them (the Disagreement page: DeLong over every meme,
+    seconds at 1M memes); nothing is computed when the fingerprint is unchanged. Returns the number of
+    metric rows written (0: unchanged, or no prediction set)."""
     with store.reader() as con:
         current = fingerprint(con)
         if stored_fingerprint(con) == current:
@@ -61,5 +84,9 @@ def write(store, run_id: int) -> int:
         rows = [dict(include_retired=retired, variant_id=v, run_id=run_id,
                      classification=json.dumps(m["classification"]), roc=json.dumps(m["roc"]))
                 for retired in (False, True) for v, m in metrics_summary(con, retired).items()]
-    store.save_summaries(rows, current)
+        sets = prediction_sets(con)
+        pair_rows = [dict(include_retired=retired, variant_ids=json.dumps(sets), run_id=run_id,
+                          tests=json.dumps(pair_tests(con, sets, retired), default=_jsonable))
+                     for retired in (False, True)] if len(sets) >= 2 else []
+    store.save_summaries(rows, current, pair_rows)
     return len(rows)

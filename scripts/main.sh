@@ -1,14 +1,10 @@
 #!/usr/bin/env bash
 # The main job: set up, precompute memes_project/memes into data/vlmemes.duckdb, open the dashboard.
-# Extra arguments go to the precompute (e.g. --stages ocr,clip --limit 10).
+# With no memes in memes_project/memes yet, it runs on the built-in demo set instead (data/demo_memes,
+# cache data/demo.duckdb) and says so. Extra arguments go to `vlmemes start` (the precompute's options,
+# e.g. --stages ocr,clip --limit 10). HEADLESS=true: do not open a browser; ADDRESS: the bind address.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh || exit $?
-DB=${VLMEMES_DB:-data/vlmemes.duckdb}
-.venv/bin/vlmemes precompute --db "$DB" "$@"
-status=$?
-if (( status != 0 )); then
-    echo "precompute finished with exit code $status (see the summary above and the Runs page); opening the dashboard on what is cached."
-fi
 HEADLESS_FLAG=(); [[ "${HEADLESS:-false}" == "true" ]] && HEADLESS_FLAG=(--headless)
-exec .venv/bin/vlmemes dashboard --db "$DB" --address "${ADDRESS:-localhost}" "${HEADLESS_FLAG[@]}"
+exec .venv/bin/vlmemes start --address "${ADDRESS:-localhost}" "${HEADLESS_FLAG[@]}" "$@"

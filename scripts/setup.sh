@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(tesseract-ocr tesseract-ocr-rus fonts-dejavu-core)
 TARGET=.
 if [[ "${1:-}" == "--dev" ]]; then
-    APT_PACKAGES+=(chromium)
+    APT_PACKAGES+=(chromium nginx)      # nginx: tests/test_access_proxy.py runs docs/access.md's proxy config
     TARGET=".[dev]"
 fi
 

@@ -51,6 +51,42 @@ def test_page_loads_with_its_content(path, heading, text, dashboard_db, server, 
     browser_page.screenshot(path=str(ARTIFACTS / f"dashboard_{heading.lower()}.png"))
 
 
+def test_overview_has_its_own_address(server, browser_page):
+    """/overview is a working link to the Overview (not "Page not found"); the root URL shows the Overview
+    too, moving to /overview with its query (?lang=) kept; the sidebar switch changes the language."""
+    page = browser_page
+    open_page(page, server, "overview", "Overview", "Metrics per model × prompt version")
+    assert page.get_by_text("Page not found").count() == 0
+    page.goto(f"{server}/?lang=ru")
+    page.wait_for_url("**/overview?*lang=ru*")
+    page.get_by_role("heading", name="Обзор").first.wait_for()
+    wait_idle(page)
+    assert page.get_by_text("Page not found").count() == 0
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.locator('[data-testid="stSidebar"]').get_by_text("English", exact=True).click()
+    page.get_by_role("heading", name="Overview").first.wait_for()
+    page.wait_for_url("**lang=en*")
+    page.screenshot(path=str(ARTIFACTS / "dashboard_overview_address.png"))
+
+
+def test_the_browser_language_is_the_default(server, browser_page):
+    """A browser that prefers Russian gets the Russian interface without ?lang= (and the URL says so)."""
+    import urllib.parse
+    context = browser_page.context.browser.new_context(locale="ru-RU", viewport={"width": 1400, "height": 2000})
+    try:
+        context.route("**/*", lambda route: route.continue_()
+                      if urllib.parse.urlsplit(route.request.url).hostname in ("127.0.0.1", "localhost")
+                      else route.abort())
+        page = context.new_page()
+        page.goto(f"{server}/errors")
+        page.get_by_role("heading", name="Ошибки").first.wait_for(timeout=60_000)
+        page.wait_for_url("**lang=ru*")
+        wait_idle(page)
+        assert page.locator('[data-testid="stException"]').count() == 0
+    finally:
+        context.close()
+
+
 def test_meme_link_opens_the_meme_page(server, browser_page):
     open_page(browser_page, server, "errors", "Errors", "False positives")
     link = browser_page.get_by_role("link", name="Open meme").first
@@ -58,7 +94,7 @@ def test_meme_link_opens_the_meme_page(server, browser_page):
     assert "meme?meme=" in href
     meme_id = href.split("meme=")[1]
     link.click()
-    browser_page.wait_for_url(f"**/meme?meme={meme_id}")
+    browser_page.wait_for_url(f"**/meme?meme={meme_id}*")      # and ?lang=, which stays in the URL
     browser_page.get_by_text("Model answers").first.wait_for()
     wait_idle(browser_page)
     assert browser_page.get_by_text(meme_id).count() >= 1

@@ -329,10 +329,11 @@ def test_db_query_parameter_cannot_choose_the_file(hostile, server, browser, tmp
 
 
 def test_only_the_command_line_or_environment_names_the_cache():
-    """Static guard: URL parameters are read in components.py only, and the db path only from argv/env."""
+    """Static guard: URL parameters are read in components.py (and ?lang= in lang.py, checked against the
+    known languages) only, and the db path only from argv/env."""
     code = {p: p.read_text(encoding="utf-8") for p in (REPO / "dashboard").rglob("*.py")}
     readers = sorted(str(p.relative_to(REPO)) for p, text in code.items() if "query_params" in text)
-    assert readers == ["dashboard/components.py"], readers
+    assert readers == ["dashboard/components.py", "dashboard/lang.py"], readers
     calls = [(str(p.relative_to(REPO)), m.group(0)) for p, text in code.items()
              for m in re.finditer(r"(?<!def )resolve_db_path\([^)]*\)", text)]
     assert calls == [("dashboard/app.py", "resolve_db_path()")], calls

@@ -124,7 +124,8 @@ def hostile_db(smoke_db, tmp_path_factory) -> dict:
         assert con.execute("UPDATE ocr SET text = ? WHERE meme_id = ?", [HOSTILE_OCR, hostile]).fetchall()[0][0] >= 1
         con.execute("UPDATE memes SET retired = TRUE WHERE meme_id = ?", [retired])
         con.execute("UPDATE memes SET label = NULL, label_conflict = TRUE WHERE meme_id = ?", [unlabelled])
-        con.execute("INSERT INTO failures VALUES (1, 'scan', NULL, ?, 'BadImage', ?, now())",
+        con.execute("INSERT INTO failures (run_id, stage, meme_id, path, error_type, message, created_at) "
+                    "VALUES (1, 'scan', NULL, ?, 'BadImage', ?, now())",
                     [LOCAL_FAILURE_PATH, f"cannot read {LOCAL_FAILURE_PATH}: truncated"])
     finally:
         con.close()

@@ -1,4 +1,5 @@
-"""Meme: one meme in full (?meme=<id>): image, OCR per engine, every model's answers, heatmaps."""
+"""Meme: one meme in full (?meme=<id>): image, OCR per engine, every model's answers, heatmaps.
+Without an id: a search by file name (?file=), listing the matching memes with a link to each."""
 from __future__ import annotations
 
 import json
@@ -9,25 +10,55 @@ import streamlit as st
 
 from dashboard import components as c
 from dashboard import db, imaging
+from dashboard.lang import _, _n
 from pipeline import queries as q
+from pipeline.names import public_name
 
 ID_PATTERN = re.compile(r"[0-9a-f]{6,64}")
 THUMB_WIDTH = 384                      # thumbnails are stored at <= 384 px: show them at that size
 
-st.title("Meme")
-text = c.url_text("Meme id", "meme", max_chars=64, placeholder="the meme's SHA-256, or its first characters",
-                  help="Every gallery card has an 'Open meme' link that fills this in.")
+
+
+def search_by_file_name() -> None:
+    """A text box (?file=) and the memes whose stored path contains it, each with its 'Open meme' link."""
+    name = c.url_text(_("Search by file name"), "file", max_chars=200,
+                      placeholder=_("part of a file name or folder, e.g. cat.jpg (case-insensitive)"),
+                      help=_("Looks in every path a meme was found under (relative to the memes folder)."))
+    if not name:
+        return
+    rows = db.fetch(q.search_memes, name, c.include_retired())
+    if not rows:
+        st.info(_("No meme has a file name or folder containing this text."))
+        return
+    st.caption(_n(len(rows), "{n} meme found", "{n} memes found")
+               + (" · " + _("showing the first {n}: give more of the name", n=q.SEARCH_LIMIT)
+                  if len(rows) >= q.SEARCH_LIMIT else ""))
+    for r in rows:
+        with st.container(border=True):
+            c_path, c_label, c_link = st.columns([5, 2, 2], vertical_alignment="center")
+            c_path.text(r["rel_path"])                  # a file name is data: plain text, never markdown
+            c_label.caption(c.label_text(r["label"]) + (" · " + _("retired") if r["retired"] else ""))
+            with c_link:
+                c.meme_link(r["meme_id"])
+
+
+st.title(_("Meme"))
+text = c.url_text(_("Meme id"), "meme", max_chars=64, placeholder=_("the meme's SHA-256, or its first characters"),
+                  help=_("Every gallery card has an 'Open meme' link that fills this in."))
 if not text:
-    st.info("Open a meme from a gallery (Errors, Disagreement, Heatmaps: 'Open meme'), or paste its id above.")
+    st.info(_("Open a meme from a gallery (Errors, Disagreement, Heatmaps: 'Open meme'), paste its id above, "
+              "or search by file name below."))
+    c.require("memes", "memes")
+    search_by_file_name()
     st.stop()
 c.require("memes", "memes")
 text = text.lower()
 ids = db.fetch(q.find_meme, text) if ID_PATTERN.fullmatch(text) else []
 if not ids:
-    st.warning("Meme not found: no meme in this cache has this id.")
+    st.warning(_("Meme not found: no meme in this cache has this id."))
     st.stop()
 if len(ids) > 1 and ids[0] != text:
-    st.warning("Several memes start with these characters: give more of the id.")
+    st.warning(_("Several memes start with these characters: give more of the id."))
     st.stop()
 meme_id = ids[0]
 m = db.fetch(q.meme, meme_id)
@@ -42,57 +73,61 @@ with left:
     original = imaging.original_image(m["memes_root"], m["rel_path"], meme_id)
     c.meme_image(original or m["thumbnail"], meme_id, m["label"], ctx="meme",
                  width="content" if original else THUMB_WIDTH)
-    st.caption("The original file, at up to 1600 px." if original else
-               "The original file is not at its recorded place (or has changed): showing the stored thumbnail.")
+    st.caption(_("The original file, at up to 1600 px.") if original else
+               _("The original file is not at its recorded place (or has changed): showing the stored thumbnail."))
 with right:
     st.markdown(c.truth_line(m["label"], show_pred=False)
-                + (" · **label conflict**" if m["label_conflict"] else "")
-                + (" · **retired** (not found by the latest scan)" if m["retired"] else ""))
+                + (" · " + _("**label conflict**") if m["label_conflict"] else "")
+                + (" · " + _("**retired** (not found by the latest scan)") if m["retired"] else ""))
+    frames = (", " + _n(m["n_frames"], "{n} frame", "{n} frames")) if (m["n_frames"] or 1) > 1 else ""
     facts = pd.DataFrame([
-        ("size", f"{m['width']} × {m['height']} px" if m["width"] else "—"),
-        ("format", str(m["format"] or "—") + (f", {m['n_frames']} frames" if (m["n_frames"] or 1) > 1 else "")),
-        ("file size", f"{(m['n_bytes'] or 0) / 1024:,.1f} KiB"),
-        ("first seen in run", str(m["first_run_id"])),
-        ("last seen in run", str(m["last_seen_run_id"])),
+        (_("size"), f"{m['width']} × {m['height']} px" if m["width"] else "—"),
+        (_("format"), str(m["format"] or "—") + frames),
+        (_("file size"), _("{size} KiB", size=f"{(m['n_bytes'] or 0) / 1024:,.1f}")),
+        (_("first seen in run"), str(m["first_run_id"])),
+        (_("last seen in run"), str(m["last_seen_run_id"])),
     ], columns=["", "value"])
-    st.dataframe(facts, hide_index=True)
-    st.caption("Paths (relative to the memes folder)")
-    st.dataframe(db.fetch(q.meme_paths, meme_id), hide_index=True)
+    st.dataframe(facts, hide_index=True, column_config=c.columns(["value"]))
+    st.caption(_("Paths (relative to the memes folder)"))
+    paths = db.fetch(q.meme_paths, meme_id)
+    st.dataframe(paths.assign(label=paths["label"].map(c.label_text)), hide_index=True, column_config=c.columns())
 
 # ------------------------------------------------------------------------------------ answers
-st.subheader("Model answers")
+st.subheader(_("Model answers"))
 if not predictions:
-    st.info("No model has answered for this meme yet.")
+    st.info(_("No model has answered for this meme yet."))
 else:
     st.dataframe(pd.DataFrame([{
-        "stage": p["stage"], "model": p["model_id"], "prompt": p["prompt_version"],
-        "answer": c.ANSWER_TEXT.get(p["label"], "?"), "p(toxic)": p["score"],
+        "stage": p["stage"], "model": public_name(p["model_id"]), "prompt": p["prompt_version"],
+        "answer": c.answer_text(p["label"]), "p(toxic)": p["score"],
         "label mass": p["label_mass"], "low mass": c.low_mass_flag(p["label_mass"]) is not None,
         "right": None if m["label"] is None else p["label"] == m["label"], "smoke": p["is_smoke"],
         "run": p["run_id"], "at": p["created_at"],
-    } for p in predictions]), hide_index=True)
+    } for p in predictions]), hide_index=True, column_config={
+        **c.columns(), "model": c.model_column(p["model_id"] for p in predictions)})
     for p in predictions:
-        with st.expander(c.md_escape(f"{p['stage'].upper()} {p['model_id']} · prompt {p['prompt_version']} — "
-                                     f"{c.ANSWER_TEXT.get(p['label'], '?')} ({c.fmt_score(p['score'])})")):
+        title = _("{stage} {model} · prompt {prompt}", stage=p["stage"].upper(), model=public_name(p["model_id"]),
+                  prompt=p["prompt_version"])
+        with st.expander(c.md_escape(f"{title} — {c.answer_text(p['label'])} ({c.fmt_score(p['score'])})")):
             c.show_low_mass_flag(p["label_mass"])
             if p["score"] is None:        # a served VLM that could not give both label words' log-probabilities
-                c.text_block("No p(toxic): why", p.get("score_note"), limit=1000)
-            c.text_block("Explanation", p["explanation"], limit=5000)
+                c.text_block(_("No p(toxic): why"), p.get("score_note"), limit=1000)
+            c.text_block(_("Explanation"), p["explanation"], limit=5000)
             if p["raw_answer"] is not None:
-                st.caption("Raw answer")
+                st.caption(_("Raw answer"))
                 st.code(p["raw_answer"], language=None, wrap_lines=True)
             if p["logits"]:
-                st.caption("Logits")
+                st.caption(_("Logits"))
                 st.code(p["logits"], language=None, wrap_lines=True)
             if p["prompt"]:
-                st.caption("Prompt")
+                st.caption(_("Prompt"))
                 st.code(p["prompt"], language=None, wrap_lines=True)
 
 # ------------------------------------------------------------------------------------ OCR
 st.subheader("OCR")
 ocr = db.fetch(q.meme_ocr, meme_id)
 if not ocr:
-    st.info("No OCR result for this meme yet.")
+    st.info(_("No OCR result for this meme yet."))
 else:
     tabs = st.tabs([c.md_escape(o["name"]) for o in ocr])
     for tab, o in zip(tabs, ocr):
@@ -103,30 +138,30 @@ else:
                     if m["thumbnail"] else None
                 c.meme_image(boxed, meme_id, m["label"], ctx=f"ocr-{o['variant_id']}", width=THUMB_WIDTH)
             with t_right:
-                st.text(f"engine {o['engine']} {o['engine_version'] or ''} · mean confidence "
-                        f"{c.fmt_score(o['mean_confidence'])}")
+                st.text(_("engine {engine} {version} · mean confidence {confidence}", engine=o["engine"],
+                          version=o["engine_version"] or "", confidence=c.fmt_score(o["mean_confidence"])))
                 if (o["text"] or "").strip():
                     st.text(o["text"])
                 else:
-                    st.caption("no text found")
+                    st.caption(_("no text found"))
                 boxes = imaging.parse_boxes(o["boxes"])
                 if boxes:
                     st.dataframe(pd.DataFrame([{"text": b["text"], "conf": b["conf"],
                                                 "box (model-input px)": json.dumps(b["box"])} for b in boxes]),
-                                 hide_index=True)
+                                 hide_index=True, column_config=c.columns())
 
 # ------------------------------------------------------------------------------------ heatmaps
-st.subheader("Heatmaps")
+st.subheader(_("Heatmaps"))
 if not heatmaps:
-    st.info("No heatmap for this meme yet.")
+    st.info(_("No heatmap for this meme yet."))
 else:
     cols = st.columns(4)
     for i, h in enumerate(heatmaps):
         with cols[i % 4]:
-            st.text(f"{h['method']} · {h['model_id']}")
+            st.text(f"{h['method']} · {public_name(h['model_id'])}", help=c.model_help([h["model_id"]]))
             c.meme_image(h["overlay"], meme_id, m["label"], ctx=f"cam-{h['variant_id']}")
 
 failures = db.fetch(q.meme_failures, meme_id)
 if len(failures):
-    st.subheader("Recorded failures")
-    st.dataframe(failures, hide_index=True)
+    st.subheader(_("Recorded failures"))
+    st.dataframe(failures, hide_index=True, column_config=c.columns())

@@ -6,16 +6,18 @@
 Every table of pipeline/store.py is filled the way a precompute fills it: memes (with JPEG
 thumbnails), meme_paths, variants, ocr (two engines, text + boxes), predictions (two CLIP and two
 VLM prediction sets, a few unparseable VLM answers), heatmaps (eigencam and gradcam overlays),
-runs and failures. It is written through `Store.insert_rows`, in bulk, one transaction per table
-(100k memes: about 30 s and 1.4 GB on two shared CPU cores; peak memory about 2.4 GB).
+runs and failures. Rows are built as Arrow columns (numpy draws over all memes, tables made
+CHUNK_MEMES memes at a time) and appended with `Store.append_table`, one transaction per chunk, so
+memory stays bounded whatever n (1M memes: see docs/benchmarks.md "Scale: 1,000,000 memes").
 
 Images: a dozen captioned memes are drawn once (pipeline.devtools.synthetic_memes) and their
 thumbnails are reused; each meme's thumbnail gets a few unique bytes after the JPEG end marker
 (decoders ignore them), so blobs are distinct, and meme_id is the SHA-256 of those bytes, as it
 would be of a real file's bytes. The OCR text of a meme is the caption really drawn on its
 thumbnail and its boxes are where the caption is (in model-input pixel space, as OCR stores them).
-Thumbnails (128 px) and overlays (JPEG quality 40) are smaller than the pipeline's (384 px), to
-keep 100k-meme files and their build time small; every overlay is distinct too.
+Thumbnails (128 px, JPEG quality 65, ~3.3 KB; --thumb-side for others) and overlays (JPEG quality 40)
+are smaller than the pipeline's (384 px, quality 85), to keep 1M-meme files and their build time small;
+every overlay is distinct too (a few unique bytes after the end marker).
 
 Everything is flagged is_smoke: a synthetic cache is never results.
 """
@@ -24,15 +26,16 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import itertools
 import json
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from PIL import Image
 
 from pipeline import summary
@@ -93,7 +96,7 @@ def _text_boxes(with_text: Image.Image, without: Image.Image, top: str | None, b
     return boxes
 
 
-def _templates() -> list[dict]:
+def _templates(thumb_side: int = 128) -> list[dict]:
     """Captioned memes of both labels: thumbnail JPEG, the caption as OCR text, boxes in template pixels."""
     out = []
     for label, pool in ((TOXIC, TOXIC_CAPTIONS), (NON_TOXIC, NEUTRAL_CAPTIONS)):
@@ -104,7 +107,7 @@ def _templates() -> list[dict]:
             im = draw_meme(top, bottom, size=size, seed=seed)
             bare = photo_background(size, seed)
             thumb = im.copy()
-            thumb.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
+            thumb.thumbnail((thumb_side, thumb_side), Image.Resampling.LANCZOS)
             out.append(dict(label=label, size=size, thumb_size=thumb.size, text=expected_text(top, bottom),
                             boxes=_text_boxes(im, bare, top, bottom), thumbnail=_jpeg(thumb, 65),
                             overlays={m: _jpeg(_overlay(thumb, m, k), 40) for m in CAM_METHODS},
@@ -144,13 +147,37 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-class _Plan:
-    """Per-meme draws (numpy arrays, one entry per meme) that every table's rows are built from."""
+def _const(value, m: int, type_: pa.DataType | None = None) -> pa.Array:
+    return pa.array(np.full(m, value, dtype=object), type=type_)
 
-    def __init__(self, n: int, seed: int):
+
+def _strings(values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
+    """An object array of str as an Arrow string array (None / masked entries NULL)."""
+    return pa.array(values, type=pa.string(), mask=mask)
+
+
+def _timestamps(t0: datetime, idx: np.ndarray, ms_per_item: int) -> pa.Array:
+    return pa.array(np.datetime64(t0, "ms") + (idx.astype(np.int64) * ms_per_item).astype("timedelta64[ms]"),
+                    type=pa.timestamp("us"))
+
+
+def _interleave(tables: list[pa.Table]) -> pa.Table:
+    """Rows of equally long tables meme by meme (A1 B1 A2 B2 ...), as one stage's batches write them."""
+    if len(tables) == 1:
+        return tables[0]
+    n = tables[0].num_rows
+    order = np.arange(n * len(tables)).reshape(len(tables), n).T.ravel()
+    return pa.concat_tables(tables).take(pa.array(order))
+
+
+class _Plan:
+    """Per-meme draws (numpy arrays over all memes) that every table's rows are built from, a chunk
+    of memes at a time (`tables(lo, hi)`), so memory stays bounded whatever `n`."""
+
+    def __init__(self, n: int, seed: int, thumb_side: int = THUMB_SIDE):
         rng = np.random.default_rng(seed)
         self.n, self.seed, self.rng = n, seed, rng
-        self.templates = _templates()
+        self.templates = _templates(thumb_side)
         tox_idx = np.array([i for i, t in enumerate(self.templates) if t["label"] == TOXIC])
         non_idx = np.array([i for i, t in enumerate(self.templates) if t["label"] == NON_TOXIC])
         self.toxic = rng.random(n) < 0.5
@@ -158,21 +185,25 @@ class _Plan:
         self.retired = rng.random(n) < 0.01
         self.template = np.where(self.toxic, tox_idx[rng.integers(0, len(tox_idx), n)],
                                  non_idx[rng.integers(0, len(non_idx), n)])
-        self.scale = rng.choice(np.array([1, 1.5, 2, 3, 4, 6, 9]), n)
-        self.fmt = rng.choice(np.array(["JPEG", "PNG", "WEBP", "GIF"]), n, p=[0.7, 0.2, 0.07, 0.03])
+        scales = np.array([1, 1.5, 2, 3, 4, 6, 9])
+        self.scale_k = rng.integers(0, len(scales), n)
+        self.scale = scales[self.scale_k]
+        self.fmt = rng.choice(np.array(["JPEG", "PNG", "WEBP", "GIF"], dtype=object), n, p=[0.7, 0.2, 0.07, 0.03])
         self.text_free = rng.random(n) < 0.15         # OCR finds no text
         self.fail_kind = np.where(rng.random(n) < 0.004, rng.integers(0, len(FAILURE_KINDS), n), -1)
         self.difficulty = rng.normal(0, 1.0, n)       # shared by all prediction sets: they agree more than chance
+        self.ocr_conf = [np.round(np.clip(rng.normal(0.8 - 0.1 * e, 0.1, n), 0.05, 1.0), 3)
+                         for e in range(len(OCR_ENGINES))]
+        y = np.where(self.toxic, 1.0, -1.0)
+        self.pred_draws = []                          # per prediction set: (logit, unparsed, explanation pick)
+        for stage, _model, _prompt, sep in PREDICTION_SETS:
+            logit = sep * y + 0.9 * self.difficulty + rng.normal(0, 0.9, n)
+            unparsed = (rng.random(n) < 0.03) if stage == "vlm" else np.zeros(n, bool)
+            self.pred_draws.append((logit, unparsed, rng.integers(0, 4, n)))
         self.run_times = [START + timedelta(hours=i) for i in range(4)]
-        self.thumbs = [self.templates[self.template[i]]["thumbnail"] + b"synth" + i.to_bytes(6, "big")
-                       + seed.to_bytes(4, "big") for i in range(n)]
-        self.ids = [hashlib.sha256(b).hexdigest() for b in self.thumbs]
         sizes = np.array([self.templates[k]["size"] for k in range(len(self.templates))])[self.template]
-        self.width = np.round(sizes[:, 0] * self.scale).astype(int)
-        self.height = np.round(sizes[:, 1] * self.scale).astype(int)
-        ext = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
-        self.rel_paths = [f"{'Негативно' if self.toxic[i] else 'Нейтрально'}/мем {i:06d}.{ext[str(self.fmt[i])]}"
-                          for i in range(n)]
+        self.width = np.round(sizes[:, 0] * self.scale).astype(np.int64)
+        self.height = np.round(sizes[:, 1] * self.scale).astype(np.int64)
         self.variants: list[dict] = []
         self.variant_keys: dict[tuple, tuple[str, str]] = {}
         for engine, _ in OCR_ENGINES:
@@ -191,112 +222,166 @@ class _Plan:
                                   is_smoke=True, first_run_id=run_id))
         self.variant_keys[(stage, model_id, name)] = (vid, config_hash)
 
-    def key(self, stage: str, model_id: str, name: str) -> dict:
+    def _key(self, stage: str, model_id: str, name: str, m: int) -> dict[str, pa.Array]:
         vid, config_hash = self.variant_keys[(stage, model_id, name)]
-        return dict(variant_id=vid, model_id=model_id, config_hash=config_hash, stage_version="1")
+        return dict(variant_id=_const(vid, m), model_id=_const(model_id, m), config_hash=_const(config_hash, m),
+                    stage_version=_const("1", m))
 
-    def kept(self, stage: str) -> np.ndarray:
-        """Indices of memes whose `stage` did not fail."""
+    def kept(self, stage: str, lo: int = 0, hi: int | None = None) -> np.ndarray:
+        """Indices (in lo..hi) of memes whose `stage` did not fail."""
         codes = [k for k, f in enumerate(FAILURE_KINDS) if f[0] == stage]
-        return np.flatnonzero(~np.isin(self.fail_kind, codes))
+        return lo + np.flatnonzero(~np.isin(self.fail_kind[lo:hi], codes))
 
-    def times(self, run_id: int, idx: np.ndarray, ms_per_item: int) -> list[datetime]:
-        t0 = self.run_times[run_id - 1]
-        return [t0 + timedelta(milliseconds=ms_per_item * int(i)) for i in idx]
+    def rel_path(self, i: int) -> str:
+        ext = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}[self.fmt[i]]
+        return f"{'Негативно' if self.toxic[i] else 'Нейтрально'}/мем {i:06d}.{ext}"
 
-    # ------------------------------------------------------------------ one function per table
-    def memes(self) -> Iterator[dict]:
-        for i in range(self.n):
-            w, h = int(self.width[i]), int(self.height[i])
-            yield dict(meme_id=self.ids[i], label=None if self.conflict[i] else (TOXIC if self.toxic[i] else NON_TOXIC),
-                       label_conflict=bool(self.conflict[i]), rel_path=self.rel_paths[i], width=w, height=h,
-                       format=str(self.fmt[i]), n_bytes=int(w * h * 0.35) + 1000,
-                       n_frames=12 if self.fmt[i] == "GIF" else 1, thumbnail=self.thumbs[i],
-                       thumbnail_mime="image/jpeg", first_run_id=1, last_seen_run_id=1 if self.retired[i] else 4,
-                       retired=bool(self.retired[i]))
+    def thumbnails(self, lo: int, hi: int) -> list[bytes]:
+        """The template's thumbnail plus a few unique bytes after its end marker (distinct blobs)."""
+        thumbs = [t["thumbnail"] for t in self.templates]
+        tail = b"synth"
+        seed = self.seed.to_bytes(4, "big")
+        return [thumbs[k] + tail + i.to_bytes(6, "big") + seed for i, k in zip(range(lo, hi), self.template[lo:hi].tolist())]
 
-    def meme_paths(self) -> Iterator[dict]:
-        for i in range(self.n):
-            label = TOXIC if self.toxic[i] else NON_TOXIC
-            yield dict(meme_id=self.ids[i], rel_path=self.rel_paths[i], label=label,
-                       last_seen_run_id=1 if self.retired[i] else 4)
-            if self.conflict[i]:        # the same bytes also lie in the other label's folder
-                other_folder, other = ("Нейтрально", NON_TOXIC) if self.toxic[i] else ("Негативно", TOXIC)
-                yield dict(meme_id=self.ids[i], rel_path=f"{other_folder}/копия {i:06d}.jpg", label=other,
-                           last_seen_run_id=4)
+    def ids(self, lo: int, hi: int, thumbs: list[bytes] | None = None) -> np.ndarray:
+        """meme_id of memes lo..hi: the SHA-256 of their thumbnail bytes (object array of str)."""
+        thumbs = thumbs if thumbs is not None else self.thumbnails(lo, hi)
+        return np.array([hashlib.sha256(b).hexdigest() for b in thumbs], dtype=object)
 
-    def ocr(self) -> Iterator[dict]:
-        idx = self.kept("ocr")
-        in_scale = np.minimum(1.0, MODEL_MAX_SIDE / np.maximum(self.width, self.height))
-        for e, (engine, version) in enumerate(OCR_ENGINES):
-            key = self.key("ocr", engine, engine)
-            conf = np.round(np.clip(self.rng.normal(0.8 - 0.1 * e, 0.1, self.n), 0.05, 1.0), 3).tolist()
-            times = self.times(1, idx, 200)
-            box_cache: dict[tuple, str] = {}
-            for j, i in enumerate(idx.tolist()):
-                t = self.templates[self.template[i]]
-                if self.text_free[i]:
-                    text, boxes, mean_conf = "", "[]", None
-                else:
-                    s = float(in_scale[i] * self.width[i] / t["size"][0])
-                    ck = (int(self.template[i]), round(s, 4), conf[i])
-                    boxes = box_cache.get(ck)
-                    if boxes is None:
-                        boxes = json.dumps([dict(b, box=[round(v * s, 1) for v in b["box"]], conf=conf[i])
-                                            for b in t["boxes"]], ensure_ascii=False)
-                        box_cache[ck] = boxes
-                    text = t["text"] if e == 0 else t["text"].lower()
-                    mean_conf = conf[i]
-                yield dict(meme_id=self.ids[i], **key, engine=engine, engine_version=version, text=text,
-                           boxes=boxes, mean_confidence=mean_conf, seconds=0.2 + 0.1 * e, run_id=1, created_at=times[j])
+    # ------------------------------------------------------------------ one Arrow table per table and chunk
+    def tables(self, lo: int, hi: int) -> Iterator[tuple[str, pa.Table]]:
+        """(table, rows) of memes lo..hi for every per-meme table, in the order a precompute writes them."""
+        thumbs = self.thumbnails(lo, hi)
+        ids = self.ids(lo, hi, thumbs)
+        yield "memes", self.memes(lo, hi, ids, thumbs)
+        del thumbs
+        yield "meme_paths", self.meme_paths(lo, hi, ids)
+        yield "ocr", _interleave([self.ocr(e, lo, hi, ids) for e in range(len(OCR_ENGINES))])
+        for stage in ("clip", "vlm"):
+            yield "predictions", _interleave([self.predictions(k, lo, hi, ids) for k, spec in
+                                              enumerate(PREDICTION_SETS) if spec[0] == stage])
+        yield "heatmaps", _interleave([self.heatmaps(method, lo, hi, ids) for method in CAM_METHODS])
 
-    def predictions(self, stage: str, model: str, prompt: str, sep: float) -> Iterator[dict]:
-        n, rng = self.n, self.rng
-        y = np.where(self.toxic, 1.0, -1.0)
-        logit = sep * y + 0.9 * self.difficulty + rng.normal(0, 0.9, n)
-        score = _sigmoid(logit)
-        label = np.where(score >= 0.5, TOXIC, NON_TOXIC).tolist()
-        unparsed = ((rng.random(n) < 0.03) if stage == "vlm" else np.zeros(n, bool)).tolist()
-        expl_pick = rng.integers(0, 4, n).tolist()
-        score_l = np.round(score, 5).tolist()
-        half = np.round(logit / 2, 4).tolist()
-        run_id = 2 if stage == "clip" else 3
-        key = self.key(stage, model, prompt)
-        idx = self.kept(stage)
-        times = self.times(run_id, idx, 50)
+    def memes(self, lo: int, hi: int, ids: np.ndarray, thumbs: list[bytes]) -> pa.Table:
+        m = hi - lo
+        label = np.where(self.toxic[lo:hi], TOXIC, NON_TOXIC).astype(object)
+        fmt = self.fmt[lo:hi]
+        w, h = self.width[lo:hi], self.height[lo:hi]
+        retired = self.retired[lo:hi]
+        return pa.table(dict(
+            meme_id=_strings(ids), label=_strings(label, mask=self.conflict[lo:hi]),
+            label_conflict=pa.array(self.conflict[lo:hi]),
+            rel_path=_strings(np.array([self.rel_path(i) for i in range(lo, hi)], dtype=object)),
+            width=pa.array(w, pa.int32()), height=pa.array(h, pa.int32()), format=_strings(fmt),
+            n_bytes=pa.array((w * h * 0.35).astype(np.int64) + 1000), n_frames=pa.array(np.where(fmt == "GIF", 12, 1), pa.int32()),
+            thumbnail=pa.array(thumbs, pa.binary()), thumbnail_mime=_const("image/jpeg", m, pa.string()),
+            first_run_id=pa.array(np.ones(m, np.int32)), last_seen_run_id=pa.array(np.where(retired, 1, 4).astype(np.int32)),
+            retired=pa.array(retired)))
+
+    def meme_paths(self, lo: int, hi: int, ids: np.ndarray) -> pa.Table:
+        toxic, retired = self.toxic[lo:hi], self.retired[lo:hi]
+        main = pa.table(dict(
+            meme_id=_strings(ids), rel_path=_strings(np.array([self.rel_path(i) for i in range(lo, hi)], dtype=object)),
+            label=_strings(np.where(toxic, TOXIC, NON_TOXIC).astype(object)),
+            last_seen_run_id=pa.array(np.where(retired, 1, 4).astype(np.int32))))
+        c = np.flatnonzero(self.conflict[lo:hi])        # the same bytes also lie in the other label's folder
+        other = pa.table(dict(
+            meme_id=_strings(ids[c]),
+            rel_path=_strings(np.array([f"{'Нейтрально' if toxic[j] else 'Негативно'}/копия {lo + j:06d}.jpg" for j in c],
+                                       dtype=object)),
+            label=_strings(np.where(toxic[c], NON_TOXIC, TOXIC).astype(object)),
+            last_seen_run_id=pa.array(np.full(len(c), 4, np.int32))))
+        return pa.concat_tables([main, other])
+
+    def ocr(self, e: int, lo: int, hi: int, ids: np.ndarray) -> pa.Table:
+        engine, version = OCR_ENGINES[e]
+        idx = self.kept("ocr", lo, hi)
+        m = len(idx)
+        in_scale = np.minimum(1.0, MODEL_MAX_SIDE / np.maximum(self.width[idx], self.height[idx]))
+        conf = self.ocr_conf[e][idx]
+        free = self.text_free[idx]
+        texts = np.array([t["text"] if e == 0 else t["text"].lower() for t in self.templates], dtype=object)
+        text = texts[self.template[idx]]
+        text[free] = ""
+        boxes = np.empty(m, dtype=object)
+        cache: dict[tuple, str] = {}
+        for j, (i, k, c, s_in) in enumerate(zip(idx.tolist(), self.template[idx].tolist(), conf.tolist(),
+                                                in_scale.tolist())):
+            if free[j]:
+                boxes[j] = "[]"
+                continue
+            key = (k, int(self.scale_k[i]), c)
+            b = cache.get(key)
+            if b is None:
+                t = self.templates[k]
+                s = float(s_in * self.width[i] / t["size"][0])
+                b = cache[key] = json.dumps([dict(box, box=[round(v * s, 1) for v in box["box"]], conf=c)
+                                             for box in t["boxes"]], ensure_ascii=False)
+            boxes[j] = b
+        return pa.table(dict(
+            meme_id=_strings(ids[idx - lo]), **self._key("ocr", engine, engine, m), engine=_const(engine, m),
+            engine_version=_const(version, m), text=_strings(text), boxes=_strings(boxes),
+            mean_confidence=pa.array(conf, mask=free), seconds=pa.array(np.full(m, 0.2 + 0.1 * e)),
+            run_id=pa.array(np.ones(m, np.int32)), created_at=_timestamps(self.run_times[0], idx, 200)))
+
+    def predictions(self, k: int, lo: int, hi: int, ids: np.ndarray) -> pa.Table:
+        stage, model, prompt, _sep = PREDICTION_SETS[k]
+        logit_all, unparsed_all, pick_all = self.pred_draws[k]
+        idx = self.kept(stage, lo, hi)
+        m = len(idx)
+        logit = logit_all[idx]
+        score = np.round(_sigmoid(logit), 5)
+        toxic = score >= 0.5
+        half = pa.array(np.round(logit / 2, 4))
+        logits = pc.binary_join_element_wise('{"toxic": ', pc.cast(half, pa.string()), ', "non_toxic": ',
+                                             pc.cast(pc.negate(half), pa.string()), "}", "")
+        unparsed = unparsed_all[idx]
         if stage == "vlm":
             prompt_text = f"[{prompt}] Is this meme toxic? Answer with JSON {{label, explanation}}."
+            words = np.array([[e for e in EXPLANATIONS[lab]] for lab in (NON_TOXIC, TOXIC)], dtype=object)
+            explanation = words[toxic.astype(int), pick_all[idx]]
+            answers = np.array([[f'{{"label": "{lab}", "explanation": "{e}"}}' for e in EXPLANATIONS[lab]]
+                                for lab in (NON_TOXIC, TOXIC)], dtype=object)
+            raw = answers[toxic.astype(int), pick_all[idx]]
+            raw[unparsed] = "Не могу однозначно ответить на этот вопрос."
+            explanation[unparsed] = None
         else:
             prompt_text = f"[{prompt}] a toxic meme | a harmless meme"
-        for j, i in enumerate(idx.tolist()):
-            lab, raw, explanation = label[i], None, None
-            if stage == "vlm":
-                if unparsed[i]:
-                    lab, raw = None, "Не могу однозначно ответить на этот вопрос."
-                else:
-                    explanation = EXPLANATIONS[lab][expl_pick[i]]
-                    raw = f'{{"label": "{lab}", "explanation": "{explanation}"}}'
-            yield dict(meme_id=self.ids[i], **key, stage=stage, prompt_version=prompt, label=lab,
-                       score=score_l[i], logits=f'{{"toxic": {half[i]}, "non_toxic": {-half[i]}}}',
-                       prompt=prompt_text, raw_answer=raw, explanation=explanation, is_smoke=True,
-                       seconds=0.05 if stage == "clip" else 1.3, run_id=run_id, created_at=times[j])
+            raw = explanation = np.full(m, None, dtype=object)
+        return pa.table(dict(
+            meme_id=_strings(ids[idx - lo]), **self._key(stage, model, prompt, m), stage=_const(stage, m),
+            prompt_version=_const(prompt, m),
+            label=_strings(np.where(toxic, TOXIC, NON_TOXIC).astype(object), mask=unparsed),
+            score=pa.array(score), logits=logits, prompt=_const(prompt_text, m), raw_answer=_strings(raw),
+            explanation=_strings(explanation), is_smoke=pa.array(np.ones(m, bool)),
+            seconds=pa.array(np.full(m, 0.05 if stage == "clip" else 1.3)),
+            run_id=pa.array(np.full(m, 2 if stage == "clip" else 3, np.int32)),
+            created_at=_timestamps(self.run_times[1 if stage == "clip" else 2], idx, 50)))
 
-    def heatmaps(self, method: str) -> Iterator[dict]:
-        key = self.key("cam", CLIP_MODEL, method)
-        idx = self.kept("cam")
-        times = self.times(4, idx, 400)
-        return (dict(meme_id=self.ids[i], **key, method=method, grid_h=CAM_GRID, grid_w=CAM_GRID,
-                     cam=self.templates[self.template[i]]["cams"][method],
-                     overlay=self.templates[self.template[i]]["overlays"][method] + i.to_bytes(6, "big"),
-                     is_smoke=True, seconds=0.4,
-                     run_id=4, created_at=times[j]) for j, i in enumerate(idx.tolist()))
+    def heatmaps(self, method: str, lo: int, hi: int, ids: np.ndarray) -> pa.Table:
+        idx = self.kept("cam", lo, hi)
+        m = len(idx)
+        overlays = [t["overlays"][method] for t in self.templates]
+        cams = np.array([t["cams"][method] for t in self.templates], dtype=object)
+        return pa.table(dict(
+            meme_id=_strings(ids[idx - lo]), **self._key("cam", CLIP_MODEL, method, m), method=_const(method, m),
+            grid_h=pa.array(np.full(m, CAM_GRID, np.int32)), grid_w=pa.array(np.full(m, CAM_GRID, np.int32)),
+            cam=pa.array(cams[self.template[idx]], pa.binary()),
+            overlay=pa.array([overlays[k] + i.to_bytes(6, "big") for i, k in zip(idx.tolist(), self.template[idx].tolist())],
+                             pa.binary()),
+            is_smoke=pa.array(np.ones(m, bool)), seconds=pa.array(np.full(m, 0.4)),
+            run_id=pa.array(np.full(m, 4, np.int32)), created_at=_timestamps(self.run_times[3], idx, 400)))
 
     def failures(self) -> list[dict]:
         rows = []
-        for i in np.flatnonzero(self.fail_kind >= 0).tolist():
+        failed = np.flatnonzero(self.fail_kind >= 0)
+        ids = {}
+        for i in failed.tolist():
+            ids[i] = self.ids(i, i + 1)[0]
+        for i in failed.tolist():
             stage, etype, msg = FAILURE_KINDS[self.fail_kind[i]]
             run_id = {"scan": 1, "ocr": 1, "vlm": 3, "cam": 4}[stage]
-            meme_id, path = self.ids[i], self.rel_paths[i]
+            meme_id, path = ids[i], self.rel_path(i)
             if stage == "scan":             # a broken file beside this meme: it never became a meme
                 meme_id, path = None, path.rsplit("/", 1)[0] + f"/битый {i:06d}.jpg"
             rows.append(dict(run_id=run_id, stage=stage, meme_id=meme_id, path=path, error_type=etype, message=msg,
@@ -338,23 +423,12 @@ class _Plan:
         ]
 
 
-def _insert(store: Store, table: str, rows: Iterable[dict], chunk: int = 25_000) -> None:
-    """All rows of one table in one transaction, inserted `chunk` at a time as they are generated.
-
-    One transaction per table, not per cache: DuckDB keeps a transaction's appends in memory until
-    it commits (all of a 100k-meme cache in one transaction peaked near 4 GB resident, per table
-    ~2.4 GB; per chunk saved little more and took 1.7x as long)."""
-    rows = iter(rows)
-    with store.transaction() as con:
-        # DuckDB's DICT_FSST analysis of the JPEG blobs is most of a bulk write's time (for the
-        # thumbnails of 100k memes ~10 s of ~13 s); the other string compressions stay on.
-        con.execute("SET disabled_compression_methods = 'dict_fsst'")
-        while batch := list(itertools.islice(rows, chunk)):
-            Store.insert_rows(con, table, batch)
+CHUNK_MEMES = 50_000     # memes per write transaction: memory stays bounded whatever n
 
 
-def synth_db(path: str | Path, n: int, seed: int = 0, overwrite: bool = False) -> Path:
-    """Write a synthetic cache of `n` memes to `path` (refuses an existing file unless overwrite)."""
+def synth_db(path: str | Path, n: int, seed: int = 0, overwrite: bool = False, thumb_side: int = THUMB_SIDE) -> Path:
+    """Write a synthetic cache of `n` memes to `path` (refuses an existing file unless overwrite).
+    `thumb_side`: the long side of the thumbnails and overlays (the pipeline's is 384 px)."""
     path = Path(path)
     if n < 1:
         raise ValueError("n must be at least 1")
@@ -365,17 +439,19 @@ def synth_db(path: str | Path, n: int, seed: int = 0, overwrite: bool = False) -
     wal = path.with_name(path.name + ".wal")
     if wal.exists():
         wal.unlink()
-    plan = _Plan(n, seed)
+    plan = _Plan(n, seed, thumb_side)
     store = Store(path)
-    steps = [("runs", plan.runs()), ("variants", plan.variants), ("memes", plan.memes()),
-             ("meme_paths", plan.meme_paths()), ("ocr", plan.ocr())]
-    steps += [("predictions", plan.predictions(*spec)) for spec in PREDICTION_SETS]
-    steps += [("heatmaps", plan.heatmaps(method)) for method in CAM_METHODS]
-    steps += [("failures", plan.failures())]
-    for table, rows in steps:
-        _insert(store, table, rows)
     with store.transaction() as con:
-        con.execute("INSERT OR REPLACE INTO meta VALUES ('synthetic', ?)", [json.dumps({"n": n, "seed": seed})])
+        Store.insert_rows(con, "runs", plan.runs())
+        Store.insert_rows(con, "variants", plan.variants)
+    for lo in range(0, n, CHUNK_MEMES):
+        with store.transaction() as con:
+            for table, data in plan.tables(lo, min(n, lo + CHUNK_MEMES)):
+                Store.append_table(con, table, data)
+    with store.transaction() as con:
+        Store.insert_rows(con, "failures", plan.failures())
+        Store.insert_rows(con, "meta", [dict(key="synthetic", value=json.dumps({"n": n, "seed": seed,
+                                                                              "thumb_side": thumb_side}))])
     summary.write(store, max(r["run_id"] for r in plan.runs()))     # as a precompute does at its end
     return path
 
@@ -387,10 +463,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--db", required=True, help="the DuckDB file to write")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.add_argument("--thumb-side", type=int, default=THUMB_SIDE,
+                   help=f"long side of thumbnails and overlays in px (default {THUMB_SIDE}; the pipeline's: 384)")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     try:
-        out = synth_db(args.db, args.n, seed=args.seed, overwrite=args.overwrite)
+        out = synth_db(args.db, args.n, seed=args.seed, overwrite=args.overwrite, thumb_side=args.thumb_side)
     except (FileExistsError, ValueError) as e:
         print(f"synth-db: {e}", file=sys.stderr)
         return 2

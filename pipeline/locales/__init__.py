@@ -1,0 +1,1 @@
+"""Translations of the interface, one package per language; see pipeline/i18n.py."""
