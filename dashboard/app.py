@@ -16,7 +16,7 @@ from datetime import datetime
 import streamlit as st
 
 from dashboard import components as c
-from dashboard import db, first_run, lang, progress
+from dashboard import db, lang, progress
 from dashboard.lang import _
 
 ENV_BUSY_RETRIES = "VLMEMES_BUSY_RETRIES"     # automatic reruns while a writer holds the file
@@ -69,7 +69,6 @@ progress.banner(path)           # a precompute in progress: its stage and done/t
 
 with db.script_run(path) as reader:
     try:
-        first_run.top_notices(page.url_path)     # the demo set; models that could not be loaded (the fix)
         page.run()
     except db.CacheMissing:
         c.no_cache_notice(path)

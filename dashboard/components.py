@@ -309,8 +309,10 @@ def require(table: str, what: str, stages: str | None = None) -> None:
 def page(title: str, caption: str, table: str, what: str, stages: str | None = None) -> bool:
     """A page's title and caption; stops with the fill command when `table` is empty (see require).
     Returns the sidebar's include-retired setting."""
+    from dashboard import first_run
     st.title(title)
     st.caption(caption)
+    first_run.top_notices(st.session_state.get(PAGE_KEY, ""))  # the demo set; models that could not be loaded
     retired = include_retired()
     require(table, what, stages)
     return retired

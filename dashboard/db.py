@@ -63,7 +63,7 @@ class CacheUnavailable(Exception):
 
     def message(self) -> str:
         from dashboard.lang import _
-        return _(self.text, **self.fields)      # noqa: i18n-dynamic (the texts are the N_ literals below)
+        return _(self.text, **self.fields)      # dynamic on purpose: the texts are the N_ literals below
 
 
 class CacheMissing(CacheUnavailable):

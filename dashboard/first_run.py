@@ -1,7 +1,7 @@
 """Notices for a first run: the cache holds the demo set; a model could not be loaded (with the fix).
 
-`top_notices(page)` runs before every page (dashboard/app.py). The demo notice says the memes are the
-built-in demo set (pipeline/demo.py) and how to run on one's own. The missing-model notice names each
+`top_notices(page)` runs under every page's title (components.page; the Meme page calls it itself).
+The demo notice says the memes are the built-in demo set (pipeline/demo.py) and how to run on one's own. The missing-model notice names each
 model stage the page needs whose model could not be loaded in the latest run that tried it (and that
 has no results since), quotes the stored reason as plain text, and gives the commands that fix it:
 download the checkpoint where the hub is reachable, copy the folder, rerun with --clip-model /
@@ -84,8 +84,9 @@ def missing_models_notice(records: list[dict]) -> None:
         st.warning(_("Not computed because a model could not be loaded: {names}. The pages show what the "
                      "other stages stored.", names=names), icon=":material/cloud_off:")
         for r in records:
-            st.caption(_("{stage}, run {run}:", stage=STAGE_NAME.get(r["stage"], r["stage"]), run=r["run_id"]))
-            st.text(r["message"])          # our words, but holding a user-given model id: plain text
+            st.caption(_("{stage}, run {run}, the reason as recorded:", stage=STAGE_NAME.get(r["stage"], r["stage"]),
+                         run=r["run_id"]))
+            st.text(r["message"])          # the stored message (with a user-given model id): plain text
         commands = fix_commands(records)
         if commands:
             st.caption(_("The fix:"))

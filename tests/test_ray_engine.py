@@ -154,3 +154,27 @@ def test_a_driver_killed_mid_run_leaves_its_batches_and_the_rerun_finishes(clust
     assert [s for s, _ in runs] == ["abandoned", "ok"]
     assert json.loads(runs[1][1])["ocr"]["done"] == 16 - kept         # only the missing ones were computed
     assert sql(db, "SELECT count(*) FROM failures")[0][0] == 0
+
+
+def test_a_served_vlm_is_asked_from_many_ray_workers(cluster, tmp_path, tmp_path_factory):
+    """The VLM stage on Ray with the served backend: light actors, each asking a real llama-server;
+    the rows equal those of a local run against the same server."""
+    from llama_server import LlamaServer, require_llama_server, tiny_gguf
+
+    from pipeline.devtools.synthetic_memes import write_meme_folder
+    require_llama_server()
+    gguf = tiny_gguf(tmp_path_factory)
+    memes = tmp_path / "memes"
+    write_meme_folder(memes, n_toxic=2, n_non_toxic=2, seed=3, size=(160, 120))
+    with LlamaServer(gguf.model, gguf.mmproj, extra_args=["--alias", "tiny", "-np", "2"],
+                     log=tmp_path / "server.log") as srv:
+        def argv(db: Path, *extra: str) -> list[str]:
+            return ["precompute", "--memes", str(memes), "--db", str(db), "--stages", "vlm", "--vlm-backend", "openai",
+                    "--vlm-url", srv.url, "--vlm-model", "tiny", "--vlm-random-weights", "--max-new-tokens", "8",
+                    "--max-pixels", str(112 * 112), "--vlm-top-logprobs", "400", "--vlm-prefill", "continue", *extra]
+        local, remote = tmp_path / "local.duckdb", tmp_path / "ray.duckdb"
+        assert main(argv(local)) == 0
+        assert main(argv(remote, "--engine", "ray", "--ray-address", cluster, "--ray-workers", "2")) == 0
+    cols = "meme_id, variant_id, raw_answer, round(score, 3)"
+    assert table(local, "predictions", cols) == table(remote, "predictions", cols)
+    assert len(table(remote, "predictions", cols)) == 8                 # 4 memes x 2 prompts

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import components as c
-from dashboard import db, imaging
+from dashboard import db, first_run, imaging
 from dashboard.lang import _, _n
 from pipeline import queries as q
 from pipeline.names import public_name
@@ -43,6 +43,7 @@ def search_by_file_name() -> None:
 
 
 st.title(_("Meme"))
+first_run.top_notices("meme")           # the demo set; models that could not be loaded (the fix)
 text = c.url_text(_("Meme id"), "meme", max_chars=64, placeholder=_("the meme's SHA-256, or its first characters"),
                   help=_("Every gallery card has an 'Open meme' link that fills this in."))
 if not text:

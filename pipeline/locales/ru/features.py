@@ -27,7 +27,7 @@ MESSAGES: dict[str, object] = {
     "other stages stored.":
         "Не посчитано, потому что не удалось загрузить модель: {names}. Страницы показывают то, "
         "что сохранили остальные этапы.",
-    "{stage}, run {run}:": "{stage}, запуск {run}:",
+    "{stage}, run {run}, the reason as recorded:": "{stage}, запуск {run}, причина (как записана, по-английски):",
     "The fix:": "Как исправить:",
     "This is the demo: {n} synthetic memes with Russian captions drawn by VLMemes, not research data. "
     "To study your own memes, put them into {toxic} (toxic) and {neutral} (neutral) and run "
