@@ -210,9 +210,9 @@ def print_storage(s: dict, top: int = 14) -> None:
     for t, _c, b in cols:
         per_table[t] = per_table.get(t, 0) + b
     other = total - sum(per_table.values())
-    print(f"  {'table':<12} {'bytes/meme':>11} {'share':>6}")
+    print(f"  {'table':<14} {'bytes/meme':>11} {'share':>6}")
     for t, b in sorted(per_table.items(), key=lambda kv: -kv[1]) + [("other", other)]:
-        print(f"  {t:<12} {b / n:>11,.0f} {b / total:>6.1%}")
+        print(f"  {t:<14} {b / n:>11,.0f} {b / total:>6.1%}")
     print(f"  {'table.column':<24} {'bytes/meme':>11} {'share':>6}")
     for t, c, b in cols[:top]:
         print(f"  {t + '.' + c:<24} {b / n:>11,.0f} {b / total:>6.1%}")

@@ -14,6 +14,7 @@ import streamlit as st
 from dashboard import db
 from dashboard.lang import _
 from pipeline import queries as q
+from pipeline import summary
 from pipeline.metrics import agreement_from_counts, answer_table
 
 ROC_MAX_POINTS = q.ROC_MAX_POINTS
@@ -31,7 +32,8 @@ def metrics(include_retired: bool) -> tuple[dict[str, dict], int | None]:
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _agreement(state: tuple, a: str, b: str, include_retired: bool, name_a: str, name_b: str) -> dict:
-    table = answer_table(db.fetch(q.pair_answer_counts, a, b, include_retired))
+    rows = db.fetch(q.stored_pair_answer_counts, a, b, include_retired, db.fetch(q.summary_current))
+    table = answer_table(db.fetch(q.pair_answer_counts, a, b, include_retired) if rows is None else rows)
     return agreement_from_counts(table, name_a=name_a, name_b=name_b).as_dict()
 
 
@@ -39,6 +41,19 @@ def agreement_report(a: str, b: str, include_retired: bool, name_a: str = "A", n
     """pipeline.metrics.agreement_from_counts(...).as_dict() on the memes both sets answered."""
     with st.spinner(_("Comparing…")):
         return _agreement(db.state_key(), a, b, include_retired, name_a, name_b)
+
+
+def error_counts(variant_id: str, ocr_variant: str | None, truth: str | None, has_text: bool | None,
+                 search: str | None, include_retired: bool) -> dict[str, int]:
+    """queries.error_counts: without a text filter, read off the stored metrics' confusion counts while
+    they are current (the same join of answers and labels, counted by the precompute; a second of SQL
+    at 1M memes), else counted now."""
+    if has_text is None and search is None:
+        stored = db.fetch(q.stored_metrics, include_retired, db.fetch(q.summary_current))
+        s = stored and stored["sets"].get(variant_id)
+        if s:
+            return summary.error_counts(s["classification"], truth)
+    return db.fetch(q.error_counts, variant_id, ocr_variant, truth, has_text, search, include_retired)
 
 
 def pair_tests(variant_ids: list[str], include_retired: bool) -> list[dict]:

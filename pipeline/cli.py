@@ -100,10 +100,10 @@ def add_precompute_options(pre: argparse.ArgumentParser) -> None:
     pre.add_argument("--limit", type=int, default=None, help="only the first N memes (sorted by path)")
     pre.add_argument("--force", action="store_true", help="recompute even what is cached")
     pre.add_argument("--thumbnail-side", type=_thumbnail_side, default=DEFAULTS.thumbnail_side,
-                     help="longest side in px of the thumbnails stored for new memes (default %(default)s; "
-                          "thumbnails are most of the cache's size: docs/benchmarks.md)")
+                     help="longest side in px of the thumbnails stored for new memes and of new CAM overlays "
+                          "(default %(default)s; they are most of the cache's size: docs/benchmarks.md)")
     pre.add_argument("--thumbnail-quality", type=_jpeg_quality, default=DEFAULTS.thumbnail_quality,
-                     help="JPEG quality 1-95 of the stored thumbnails (default %(default)s)")
+                     help="JPEG quality 1-95 of those thumbnails and overlays (default %(default)s)")
     pre.add_argument("--ocr-engine", default=DEFAULTS.ocr_engine, choices=["auto", "easyocr", "tesseract", "craft-tesseract"])
     pre.add_argument("--clip-model", default=DEFAULTS.clip_model, help="HF id or local folder (CLIP, SigLIP, SigLIP2)")
     pre.add_argument("--clip-prompts", type=_csv, default=None,

@@ -25,7 +25,7 @@ class Options:
     limit: int | None = None                       # only the first N memes (sorted by path)
     force: bool = False                            # recompute what is cached
     demo: bool = False                             # the built-in demo set (pipeline/demo.py), not the researcher's memes
-    # the scan's stored thumbnails (most of a cache's size; memes already stored keep theirs)
+    # stored thumbnails and CAM overlays (most of a cache's size; those already stored keep theirs)
     thumbnail_side: int = THUMBNAIL_MAX_SIDE       # longest side, px
     thumbnail_quality: int = THUMBNAIL_QUALITY     # JPEG quality 1..95
     # OCR

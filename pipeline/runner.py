@@ -31,10 +31,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pipeline import dataset, summary
-from pipeline.config import PROJECT_ROOT
+from pipeline.config import PROJECT_ROOT, THUMBNAIL_MAX_SIDE, THUMBNAIL_QUALITY
 from pipeline.engines.local import BatchResult, LocalEngine
 from pipeline.errors import first_line
-from pipeline.images import BadImage, encode_jpeg, load_rgb
+from pipeline.images import BadImage, thumbnail
 from pipeline.progress import ProgressWriter
 from pipeline.stages import OCR_TEXT_STAGE
 from pipeline.stages.base import MemeInput, Stage, StageLoadError, Variant
@@ -134,10 +134,12 @@ def describe_device(device: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ scan
-def store_scan(store: Store, scan: dataset.ScanResult, run_id: int, known: Collection[str]) -> tuple[int, list[dict]]:
+def store_scan(store: Store, scan: dataset.ScanResult, run_id: int, known: Collection[str],
+               thumbnail_side: int = THUMBNAIL_MAX_SIDE, thumbnail_quality: int = THUMBNAIL_QUALITY) -> tuple[int, list[dict]]:
     """Write the scan; returns (number of new memes, failures incl. thumbnails that could not be made).
-    `known`: the memes stored complete (Store.known_image_infos(), the mapping the scan was given):
-    their rows are left as they are, only their paths and labels refreshed."""
+    `known`: the memes stored complete (scan.known: those the scan found in Store.known_image_infos):
+    their rows are left as they are, only their paths and labels refreshed. New memes get a JPEG
+    thumbnail of at most `thumbnail_side` px at `thumbnail_quality` (--thumbnail-side / -quality)."""
     failures = list(scan.failures) + dataset.conflict_failures(scan)
     new_rows, seen_rows, paths = [], [], []
     for m in tqdm(scan.sorted_memes(), desc="scan", unit="meme", leave=False):
@@ -148,7 +150,7 @@ def store_scan(store: Store, scan: dataset.ScanResult, run_id: int, known: Colle
             seen_rows.append(common)
             continue
         try:
-            thumb = encode_jpeg(load_rgb(m.abs_path, max_side=768))
+            thumb = thumbnail(m.abs_path, thumbnail_side, thumbnail_quality)
         except (BadImage, OSError, MemoryError) as e:
             failures.append(dict(stage="scan", path=m.rel_path, meme_id=m.meme_id, error_type=type(e).__name__,
                                  message=f"thumbnail failed: {e}"))
@@ -172,7 +174,8 @@ class StagePlan:
 def plan_stage(store: Store, stage: Stage, memes: list[MemeInput], force: bool) -> list[StagePlan]:
     plans = []
     for variant in stage.variants():
-        cached_ids = set() if force else store.cached_meme_ids(stage.table, variant.variant_id)
+        cached_ids = set() if force else store.cached_meme_ids(stage.table, variant.variant_id,
+                                                               [m.meme_id for m in memes])
         todo = [m for m in memes if m.meme_id not in cached_ids]
         plans.append(StagePlan(variant, todo, len(memes) - len(todo)))
     return plans
@@ -290,8 +293,8 @@ def precompute(memes_dir: Path, db: Path, stage_names: list[str], build_stage: C
     store = Store(db)                       # path problems are reported here, before any model loads
     with store.run_lock(), StopFlag() as stop:
         # ScanError: missing/empty folder, reported by the CLI. Stored memes are hashed, not decoded again.
-        known = store.known_image_infos()
-        scan = dataset.scan(memes_dir, known=known)
+        # the stored image facts of the hashed files only (asked per batch of files): never every meme's
+        scan = dataset.scan(memes_dir, known=store.known_image_infos)
         store.close_abandoned_runs()
         stages = [build_stage(name) for name in stage_names]
         ocr_variant_id = _ocr_variant_id(stages, build_stage)
@@ -306,7 +309,9 @@ def precompute(memes_dir: Path, db: Path, stage_names: list[str], build_stage: C
         summaries: list[StageSummary] = []
         progress = ProgressWriter(db, run_id, n_stages=len(stages))
         try:
-            n_new, scan_failures = store_scan(store, scan, run_id, known)
+            n_new, scan_failures = store_scan(store, scan, run_id, scan.known,
+                                              args.get("thumbnail_side", THUMBNAIL_MAX_SIDE),
+                                              args.get("thumbnail_quality", THUMBNAIL_QUALITY))
             store.record_failures(run_id, scan_failures)
             scan_line = (f"scan: {len(scan.memes)} memes ({n_new} new) from {scan.files_seen} files, "
                          f"{len(scan.conflicts)} label conflicts, {len(scan_failures)} problems")

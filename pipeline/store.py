@@ -154,8 +154,10 @@ CREATE TABLE IF NOT EXISTS pair_summaries (    -- pipeline/summary.py: the Disag
     variant_ids VARCHAR,            -- JSON list: the prediction sets compared (queries.prediction_sets order)
     run_id INTEGER,
     tests VARCHAR,                  -- JSON: summary.pair_tests(), every pair of those sets, Holm-adjusted
+    tables VARCHAR,                 -- JSON: {"<a> <b>": [[truth, answer a, answer b, memes], ...]} per pair
     PRIMARY KEY (include_retired, variant_ids)
 );
+ALTER TABLE pair_summaries ADD COLUMN IF NOT EXISTS tables VARCHAR;
 CREATE TABLE IF NOT EXISTS merge_conflicts (   -- `vlmemes merge`: same key, other values; the first kept
     run_id INTEGER,                 -- the merge run
     table_name VARCHAR,

@@ -19,6 +19,7 @@ same way.
 """
 from __future__ import annotations
 
+import itertools
 import json
 
 from pipeline.queries import ROC_MAX_POINTS, fingerprint, prediction_counts, prediction_sets, set_answers, stored_fingerprint
@@ -36,6 +37,15 @@ def metrics_summary(con, include_retired: bool) -> dict[str, dict]:
     return out
 
 
+def error_counts(classification: dict, truth: str | None) -> dict[str, int]:
+    """queries.error_counts of a set without text filters (memes per outcome fp, fn, unparsed, right,
+    of the true label `truth` or both), from its stored classification's confusion counts."""
+    c = classification["confusion"]
+    toxic, non = truth in (None, "toxic"), truth in (None, "non_toxic")
+    return {"fp": c["fp"] * non, "fn": c["fn"] * toxic, "right": c["tp"] * toxic + c["tn"] * non,
+            "unparsed": c["unparsed_toxic"] * toxic + c["unparsed_non_toxic"] * non}
+
+
 def pair_comparison(answers: dict, a: str, b: str, name_a: str = "A", name_b: str = "B"):
     """pipeline.metrics.paired_comparison of prediction sets `a` and `b` on the memes both answered, from
     the aligned answers of pipeline.queries.set_answers (AUROC only when both sets have scores there)."""
@@ -50,18 +60,33 @@ def pair_comparison(answers: dict, a: str, b: str, name_a: str = "A", name_b: st
                              name_a=name_a, name_b=name_b)
 
 
-def pair_tests(con, variant_ids: list[str], include_retired: bool) -> list[dict]:
+def pair_tests(con, variant_ids: list[str], include_retired: bool, answers: dict | None = None) -> list[dict]:
     """Every pair (A, B) of the given prediction sets, in list order, on the memes both answered:
     pipeline.metrics.PairedComparison.as_dict() plus "a", "b" (variant ids) and the Holm-adjusted
     p-values over all these pairs (``mcnemar_p_holm``, ``auroc_p_holm``, ``adjustment``); what the
-    Disagreement page shows (JSON-ready)."""
+    Disagreement page shows (JSON-ready). `answers`: set_answers of these sets, when at hand."""
     import itertools
 
     from pipeline.metrics import holm_adjust_comparisons
-    answers = set_answers(con, list(variant_ids), include_retired)
+    answers = answers or set_answers(con, list(variant_ids), include_retired)
     keys = list(itertools.combinations(variant_ids, 2))
     comparisons = [pair_comparison(answers, a, b) for a, b in keys]
     return [dict(a=a, b=b, **d) for (a, b), d in zip(keys, holm_adjust_comparisons(comparisons))]
+
+
+def pair_answer_rows(answers: dict, a: str, b: str) -> list[list]:
+    """queries.pair_answer_counts(a, b) from the aligned answers of set_answers: [truth, answer A,
+    answer B, memes] per combination on the memes both sets answered (answer None: unparseable)."""
+    import numpy as np
+    sa, sb = answers["sets"][a], answers["sets"][b]
+    both = sa["answered"] & sb["answered"]
+
+    def code(labels):
+        return (labels[both] == "non_toxic") * 1 + (labels[both] == "toxic") * 2
+    cell = (answers["truth"][both] == "toxic") * 9 + code(sa["label"]) * 3 + code(sb["label"])
+    values, counts = np.unique(cell, return_counts=True)
+    words = (None, "non_toxic", "toxic")
+    return [[("non_toxic", "toxic")[v // 9], words[v // 3 % 3], words[v % 3], int(n)] for v, n in zip(values, counts)]
 
 
 def _jsonable(x):
@@ -85,8 +110,12 @@ def write(store, run_id: int) -> int:
                      classification=json.dumps(m["classification"]), roc=json.dumps(m["roc"]))
                 for retired in (False, True) for v, m in metrics_summary(con, retired).items()]
         sets = prediction_sets(con)
-        pair_rows = [dict(include_retired=retired, variant_ids=json.dumps(sets), run_id=run_id,
-                          tests=json.dumps(pair_tests(con, sets, retired), default=_jsonable))
-                     for retired in (False, True)] if len(sets) >= 2 else []
+        pair_rows = []
+        for retired in (False, True) if len(sets) >= 2 else ():
+            answers = set_answers(con, sets, retired)
+            tables = {f"{a} {b}": pair_answer_rows(answers, a, b) for a, b in itertools.combinations(sets, 2)}
+            pair_rows.append(dict(include_retired=retired, variant_ids=json.dumps(sets), run_id=run_id,
+                                  tests=json.dumps(pair_tests(con, sets, retired, answers), default=_jsonable),
+                                  tables=json.dumps(tables)))
     store.save_summaries(rows, current, pair_rows)
     return len(rows)

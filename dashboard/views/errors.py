@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dashboard import analysis, db
 from dashboard import components as c
-from dashboard import db
 from dashboard.lang import N_, _
 from pipeline import queries as q
 
@@ -33,7 +33,7 @@ c.smoke_banner([chosen["is_smoke"]])
 
 args = (chosen["variant_id"], ocr_variant, None if truth == "any" else truth,
         None if has_text == "any" else has_text == "yes", search or None, retired)
-counts = db.fetch(q.error_counts, *args)
+counts = analysis.error_counts(*args)
 m = st.columns(4)
 m[0].metric(_("False positives"), f"{counts['fp']:,}", help=_("answered toxic, labelled non-toxic"))
 m[1].metric(_("False negatives"), f"{counts['fn']:,}", help=_("answered non-toxic, labelled toxic"))

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, ImageEnhance
 
-from pipeline.config import THUMBNAIL_MAX_SIDE
+from pipeline.config import THUMBNAIL_MAX_SIDE, THUMBNAIL_QUALITY
 from pipeline.hf import is_random_weights, pick_device
 from pipeline.images import encode_jpeg
 from pipeline.options import DEFAULTS, Options
@@ -231,8 +231,10 @@ def seen_box(image_processor, width: int, height: int, view: str = CENTER_CROP) 
 
 
 def overlay(image: Image.Image, cam: np.ndarray, box: tuple[float, float, float, float],
-            content: tuple[float, float, float, float] = FULL_BOX) -> bytes:
-    """JPEG of the meme at thumbnail size, the CAM (upsampled) blended over the region the model saw.
+            content: tuple[float, float, float, float] = FULL_BOX, side: int = THUMBNAIL_MAX_SIDE,
+            quality: int = THUMBNAIL_QUALITY) -> bytes:
+    """JPEG of the meme at thumbnail size (`side`, `quality`: the precompute's --thumbnail-side /
+    --thumbnail-quality), the CAM (upsampled) blended over the region the model saw.
 
     `box`: the region of the image the model saw (seen_box); `content`: the part of the CAM grid that lies
     over that region (content_box: all of it, except for pad-square's padding bands, which are not drawn).
@@ -241,7 +243,7 @@ def overlay(image: Image.Image, cam: np.ndarray, box: tuple[float, float, float,
     import numpy as np
     from pytorch_grad_cam.utils.image import show_cam_on_image
     thumb = image.convert("RGB")
-    thumb.thumbnail((THUMBNAIL_MAX_SIDE, THUMBNAIL_MAX_SIDE), Image.Resampling.LANCZOS)
+    thumb.thumbnail((side, side), Image.Resampling.LANCZOS)
     w, h = thumb.size
     l, t = int(round(box[0] * w)), int(round(box[1] * h))
     r, b = max(l + 1, int(round(box[2] * w))), max(t + 1, int(round(box[3] * h)))
@@ -259,7 +261,7 @@ def overlay(image: Image.Image, cam: np.ndarray, box: tuple[float, float, float,
     blended = show_cam_on_image(region, np.clip(mask, 0.0, 1.0), use_rgb=True)
     out = ImageEnhance.Brightness(thumb).enhance(OUTSIDE_BRIGHTNESS) if box != FULL_BOX else thumb
     out.paste(Image.fromarray(blended), (l, t))
-    return encode_jpeg(out)
+    return encode_jpeg(out, max_side=side, quality=quality)
 
 
 class CamStage(Stage):
@@ -270,7 +272,8 @@ class CamStage(Stage):
 
     def __init__(self, model: str = DEFAULTS.clip_model, methods: str | Sequence[str] | None = None,
                  device: str = DEFAULTS.device, batch_size: int = DEFAULTS.batch_size,
-                 view: str | Sequence[str] | None = None):
+                 view: str | Sequence[str] | None = None, overlay_side: int = THUMBNAIL_MAX_SIDE,
+                 overlay_quality: int = THUMBNAIL_QUALITY):
         if methods is None or methods == "all":
             methods = METHODS
         elif isinstance(methods, str):
@@ -292,13 +295,15 @@ class CamStage(Stage):
         self.views = [v for v in VIEWS if v in view]
         self.device = device
         self.batch_size = max(1, int(batch_size))
-        self._model = self._processor = None
+        self.overlay_side, self.overlay_quality = int(overlay_side), int(overlay_quality)   # not in the variant:
+        self._model = self._processor = None                                                 # how it is drawn
 
     @classmethod
     def from_options(cls, o: Options) -> CamStage:
         """CAM explains CLIP's score: the same model, and the views of the CLIP prompt sets chosen."""
         return cls(model=o.clip_model, device=o.device, batch_size=o.batch_size,
-                   view=views_of(list(o.clip_prompts) if o.clip_prompts else None))
+                   view=views_of(list(o.clip_prompts) if o.clip_prompts else None),
+                   overlay_side=o.thumbnail_side, overlay_quality=o.thumbnail_quality)
 
     def row_columns(self, variant: Variant) -> dict:
         return dict(method=variant.name, is_smoke=variant.is_smoke)
@@ -386,7 +391,8 @@ class CamStage(Stage):
                 cam = np.clip(np.nan_to_num(cam, nan=0.0), 0.0, 1.0)
                 box = seen_box(self._processor.image_processor, *image.size, view=view)
                 results[i] = dict(grid_h=gh, grid_w=gw, cam=np.round(cam * 255).astype(np.uint8).tobytes(),
-                                  overlay=overlay(image, cam, box, content_box(*image.size, view=view)))
+                                  overlay=overlay(image, cam, box, content_box(*image.size, view=view),
+                                                  self.overlay_side, self.overlay_quality))
             except Exception as e:  # noqa: BLE001
                 results[i] = e
         return results
