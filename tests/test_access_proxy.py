@@ -34,7 +34,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from dashboard_helpers import ARTIFACTS, CHROMIUM, REPO, build_synth, free_port, serve, sql, wait_idle
+from dashboard_helpers import ARTIFACTS, CHROMIUM, REPO, build_synth, free_port, serve, sql, stop_process, wait_idle
 
 pytestmark = pytest.mark.process
 
@@ -134,12 +134,7 @@ http {{
             wait_port(https_port, proc, tmp / "error.log")
             yield f"https://127.0.0.1:{https_port}", f"http://127.0.0.1:{http_port}", db, tmp
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, 10)
 
 
 def _insecure() -> ssl.SSLContext:
