@@ -21,6 +21,7 @@ from dashboard.lang import _
 from pipeline import queries as q
 from pipeline.config import DEFAULT_MEMES_DIR
 from pipeline.demo import N_PER_LABEL
+from pipeline.names import is_local_path
 
 # The model stages each page shows results of.
 PAGE_NEEDS = {"overview": ("clip", "vlm", "cam"), "errors": ("clip", "vlm"),
@@ -59,7 +60,7 @@ def fix_commands(records: list[dict]) -> str:
         if option and args.get(option):
             models[option] = str(args[option])
     lines = []
-    hub = {opt: m for opt, m in models.items() if not m.startswith((".", "/", "~"))}
+    hub = {opt: m for opt, m in models.items() if not is_local_path(m)}
     if hub:
         lines.append("# " + _("on a machine that can reach huggingface.co:"))
         lines += [f"hf download {shlex.quote(m)} --local-dir {shlex.quote(local_folder(m))}" for m in hub.values()]

@@ -46,13 +46,18 @@ def _csv(value: str) -> list[str]:
     return [s.strip() for s in value.split(",") if s.strip()]
 
 
+def default_db() -> Path:
+    """The cache when --db is not given: $VLMEMES_DB, else data/vlmemes.duckdb."""
+    return Path(os.environ.get("VLMEMES_DB", DEFAULT_DB))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vlmemes", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
     pre = sub.add_parser("precompute", help="scan memes, run OCR/CLIP/VLM/CAM, store everything in the cache")
-    pre.add_argument("--db", type=Path, default=Path(os.environ.get("VLMEMES_DB", DEFAULT_DB)))
+    pre.add_argument("--db", type=Path, default=default_db())
     add_precompute_options(pre)
 
     go = sub.add_parser("start", help="the main job: precompute, then open the dashboard; with no memes of "
@@ -64,14 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     go.add_argument("--no-dashboard", action="store_true", help="stop after the precompute")
 
     st = sub.add_parser("status", help="what is cached, per stage and model")
-    st.add_argument("--db", type=Path, default=Path(os.environ.get("VLMEMES_DB", DEFAULT_DB)))
+    st.add_argument("--db", type=Path, default=default_db())
 
     an = sub.add_parser("annotations", help="write the annotations CSV (path,label) from the label folders")
     an.add_argument("--memes", type=Path, default=DEFAULT_MEMES_DIR)
     an.add_argument("--out", type=Path, required=True)
 
     ex = sub.add_parser("export", help="a one-file HTML report, or the raw tables as Parquet")
-    ex.add_argument("--db", type=Path, default=Path(os.environ.get("VLMEMES_DB", DEFAULT_DB)))
+    ex.add_argument("--db", type=Path, default=default_db())
     ex.add_argument("--out", type=Path, default=None, help="report.html")
     ex.add_argument("--parquet", type=Path, default=None, help="folder for one Parquet file per table")
     ex.add_argument("--models", type=_csv, default=None, help="only these prediction sets (model ids or prompt versions)")
@@ -83,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     me.add_argument("--db", type=Path, required=True, help="the cache to merge into (created if new)")
 
     da = sub.add_parser("dashboard", help="open the Streamlit dashboard on a cache (read-only)")
-    da.add_argument("--db", type=Path, default=Path(os.environ.get("VLMEMES_DB", DEFAULT_DB)))
+    da.add_argument("--db", type=Path, default=default_db())
     add_dashboard_options(da)
     return p
 
@@ -180,7 +185,7 @@ def cmd_start(a: argparse.Namespace) -> int:
         a.memes = demo.write_demo(demo.DEMO_DIR)
         a.db = a.db or demo.DEMO_DB
         print(demo.intro(DEFAULT_MEMES_DIR, demo.DEMO_DIR, a.db), flush=True)
-    a.db = a.db or Path(os.environ.get("VLMEMES_DB", DEFAULT_DB))
+    a.db = a.db or default_db()
     a.db.parent.mkdir(parents=True, exist_ok=True)
     status = cmd_precompute(a)
     if status != 0:

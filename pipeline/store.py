@@ -501,34 +501,29 @@ class Store:
               ON m.started_at IS NOT DISTINCT FROM s.started_at AND m.command IS NOT DISTINCT FROM s.command
              AND m.memes_root IS NOT DISTINCT FROM s.memes_root AND m.args IS NOT DISTINCT FROM s.args""", [offset])
         # row_number over all source runs (new ones and known ones alike) leaves gaps, never collisions
-        cols = [c for c in self._columns(con, "src", "runs") if c in self._columns(con, self._db_name(con), "runs")
-                and c not in ("run_id", "origin")]
-        has_origin = "origin" in self._columns(con, "src", "runs")
-        origin_sql = "coalesce(s.origin, ? || ': run ' || s.run_id)" if has_origin else "? || ': run ' || s.run_id"
-        con.execute(f"INSERT INTO main.runs (run_id, origin, {', '.join(cols)}) "
-                    f"SELECT r.new_id, {origin_sql}, {', '.join('s.' + c for c in cols)} "
-                    "FROM src.runs s JOIN _runmap r ON r.old_id = s.run_id WHERE r.is_new", [origin])
+        for table in ("runs", "failures"):          # the new runs and their failures, with new ids and origin
+            src_cols, shared = self._shared_columns(con, table)
+            cols = [c for c in shared if c not in ("run_id", "origin")]
+            origin_sql = "coalesce(s.origin, ? || ': run ' || s.run_id)" if "origin" in src_cols \
+                else "? || ': run ' || s.run_id"
+            con.execute(f"INSERT INTO main.{table} (run_id, origin, {', '.join(cols)}) "
+                        f"SELECT r.new_id, {origin_sql}, {', '.join('s.' + c for c in cols)} "
+                        f"FROM src.{table} s JOIN _runmap r ON r.old_id = s.run_id WHERE r.is_new", [origin])
         added = con.execute("SELECT count(*) FILTER (is_new), count(*) FILTER (NOT is_new) FROM _runmap").fetchall()[0]
-        fcols = [c for c in self._columns(con, "src", "failures") if c in self._columns(con, self._db_name(con), "failures")
-                 and c not in ("run_id", "origin")]
-        f_origin = "coalesce(s.origin, ? || ': run ' || s.run_id)" if "origin" in self._columns(con, "src", "failures") \
-            else "? || ': run ' || s.run_id"
-        con.execute(f"INSERT INTO main.failures (run_id, origin, {', '.join(fcols)}) "
-                    f"SELECT r.new_id, {f_origin}, {', '.join('s.' + c for c in fcols)} "
-                    "FROM src.failures s JOIN _runmap r ON r.old_id = s.run_id WHERE r.is_new", [origin])
         return {"added": int(added[0]), "same": int(added[1]), "conflicts": 0}
 
-    @staticmethod
-    def _db_name(con: duckdb.DuckDBPyConnection) -> str:
-        return con.execute("SELECT current_database()").fetchall()[0][0]
+    def _shared_columns(self, con: duckdb.DuckDBPyConnection, table: str) -> tuple[list[str], list[str]]:
+        """(the source's columns of `table`, those of them this cache's `table` has too)."""
+        here = con.execute("SELECT current_database()").fetchall()[0][0]
+        src_cols = self._columns(con, "src", table)
+        mine = set(self._columns(con, here, table))
+        return src_cols, [c for c in src_cols if c in mine]
 
     def _merge_table(self, con, table: str, keys: tuple[str, ...], compared: tuple[str, ...], origin: str,
                      merge_run_id: int) -> dict[str, int]:
-        src_cols = self._columns(con, "src", table)
+        src_cols, cols = self._shared_columns(con, table)
         if not src_cols:
             return {"added": 0, "same": 0, "conflicts": 0}
-        here = self._columns(con, self._db_name(con), table)
-        cols = [c for c in src_cols if c in here]
         on = " AND ".join(f"m.{k} = s.{k}" for k in keys)
         # compared: plain columns, or one function of a column ("md5(cam)": blobs compared by digest)
         compared = tuple(c for c in compared if c.partition("(")[2].rstrip(")") in src_cols or c in src_cols)

@@ -108,11 +108,13 @@ def test_every_page_that_misses_a_model_says_which_and_the_fix(demo_project, mon
         codes = "\n".join(str(c.value) for c in at.code)
         if needs[path]:
             assert "could not be loaded" in text, page
+            rerun = next(line for line in codes.splitlines() if line.startswith("scripts/main.sh"))
             if needs[path] & {"clip", "cam"}:
                 assert f"hf download {MISSING_CLIP} --local-dir models/no-such-clip" in codes, page
+                assert "--clip-model models/no-such-clip" in rerun, page
             if "vlm" in needs[path]:
                 assert f"hf download {MISSING_VLM} --local-dir models/no-such-vlm" in codes, page
-            assert "scripts/main.sh --clip-model models/no-such-clip" in codes or "cam" not in needs[path], page
+                assert "--vlm-model models/no-such-vlm" in rerun, page
             assert "--stages clip" not in codes, (page, "a refill command that would fail again")
         else:
             assert "could not be loaded" not in text, page

@@ -4,7 +4,8 @@ The driver (this process) scans, plans and writes exactly as the local engine do
 run on the cluster, with Ray Data:
 
 - the work of a stage is cut into the same batches as locally (engines.local.work_batches), each
-  batch one row of a Ray dataset (its memes — ids, paths, OCR text — and variant ids, pickled);
+  batch one row of a Ray dataset (its memes — ids, paths, OCR text — and the driver's Variant objects,
+  pickled, so the workers compute under exactly the driver's cache keys);
 - OCR runs as CPU tasks (one CPU each; a worker process keeps its built OCR stage between tasks);
   CLIP, CAM and the VLM run in actor pools, each actor loading the model once, with one GPU per actor
   where the cluster has GPUs (a served VLM backend: light actors that each ask the server);
@@ -21,7 +22,6 @@ machine, or a shared filesystem).
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 from collections.abc import Iterator
 from typing import Any
@@ -42,7 +42,7 @@ class RemoteFailure(Exception):
 
 
 # ----------------------------------------------------------------------------------- worker side
-_BUILT: dict[tuple, Any] = {}           # per worker process: (stage name, options) -> loaded stage or load error
+_BUILT: dict[tuple, Any] = {}           # per worker process: (stage name, options, ocr source) -> stage or load error
 
 
 def _worker_stage(name: str, options, ocr_source: str | None) -> Stage:
@@ -74,8 +74,7 @@ def _run_rows(stage_name: str, options, ocr_source: str | None, payloads) -> lis
         result = run_batch(stage, batch, variants)
         by_variant = {vid: [RemoteFailure(type(r).__name__, str(r) or repr(r)) if isinstance(r, BaseException) else r
                             for r in results] for vid, results in result.by_variant.items()}
-        out.append(pickle.dumps({"index": index, "by_variant": by_variant, "per_item": result.per_item_seconds,
-                                 "pid": os.getpid()}))
+        out.append(pickle.dumps({"index": index, "by_variant": by_variant, "per_item": result.per_item_seconds}))
     return out
 
 
@@ -141,21 +140,17 @@ class RayEngine:
         res = self.resources()
         gpus, cpus = res.get("GPU", 0), res.get("CPU", 1)
         served = stage.name == "vlm" and getattr(self.options, "vlm_backend", "transformers") != "transformers"
+        stage_args = dict(stage_name=stage.name, options=self.options, ocr_source=stage.ocr_source)
         if stage.name not in MODEL_STAGES:
-            n = self.workers or max(1, int(cpus))
-            return dict(fn=run_task, fn_kwargs=dict(stage_name=stage.name, options=self.options, ocr_source=stage.ocr_source), num_cpus=1,
-                        compute=TaskPoolStrategy(size=n))
+            return dict(fn=run_task, fn_kwargs=stage_args, num_cpus=1,
+                        compute=TaskPoolStrategy(size=self.workers or max(1, int(cpus))))
+        actor = dict(fn=StageActor, fn_constructor_kwargs=stage_args)
         if served:
-            n = self.workers or max(1, int(cpus))
-            return dict(fn=StageActor, fn_constructor_kwargs=dict(stage_name=stage.name, options=self.options, ocr_source=stage.ocr_source),
-                        num_cpus=0.25, compute=ActorPoolStrategy(size=n))
+            return dict(actor, num_cpus=0.25, compute=ActorPoolStrategy(size=self.workers or max(1, int(cpus))))
         if gpus >= 1 and self.options.device != "cpu":
-            n = self.workers or int(gpus)
-            return dict(fn=StageActor, fn_constructor_kwargs=dict(stage_name=stage.name, options=self.options, ocr_source=stage.ocr_source),
-                        num_gpus=1, compute=ActorPoolStrategy(size=n))
+            return dict(actor, num_gpus=1, compute=ActorPoolStrategy(size=self.workers or int(gpus)))
         n = self.workers or 1                          # a CPU model per actor: one copy of the weights each
-        return dict(fn=StageActor, fn_constructor_kwargs=dict(stage_name=stage.name, options=self.options, ocr_source=stage.ocr_source),
-                    num_cpus=max(1, int(cpus // n)), compute=ActorPoolStrategy(size=n))
+        return dict(actor, num_cpus=max(1, int(cpus // n)), compute=ActorPoolStrategy(size=n))
 
     def batches(self, store, stage: Stage, plans: list, stop) -> Iterator[BatchResult]:
         ray = self._init()
@@ -172,14 +167,12 @@ class RayEngine:
         fn = args.pop("fn")
         ds = ray.data.from_items(items, override_num_blocks=min(len(items), MAX_BLOCKS))
         ds = ds.map_batches(fn, batch_size=1, batch_format="numpy", **args)
-        written: set[int] = set()
         for row in ds.iter_rows():
             out = pickle.loads(row["result"])
             if "load_error" in out:
                 raise StageLoadError(out["load_error"])
-            if out["index"] in written:                 # a retried task's repeat of a written batch
+            if out["index"] not in work:                # a retried task's repeat of a batch already written
                 continue
-            written.add(out["index"])
             batch, variants = work.pop(out["index"])
             yield BatchResult(batch, variants, out["by_variant"], out["per_item"])
             if stop.stop:
