@@ -69,7 +69,7 @@ def build(directory: Path, n: int, rebuild: bool) -> dict:
             f"synth_db({str(db)!r}, {n}, overwrite=True); "
             "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
     out = subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, capture_output=True, text=True)
-    seconds, peak = (float(x) for x in out.stdout.split())
+    seconds, peak = (float(x) for x in out.stdout.split()[-2:])       # after synth-db's own lines
     return {"n": n, "seconds": seconds, "peak_mb": peak, "file_mb": db.stat().st_size / 2**20}
 
 

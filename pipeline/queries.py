@@ -90,13 +90,13 @@ def _mass_sql(con: duckdb.DuckDBPyConnection) -> str:
 
 # =============================================================================== metrics counts
 def fingerprint(con) -> str:
-    """The metrics code's version, and counts and hash sums of memes (id, label, retired) and
-    predictions (id, set, answer, score): equal fingerprints mean equal metrics (a collision of
+    """The metrics code's version, and counts and hash sums of memes (key, label, retired) and
+    predictions (key, set, answer, score): equal fingerprints mean equal metrics (a collision of
     64-bit hash sums is negligible)."""
     row = con.execute("""
-        SELECT (SELECT count(*) FROM memes), (SELECT coalesce(sum(hash(meme_id, label, retired)), 0) FROM memes),
+        SELECT (SELECT count(*) FROM memes), (SELECT coalesce(sum(hash(meme_key, label, retired)), 0) FROM memes),
                (SELECT count(*) FROM predictions),
-               (SELECT coalesce(sum(hash(meme_id, variant_id, label, score)), 0) FROM predictions)
+               (SELECT coalesce(sum(hash(meme_key, variant_id, label, score)), 0) FROM predictions)
     """).fetchall()[0]
     return ":".join([f"m{METRICS_VERSION}", *(str(v) for v in row)])
 
@@ -121,7 +121,7 @@ def prediction_counts(con, include_retired: bool) -> dict[str, dict]:
                CASE WHEN p.label IS NULL THEN 0 ELSE coalesce(list_position(['non_toxic', 'toxic'], p.label), -1) END AS a,
                CASE WHEN isfinite(p.score) THEN p.score END AS score,
                count(*) AS n
-        FROM predictions p JOIN memes m USING (meme_id)
+        FROM predictions p JOIN memes m ON m.meme_key = p.meme_key
         WHERE m.label IS NOT NULL AND (NOT m.retired OR $retired)
         GROUP BY ALL
     """, {"sets": sets, "retired": include_retired}).fetchnumpy()
@@ -283,7 +283,7 @@ def ocr_coverage(con, include_retired: bool) -> pd.DataFrame:
     """Per OCR engine: memes read, memes with text, text length."""
     return _df(con, """
         WITH o AS (SELECT o.variant_id, length(o.text) AS len, o.mean_confidence
-                   FROM ocr o ANTI JOIN (SELECT meme_id FROM memes WHERE retired AND NOT $retired) gone USING (meme_id))
+                   FROM ocr o ANTI JOIN (SELECT meme_key FROM memes WHERE retired AND NOT $retired) gone USING (meme_key))
         SELECT v.variant_id, v.name AS engine, v.model_id,
                count(o.variant_id) AS memes_read,
                (SELECT count(*) FROM memes WHERE NOT retired OR $retired) AS memes_total,
@@ -304,7 +304,7 @@ def text_length_histogram(con, ocr_variant: str, include_retired: bool, bucket: 
     return _df(con, """
         SELECT least(CAST(floor(length(o.text) / $bucket) AS BIGINT) * $bucket, $cap) AS chars,
                count(*) AS memes
-        FROM ocr o ANTI JOIN (SELECT meme_id FROM memes WHERE retired AND NOT $retired) gone USING (meme_id)
+        FROM ocr o ANTI JOIN (SELECT meme_key FROM memes WHERE retired AND NOT $retired) gone USING (meme_key)
         WHERE o.variant_id = $ocr AND o.text <> ''
         GROUP BY ALL ORDER BY chars
     """, {"ocr": ocr_variant, "retired": include_retired, "bucket": bucket, "cap": cap})
@@ -405,8 +405,8 @@ def low_mass_counts(con, threshold: float, include_retired: bool) -> dict[str, t
     join with them, not a join of every answer with its meme (every prediction has its memes row)."""
     rows = con.execute(f"""
         SELECT p.variant_id, count(*) FILTER (mass < $t), count(mass)
-        FROM (SELECT p.variant_id, p.meme_id, {_mass_sql(con)} AS mass FROM predictions p WHERE p.stage = 'vlm') p
-        ANTI JOIN (SELECT meme_id FROM memes WHERE label IS NULL OR (retired AND NOT $retired)) gone USING (meme_id)
+        FROM (SELECT p.variant_id, p.meme_key, {_mass_sql(con)} AS mass FROM predictions p WHERE p.stage = 'vlm') p
+        ANTI JOIN (SELECT meme_key FROM memes WHERE label IS NULL OR (retired AND NOT $retired)) gone USING (meme_key)
         GROUP BY ALL
     """, {"t": float(threshold), "retired": include_retired}).fetchall()
     return {v: (int(low), int(n)) for v, low, n in rows}
@@ -421,13 +421,13 @@ _ERROR_ORDER = {
 }
 
 _ERRORS_SCORED = """
-        SELECT p.meme_id, m.label AS truth, p.label AS pred, p.score,
+        SELECT p.meme_id, p.meme_key, m.label AS truth, p.label AS pred, p.score,
                CASE WHEN p.label IS NULL THEN 'unparsed'
                     WHEN p.label = m.label THEN 'right'
                     WHEN p.label = 'toxic' THEN 'fp' ELSE 'fn' END AS outcome,
                m.rel_path, m.width, m.height, p.explanation, p.raw_answer, __MASS__ AS label_mass
         FROM predictions p
-        JOIN memes m ON m.meme_id = p.meme_id
+        JOIN memes m ON m.meme_key = p.meme_key
         WHERE p.variant_id = $variant AND m.label IS NOT NULL
           AND (NOT m.retired OR $retired)
           AND ($truth IS NULL OR m.label = $truth)
@@ -438,7 +438,7 @@ _ERRORS_BASE = {
     False: "WITH scored AS (" + _ERRORS_SCORED + ")",
     True: "WITH scored AS (" + _ERRORS_SCORED.replace("""
         WHERE p.variant_id""", """
-        LEFT JOIN ocr o ON o.meme_id = p.meme_id AND o.variant_id = $ocr
+        LEFT JOIN ocr o ON o.meme_key = p.meme_key AND o.variant_id = $ocr
         WHERE p.variant_id""") + """
           AND ($has_text IS NULL OR (coalesce(o.text, '') <> '') = $has_text)
           AND ($pattern IS NULL OR o.text ILIKE $pattern ESCAPE '\\' OR p.explanation ILIKE $pattern ESCAPE '\\'
@@ -482,10 +482,10 @@ def error_page(con, variant_id: str, ocr_variant: str | None, truth: str | None,
     params.update(outcome=outcome, limit=int(limit), offset=int(offset))
     rows = _records(con, base + f"""
         , page AS (SELECT * FROM scored WHERE outcome = $outcome ORDER BY {order} LIMIT $limit OFFSET $offset)
-        SELECT page.meme_id, page.truth, page.pred, page.score, page.outcome, page.label_mass,
+        SELECT page.meme_id, page.meme_key, page.truth, page.pred, page.score, page.outcome, page.label_mass,
                page.rel_path, page.width, page.height, o.text AS ocr_text, page.explanation, page.raw_answer
         FROM page
-        LEFT JOIN ocr o ON o.meme_id = page.meme_id AND o.variant_id = $ocr
+        LEFT JOIN ocr o ON o.meme_key = page.meme_key AND o.variant_id = $ocr
         ORDER BY {order.replace('score', 'page.score').replace('meme_id', 'page.meme_id')}
     """, params)
     return _with_thumbnails(con, rows)
@@ -507,7 +507,7 @@ def _with_thumbnails(con, rows: list[dict]) -> list[dict]:
 # =============================================================================== disagreement
 _PAIR_BASE = """
     WITH pair AS (
-        SELECT a.meme_id, m.label AS truth, a.label AS pred_a, b.label AS pred_b, a.score AS score_a,
+        SELECT a.meme_id, a.meme_key, m.label AS truth, a.label AS pred_a, b.label AS pred_b, a.score AS score_a,
                b.score AS score_b,
                CASE WHEN coalesce(a.label = m.label, FALSE) AND coalesce(b.label = m.label, FALSE) THEN 'both_right'
                     WHEN coalesce(a.label = m.label, FALSE) THEN 'only_a_right'
@@ -515,8 +515,8 @@ _PAIR_BASE = """
                     ELSE 'both_wrong' END AS cell,
                m.rel_path, a.explanation AS explanation_a, b.explanation AS explanation_b
         FROM predictions a
-        JOIN predictions b ON b.meme_id = a.meme_id AND b.variant_id = $b
-        JOIN memes m ON m.meme_id = a.meme_id
+        JOIN predictions b ON b.meme_key = a.meme_key AND b.variant_id = $b
+        JOIN memes m ON m.meme_key = a.meme_key
         WHERE a.variant_id = $a AND m.label IS NOT NULL AND (NOT m.retired OR $retired)
     )
 """
@@ -540,12 +540,12 @@ def set_answers(con, variant_ids: list[str], include_retired: bool) -> dict[str,
     toxic = con.execute("SELECT label = 'toxic' AS toxic FROM memes WHERE label IS NOT NULL AND (NOT retired OR $retired) "
                         "ORDER BY meme_id", {"retired": include_retired}).fetchnumpy()["toxic"]
     cols = con.execute("""
-        WITH axis AS (SELECT meme_id, (row_number() OVER (ORDER BY meme_id) - 1)::INTEGER AS i
+        WITH axis AS (SELECT meme_key, (row_number() OVER (ORDER BY meme_id) - 1)::INTEGER AS i
                       FROM memes WHERE label IS NOT NULL AND (NOT retired OR $retired))
         SELECT axis.i, (list_position($sets, p.variant_id) - 1)::INTEGER AS k,
                (CASE p.label WHEN 'toxic' THEN 2 WHEN 'non_toxic' THEN 1 ELSE 0 END)::TINYINT AS a,
                CASE WHEN isfinite(p.score) THEN p.score END AS score
-        FROM predictions p JOIN axis USING (meme_id) WHERE p.variant_id IN (SELECT unnest($sets))
+        FROM predictions p JOIN axis USING (meme_key) WHERE p.variant_id IN (SELECT unnest($sets))
     """, params).fetchnumpy()
     n = len(toxic)
     words = np.array([None, "non_toxic", "toxic"], dtype=object)       # index = answer code
@@ -574,9 +574,9 @@ def pair_scores_sample(con, a: str, b: str, include_retired: bool, n: int = 3000
     comes before the n-th found is among those candidates)."""
     params = {"a": a, "b": b, "retired": include_retired, "n": int(n)}
     first = _df(con, _PAIR_BASE.replace("FROM predictions a", """FROM (
-            SELECT meme_id FROM memes WHERE label IS NOT NULL AND (NOT retired OR $retired)
+            SELECT meme_key FROM memes WHERE label IS NOT NULL AND (NOT retired OR $retired)
             ORDER BY hash(meme_id), meme_id LIMIT $k) candidates
-        JOIN predictions a ON a.meme_id = candidates.meme_id""") + """
+        JOIN predictions a ON a.meme_key = candidates.meme_key""") + """
         SELECT meme_id, truth, cell, score_a, score_b FROM pair
         WHERE score_a IS NOT NULL AND score_b IS NOT NULL
         ORDER BY hash(meme_id), meme_id LIMIT $n
@@ -602,7 +602,7 @@ def pair_page(con, a: str, b: str, include_retired: bool, cell: str, truth: str 
                    LIMIT $limit OFFSET $offset)
         SELECT page.*, o.text AS ocr_text
         FROM page
-        LEFT JOIN ocr o ON o.meme_id = page.meme_id AND o.variant_id = $ocr
+        LEFT JOIN ocr o ON o.meme_key = page.meme_key AND o.variant_id = $ocr
         ORDER BY abs(coalesce(page.score_a, 0.5) - coalesce(page.score_b, 0.5)) DESC, page.meme_id
     """, {"a": a, "b": b, "retired": include_retired, "cell": cell, "truth": truth, "ocr": ocr_variant or "",
           "limit": int(limit), "offset": int(offset)})
@@ -610,29 +610,29 @@ def pair_page(con, a: str, b: str, include_retired: bool, cell: str, truth: str 
 
 
 # =============================================================================== heatmaps
-_PRED_CLASS = "CASE WHEN p.meme_id IS NULL THEN 'none' WHEN p.label IS NULL THEN 'unparsed' ELSE p.label END"
+_PRED_CLASS = "CASE WHEN p.meme_key IS NULL THEN 'none' WHEN p.label IS NULL THEN 'unparsed' ELSE p.label END"
 # `f`: the heatmaps shown, (meme_id, truth, rel_path, width, height). The answers of the prediction set
 # are joined only when an answer filter needs them (for every heatmap); otherwise the page joins them
 # for its own rows (at 1M memes the join of every heatmap with its answer is most of the query).
 _HEATMAP_BASE = {
     False: """
     WITH f AS (
-        SELECT h.meme_id, m.label AS truth, m.rel_path, m.width, m.height
+        SELECT h.meme_id, h.meme_key, m.label AS truth, m.rel_path, m.width, m.height
         FROM heatmaps h
-        JOIN memes m ON m.meme_id = h.meme_id
+        JOIN memes m ON m.meme_key = h.meme_key
         WHERE h.variant_id = $cam AND (NOT m.retired OR $retired) AND ($truth IS NULL OR m.label = $truth)
     )
 """,
     True: f"""
     WITH h AS (
-        SELECT h.meme_id, m.label AS truth, p.label AS pred, m.rel_path, m.width, m.height,
+        SELECT h.meme_id, h.meme_key, m.label AS truth, p.label AS pred, m.rel_path, m.width, m.height,
                {_PRED_CLASS} AS pred_class
         FROM heatmaps h
-        JOIN memes m ON m.meme_id = h.meme_id
-        LEFT JOIN predictions p ON p.meme_id = h.meme_id AND p.variant_id = $pred
+        JOIN memes m ON m.meme_key = h.meme_key
+        LEFT JOIN predictions p ON p.meme_key = h.meme_key AND p.variant_id = $pred
         WHERE h.variant_id = $cam AND (NOT m.retired OR $retired)
     ), f AS (
-        SELECT meme_id, truth, rel_path, width, height FROM h
+        SELECT meme_id, meme_key, truth, rel_path, width, height FROM h
         WHERE ($truth IS NULL OR truth = $truth)
           AND ($pred_class IS NULL OR pred_class = $pred_class)
           AND ($correct IS NULL OR (truth IS NOT NULL AND pred_class <> 'none'
@@ -666,11 +666,11 @@ def heatmap_page(con, cam_variant: str, pred_variant: str | None, truth: str | N
     params.update(pred=pred_variant or "", ocr=ocr_variant or "", limit=int(limit), offset=int(offset))
     rows = _records(con, base + f"""
         , page AS (SELECT * FROM f ORDER BY rel_path, meme_id LIMIT $limit OFFSET $offset)
-        SELECT page.meme_id, page.truth, p.label AS pred, {_PRED_CLASS} AS pred_class, p.score, page.rel_path,
-               page.width, page.height, o.boxes, o.text AS ocr_text
+        SELECT page.meme_id, page.meme_key, page.truth, p.label AS pred, {_PRED_CLASS} AS pred_class, p.score,
+               page.rel_path, page.width, page.height, o.boxes, o.text AS ocr_text
         FROM page
-        LEFT JOIN predictions p ON p.meme_id = page.meme_id AND p.variant_id = $pred
-        LEFT JOIN ocr o ON o.meme_id = page.meme_id AND o.variant_id = $ocr
+        LEFT JOIN predictions p ON p.meme_key = page.meme_key AND p.variant_id = $pred
+        LEFT JOIN ocr o ON o.meme_key = page.meme_key AND o.variant_id = $ocr
         ORDER BY page.rel_path, page.meme_id
     """, params)
     # The overlays in two steps: the rows' positions from the key columns, then the blobs of those
@@ -678,8 +678,8 @@ def heatmap_page(con, cam_variant: str, pred_variant: str | None, truth: str | N
     # (~200 MB at 100k memes); one key lookup per meme scans the key column once per card.
     overlays = {}
     if rows:
-        found = con.execute("SELECT rowid, meme_id FROM heatmaps WHERE variant_id = $cam AND meme_id IN "
-                            "(SELECT unnest($ids))", {"cam": cam_variant, "ids": [r["meme_id"] for r in rows]}
+        found = con.execute("SELECT rowid, meme_id FROM heatmaps WHERE variant_id = $cam AND meme_key IN "
+                            "(SELECT unnest($keys))", {"cam": cam_variant, "keys": [r["meme_key"] for r in rows]}
                             ).fetchall()
         ids = dict(found)
         overlays = {ids[rid]: blob for rid, blob in con.execute(
@@ -691,6 +691,9 @@ def heatmap_page(con, cam_variant: str, pred_variant: str | None, truth: str | N
 
 
 # =============================================================================== one meme
+# One meme's rows are looked up by its integer key (40x faster than by the text id at 1M memes).
+_KEY_OF_ID = "(SELECT meme_key FROM memes WHERE meme_id = $id)"
+
 @query
 def find_meme(con, text: str) -> list[str]:
     """Meme ids equal to `text` or starting with it (at most 2: enough to tell 'ambiguous')."""
@@ -735,17 +738,18 @@ def meme(con, meme_id: str) -> dict | None:
 
 @query
 def meme_paths(con, meme_id: str) -> pd.DataFrame:
-    return _df(con, "SELECT rel_path, label, last_seen_run_id FROM meme_paths WHERE meme_id = $id ORDER BY rel_path",
+    return _df(con, f"SELECT rel_path, label, last_seen_run_id FROM meme_paths WHERE meme_key = {_KEY_OF_ID} "
+               "ORDER BY rel_path",
                {"id": meme_id})
 
 
 @query
 def meme_ocr(con, meme_id: str) -> list[dict]:
-    return _records(con, """
+    return _records(con, f"""
         SELECT o.variant_id, coalesce(v.name, o.engine) AS name, o.engine, o.engine_version, o.text, o.boxes,
                o.mean_confidence, o.created_at, o.run_id
         FROM ocr o LEFT JOIN variants v USING (variant_id)
-        WHERE o.meme_id = $id ORDER BY name, o.variant_id
+        WHERE o.meme_key = {_KEY_OF_ID} ORDER BY name, o.variant_id
     """, {"id": meme_id})
 
 
@@ -757,18 +761,18 @@ def meme_predictions(con, meme_id: str) -> list[dict]:
                p.raw_answer, p.explanation, coalesce(v.is_smoke, FALSE) OR coalesce(p.is_smoke, FALSE) AS is_smoke,
                p.created_at, p.run_id
         FROM predictions p LEFT JOIN variants v USING (variant_id)
-        WHERE p.meme_id = $id
+        WHERE p.meme_key = {_KEY_OF_ID}
         ORDER BY list_position(['clip', 'vlm'], p.stage), p.model_id, p.prompt_version, p.variant_id
     """, {"id": meme_id})
 
 
 @query
 def meme_heatmaps(con, meme_id: str) -> list[dict]:
-    return _records(con, """
+    return _records(con, f"""
         SELECT h.variant_id, h.method, h.model_id, h.grid_h, h.grid_w, h.overlay,
                coalesce(v.is_smoke, FALSE) OR coalesce(h.is_smoke, FALSE) AS is_smoke, h.created_at
         FROM heatmaps h LEFT JOIN variants v USING (variant_id)
-        WHERE h.meme_id = $id ORDER BY h.model_id, h.method, h.variant_id
+        WHERE h.meme_key = {_KEY_OF_ID} ORDER BY h.model_id, h.method, h.variant_id
     """, {"id": meme_id})
 
 

@@ -514,12 +514,14 @@ def test_store_migration_adds_the_new_columns_once(tmp_path):
     con.execute("ALTER TABLE predictions DROP COLUMN label_mass")
     con.execute("ALTER TABLE predictions DROP COLUMN parser_version")
     con.execute("ALTER TABLE predictions DROP COLUMN score_note")
+    con.execute("ALTER TABLE predictions DROP COLUMN meme_key")     # a cache from before the integer key
     con.close()
     for _ in range(2):                                   # idempotent
         store = Store(db)
         cols = [r[0] for r in store.query("SELECT column_name FROM information_schema.columns "
                                           "WHERE table_name = 'predictions' ORDER BY ordinal_position")]
-        assert cols[-3:] == ["label_mass", "parser_version", "score_note"] and cols.count("label_mass") == 1
+        assert cols[-4:] == ["label_mass", "parser_version", "score_note", "meme_key"]
+        assert cols.count("label_mass") == 1 and cols.count("meme_key") == 1
     fresh = Store(tmp_path / "fresh.duckdb")
     assert [r[0] for r in fresh.query("SELECT column_name FROM information_schema.columns WHERE table_name = "
                                       "'predictions' ORDER BY ordinal_position")] == cols   # same column order

@@ -147,6 +147,11 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def _keys(index: np.ndarray) -> pa.Array:
+    """memes.meme_key of the memes at these positions: position + 1 (the order a scan would give)."""
+    return pa.array(np.asarray(index, dtype=np.int64) + 1, pa.int32())
+
+
 def _const(value, m: int, type_: pa.DataType | None = None) -> pa.Array:
     return pa.array(np.full(m, value, dtype=object), type=type_)
 
@@ -269,7 +274,7 @@ class _Plan:
         w, h = self.width[lo:hi], self.height[lo:hi]
         retired = self.retired[lo:hi]
         return pa.table(dict(
-            meme_id=_strings(ids), label=_strings(label, mask=self.conflict[lo:hi]),
+            meme_id=_strings(ids), meme_key=_keys(np.arange(lo, hi)), label=_strings(label, mask=self.conflict[lo:hi]),
             label_conflict=pa.array(self.conflict[lo:hi]),
             rel_path=_strings(np.array([self.rel_path(i) for i in range(lo, hi)], dtype=object)),
             width=pa.array(w, pa.int32()), height=pa.array(h, pa.int32()), format=_strings(fmt),
@@ -281,12 +286,13 @@ class _Plan:
     def meme_paths(self, lo: int, hi: int, ids: np.ndarray) -> pa.Table:
         toxic, retired = self.toxic[lo:hi], self.retired[lo:hi]
         main = pa.table(dict(
-            meme_id=_strings(ids), rel_path=_strings(np.array([self.rel_path(i) for i in range(lo, hi)], dtype=object)),
+            meme_id=_strings(ids), meme_key=_keys(np.arange(lo, hi)),
+            rel_path=_strings(np.array([self.rel_path(i) for i in range(lo, hi)], dtype=object)),
             label=_strings(np.where(toxic, TOXIC, NON_TOXIC).astype(object)),
             last_seen_run_id=pa.array(np.where(retired, 1, 4).astype(np.int32))))
         c = np.flatnonzero(self.conflict[lo:hi])        # the same bytes also lie in the other label's folder
         other = pa.table(dict(
-            meme_id=_strings(ids[c]),
+            meme_id=_strings(ids[c]), meme_key=_keys(lo + c),
             rel_path=_strings(np.array([f"{'Нейтрально' if toxic[j] else 'Негативно'}/копия {lo + j:06d}.jpg" for j in c],
                                        dtype=object)),
             label=_strings(np.where(toxic[c], NON_TOXIC, TOXIC).astype(object)),
@@ -319,7 +325,7 @@ class _Plan:
                                              for box in t["boxes"]], ensure_ascii=False)
             boxes[j] = b
         return pa.table(dict(
-            meme_id=_strings(ids[idx - lo]), **self._key("ocr", engine, engine, m), engine=_const(engine, m),
+            meme_id=_strings(ids[idx - lo]), meme_key=_keys(idx), **self._key("ocr", engine, engine, m), engine=_const(engine, m),
             engine_version=_const(version, m), text=_strings(text), boxes=_strings(boxes),
             mean_confidence=pa.array(conf, mask=free), seconds=pa.array(np.full(m, 0.2 + 0.1 * e)),
             run_id=pa.array(np.ones(m, np.int32)), created_at=_timestamps(self.run_times[0], idx, 200)))
@@ -349,7 +355,7 @@ class _Plan:
             prompt_text = f"[{prompt}] a toxic meme | a harmless meme"
             raw = explanation = np.full(m, None, dtype=object)
         return pa.table(dict(
-            meme_id=_strings(ids[idx - lo]), **self._key(stage, model, prompt, m), stage=_const(stage, m),
+            meme_id=_strings(ids[idx - lo]), meme_key=_keys(idx), **self._key(stage, model, prompt, m), stage=_const(stage, m),
             prompt_version=_const(prompt, m),
             label=_strings(np.where(toxic, TOXIC, NON_TOXIC).astype(object), mask=unparsed),
             score=pa.array(score), logits=logits, prompt=_const(prompt_text, m), raw_answer=_strings(raw),
@@ -364,7 +370,7 @@ class _Plan:
         overlays = [t["overlays"][method] for t in self.templates]
         cams = np.array([t["cams"][method] for t in self.templates], dtype=object)
         return pa.table(dict(
-            meme_id=_strings(ids[idx - lo]), **self._key("cam", CLIP_MODEL, method, m), method=_const(method, m),
+            meme_id=_strings(ids[idx - lo]), meme_key=_keys(idx), **self._key("cam", CLIP_MODEL, method, m), method=_const(method, m),
             grid_h=pa.array(np.full(m, CAM_GRID, np.int32)), grid_w=pa.array(np.full(m, CAM_GRID, np.int32)),
             cam=pa.array(cams[self.template[idx]], pa.binary()),
             overlay=pa.array([overlays[k] + i.to_bytes(6, "big") for i, k in zip(idx.tolist(), self.template[idx].tolist())],
