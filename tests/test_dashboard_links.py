@@ -159,7 +159,7 @@ def test_search_finds_other_paths_of_a_meme(synth, tmp_path, app):
     db = tmp_path / "paths.duckdb"
     shutil.copy(synth, db)
     meme_id, label = sql(db, "SELECT meme_id, label FROM memes WHERE NOT retired ORDER BY meme_id LIMIT 1")[0]
-    write(db, "INSERT INTO meme_paths VALUES (?, 'копии/unique_copy_name.png', ?, 1)", [meme_id, label])
+    write(db, "INSERT INTO meme_paths (meme_id, rel_path, label, last_seen_run_id) VALUES (?, 'копии/unique_copy_name.png', ?, 1)", [meme_id, label])
     at = app(db)
     goto(at, "views/meme.py", file="UNIQUE_copy")
     assert _links(at) == [meme_id]
