@@ -44,6 +44,7 @@ PAGES = [
     st.Page("views/disagreement.py", title=_("Disagreement"), icon=":material/compare_arrows:",
             url_path="disagreement"),
     st.Page("views/heatmaps.py", title=_("Heatmaps"), icon=":material/local_fire_department:", url_path="heatmaps"),
+    st.Page("views/modality.py", title=_("Modality"), icon=":material/splitscreen:", url_path="modality"),
     st.Page("views/meme.py", title=_("Meme"), icon=":material/image:", url_path="meme"),
     st.Page("views/runs.py", title=_("Runs"), icon=":material/history:", url_path="runs"),
 ]

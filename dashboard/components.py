@@ -351,10 +351,14 @@ def variants() -> pd.DataFrame:
     return db.fetch(q.variants_overview)
 
 
-def variant_rows(stage: str | tuple[str, ...], with_rows: bool = True) -> list[dict]:
+def variant_rows(stage: str | tuple[str, ...], with_rows: bool = True, derived: bool = False) -> list[dict]:
+    """The variants of `stage` (with rows); the prediction sets of derived views (the caption removed, the
+    caption alone: the Modality page's) only with `derived`."""
     stages = (stage,) if isinstance(stage, str) else stage
     df = variants()
     df = df[df["stage"].isin(stages)]
+    if not derived and "meme_view" in df:
+        df = df[df["meme_view"].isna()]
     if with_rows:
         df = df[df["n_rows"] > 0]
     return df.to_dict("records")

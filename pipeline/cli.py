@@ -42,6 +42,14 @@ def _jpeg_quality(value: str) -> int:
     return quality
 
 
+def _views(value: str) -> list[str]:
+    from pipeline.views import selected_views
+    try:
+        return selected_views(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _csv(value: str) -> list[str]:
     return [s.strip() for s in value.split(",") if s.strip()]
 
@@ -110,6 +118,9 @@ def add_precompute_options(pre: argparse.ArgumentParser) -> None:
     pre.add_argument("--thumbnail-quality", type=_jpeg_quality, default=DEFAULTS.thumbnail_quality,
                      help="JPEG quality 1-95 of those thumbnails and overlays (default %(default)s)")
     pre.add_argument("--ocr-engine", default=DEFAULTS.ocr_engine, choices=["auto", "easyocr", "tesseract", "craft-tesseract"])
+    pre.add_argument("--views", type=_views, default=list(DEFAULTS.views),
+                     help="views of each meme CLIP and the VLM judge: full, caption-removed, caption-only or all "
+                          "(default full; all: the Modality page)")
     pre.add_argument("--clip-model", default=DEFAULTS.clip_model, help="HF id or local folder (CLIP, SigLIP, SigLIP2)")
     pre.add_argument("--clip-prompts", type=_csv, default=None,
                      help="CLIP prompt set versions (default: the four pad-to-square '+pad' sets; 'all' adds the "

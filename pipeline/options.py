@@ -30,6 +30,8 @@ class Options:
     thumbnail_quality: int = THUMBNAIL_QUALITY     # JPEG quality 1..95
     # OCR
     ocr_engine: str = "auto"                       # auto | easyocr | tesseract | craft-tesseract
+    # the views of each meme CLIP and the VLM judge (pipeline/views.py): full | caption-removed | caption-only
+    views: tuple[str, ...] = ("full",)             # ("all",): all three (the Modality page)
     # CLIP (and CAM, which explains CLIP's score)
     clip_model: str = "openai/clip-vit-large-patch14"
     clip_prompts: tuple[str, ...] | None = None    # None: the default (pad-to-square) sets; ("all",): every set

@@ -176,6 +176,9 @@ def variants_overview(con) -> pd.DataFrame:
             UNION ALL
             SELECT variant_id, run_id, count(*), min(created_at), max(created_at), FALSE
             FROM ocr GROUP BY ALL
+            UNION ALL
+            SELECT variant_id, run_id, count(*), min(created_at), max(created_at), FALSE
+            FROM view_images GROUP BY ALL
         ), rows AS (
             SELECT variant_id, CAST(sum(n) AS BIGINT) AS n_rows, min(first_at) AS first_at, max(last_at) AS last_at,
                    string_agg(CAST(run_id AS VARCHAR), ', ' ORDER BY run_id) AS run_ids, bool_or(smoke) AS rows_smoke
@@ -183,9 +186,10 @@ def variants_overview(con) -> pd.DataFrame:
         )
         SELECT v.variant_id, v.stage, v.model_id, v.name, v.stage_version, v.config_hash,
                coalesce(v.is_smoke, FALSE) OR coalesce(r.rows_smoke, FALSE) AS is_smoke,
-               coalesce(r.n_rows, 0) AS n_rows, r.first_at, r.last_at, r.run_ids, v.first_run_id
+               coalesce(r.n_rows, 0) AS n_rows, r.first_at, r.last_at, r.run_ids, v.first_run_id,
+               json_extract_string(v.config, '$.meme_view') AS meme_view
         FROM variants v LEFT JOIN rows r USING (variant_id)
-        ORDER BY list_position(['ocr', 'clip', 'vlm', 'cam'], v.stage), v.model_id, v.name, v.variant_id
+        ORDER BY list_position(['ocr', 'views', 'clip', 'vlm', 'cam'], v.stage), v.model_id, v.name, v.variant_id
     """)
 
 
@@ -344,6 +348,7 @@ def prediction_sets(con) -> list[str]:
     return [r[0] for r in con.execute("""
         SELECT v.variant_id FROM variants v
         WHERE v.stage IN (SELECT unnest($stages)) AND v.variant_id IN (SELECT DISTINCT variant_id FROM predictions)
+          AND json_extract_string(v.config, '$.meme_view') IS NULL       -- derived views: the Modality page
         ORDER BY list_position(['ocr', 'clip', 'vlm', 'cam'], v.stage), v.model_id, v.name, v.variant_id
     """, {"stages": list(PREDICTION_STAGES)}).fetchall()]
 
@@ -781,6 +786,145 @@ def meme_failures(con, meme_id: str) -> pd.DataFrame:
     return _df(con, """
         SELECT run_id, stage, error_type, message, path, created_at FROM failures
         WHERE meme_id = $id ORDER BY created_at DESC, run_id DESC
+    """, {"id": meme_id})
+
+
+# =============================================================================== modality (issue 16)
+# Derived-view prediction sets (pipeline/views.py) carry in their variant config the view (`meme_view`),
+# the full-view set they derive from (`of`) and the OCR variant they read (`ocr_source`).
+_VIEW_OF = "json_extract_string(v.config, '$.meme_view')"
+
+
+@query
+def modality_sets(con) -> list[dict]:
+    """The full-view prediction sets with answers on both derived views: variant_id, stage, model_id, name,
+    is_smoke of the full set, removed_id / only_id (its caption-removed / caption-only sets), ocr_source, and
+    the views stage's variants of that OCR source (removed_views / only_views, None when not computed)."""
+    return _records(con, f"""
+        WITH derived AS (
+            SELECT json_extract_string(v.config, '$.of') AS of, {_VIEW_OF} AS view, v.variant_id,
+                   json_extract_string(v.config, '$.ocr_source') AS ocr_source
+            FROM variants v
+            WHERE v.stage IN (SELECT unnest($stages)) AND {_VIEW_OF} IS NOT NULL
+              AND v.variant_id IN (SELECT DISTINCT variant_id FROM predictions)
+        ), views AS (
+            SELECT {_VIEW_OF} AS view, json_extract_string(v.config, '$.ocr_source') AS ocr_source,
+                   max(v.variant_id) AS variant_id
+            FROM variants v WHERE v.stage = 'views' GROUP BY ALL
+        )
+        SELECT b.variant_id, b.stage, b.model_id, b.name, coalesce(b.is_smoke, FALSE) AS is_smoke,
+               r.variant_id AS removed_id, o.variant_id AS only_id, r.ocr_source,
+               vr.variant_id AS removed_views, vo.variant_id AS only_views
+        FROM variants b
+        JOIN derived r ON r.of = b.variant_id AND r.view = 'caption-removed'
+        JOIN derived o ON o.of = b.variant_id AND o.view = 'caption-only' AND o.ocr_source IS NOT DISTINCT FROM r.ocr_source
+        LEFT JOIN views vr ON vr.view = 'caption-removed' AND vr.ocr_source IS NOT DISTINCT FROM r.ocr_source
+        LEFT JOIN views vo ON vo.view = 'caption-only' AND vo.ocr_source IS NOT DISTINCT FROM r.ocr_source
+        ORDER BY list_position(['clip', 'vlm'], b.stage), b.model_id, b.name, b.variant_id
+    """, {"stages": list(PREDICTION_STAGES)})
+
+
+_MODALITY_BASE = """
+    WITH three AS (
+        SELECT f.meme_id, f.meme_key, m.label AS truth, m.rel_path, f.label AS full_label, r.label AS removed_label,
+               o.label AS only_label, f.score AS full_score, r.score AS removed_score, o.score AS only_score,
+               CASE WHEN f.label IS DISTINCT FROM 'toxic' THEN 'not toxic on the full meme'
+                    WHEN r.label = 'toxic' THEN 'image-driven'
+                    WHEN o.label = 'toxic' THEN 'text-driven'
+                    ELSE 'needs both' END AS cell
+        FROM predictions f
+        JOIN memes m ON m.meme_key = f.meme_key
+        JOIN predictions r ON r.meme_key = f.meme_key AND r.variant_id = $removed
+        JOIN predictions o ON o.meme_key = f.meme_key AND o.variant_id = $only
+        WHERE f.variant_id = $full AND m.label IS NOT NULL AND (NOT m.retired OR $retired)
+    )
+"""
+
+
+@query
+def modality_counts(con, full: str, removed: str, only: str, include_retired: bool) -> list[tuple]:
+    """Memes per (true label, answer on the full meme, caption removed, caption only), on the memes with a
+    true label answered on all three views (pipeline.modality.three_way_table's rows)."""
+    return con.execute(_MODALITY_BASE + "SELECT truth, full_label, removed_label, only_label, count(*) FROM three "
+                       "GROUP BY ALL", {"full": full, "removed": removed, "only": only,
+                                        "retired": include_retired}).fetchall()
+
+
+# A caption = a letter or a digit in the OCR text: pipeline.views.has_caption (Python's isalnum) in SQL.
+HAS_CAPTION_SQL = r"regexp_matches(coalesce({text}, ''), '[\pL\pN]')"
+
+
+@query
+def modality_coverage(con, full: str, removed: str, only: str, ocr_source: str | None,
+                      include_retired: bool) -> dict[str, int]:
+    """Of the memes with a true label answered on the full view: `three` answered on all three views,
+    `no_text` without OCR text (no letter or digit in the OCR source's text, or no OCR row: they get no
+    derived view), `pending` the rest (not computed yet, or failed: the Runs page lists failures)."""
+    row = con.execute(f"""
+        SELECT count(*),
+               count(*) FILTER (r.meme_key IS NOT NULL AND o.meme_key IS NOT NULL),
+               count(*) FILTER (NOT {HAS_CAPTION_SQL.format(text='t.text')})
+        FROM predictions f
+        JOIN memes m ON m.meme_key = f.meme_key
+        LEFT JOIN predictions r ON r.meme_key = f.meme_key AND r.variant_id = $removed
+        LEFT JOIN predictions o ON o.meme_key = f.meme_key AND o.variant_id = $only
+        LEFT JOIN ocr t ON t.meme_key = f.meme_key AND t.variant_id = $ocr
+        WHERE f.variant_id = $full AND m.label IS NOT NULL AND (NOT m.retired OR $retired)
+    """, {"full": full, "removed": removed, "only": only, "ocr": ocr_source or "",
+          "retired": include_retired}).fetchall()[0]
+    full_n, three, no_text = (int(x) for x in row)
+    return {"full": full_n, "three": three, "no_text": no_text, "pending": max(0, full_n - three - no_text)}
+
+
+MODALITY_CELLS = ("image-driven", "text-driven", "needs both", "not toxic on the full meme")
+
+
+@query
+def modality_cell_counts(con, full: str, removed: str, only: str, include_retired: bool, truth: str | None
+                         ) -> dict[str, int]:
+    rows = con.execute(_MODALITY_BASE + "SELECT cell, count(*) FROM three WHERE $truth IS NULL OR truth = $truth "
+                       "GROUP BY ALL", {"full": full, "removed": removed, "only": only, "retired": include_retired,
+                                        "truth": truth}).fetchall()
+    return {k: dict(rows).get(k, 0) for k in MODALITY_CELLS}
+
+
+@query
+def modality_page(con, full: str, removed: str, only: str, include_retired: bool, cell: str, truth: str | None,
+                  removed_views: str | None, only_views: str | None, limit: int, offset: int) -> list[dict]:
+    """One gallery page of a cell (MODALITY_CELLS), by path: the three answers and scores, the full
+    thumbnail and the stored thumbnails of the two derived images (None where the views stage did not run)."""
+    if cell not in MODALITY_CELLS:
+        raise ValueError(cell)
+    rows = _records(con, _MODALITY_BASE + """
+        SELECT meme_id, meme_key, truth, rel_path, full_label, removed_label, only_label, full_score, removed_score,
+               only_score
+        FROM three WHERE cell = $cell AND ($truth IS NULL OR truth = $truth)
+        ORDER BY rel_path, meme_id LIMIT $limit OFFSET $offset
+    """, {"full": full, "removed": removed, "only": only, "retired": include_retired, "cell": cell, "truth": truth,
+          "limit": int(limit), "offset": int(offset)})
+    rows = _with_thumbnails(con, rows)
+    keys = [r["meme_key"] for r in rows]
+    derived = {}
+    if rows:
+        for key, variant, thumb in con.execute(
+                "SELECT meme_key, variant_id, thumbnail FROM view_images WHERE variant_id IN ($a, $b) "
+                "AND meme_key IN (SELECT unnest($keys))",
+                {"a": removed_views or "", "b": only_views or "", "keys": keys}).fetchall():
+            derived[key, variant] = thumb
+    for r in rows:
+        r["removed_thumbnail"] = derived.get((r["meme_key"], removed_views))
+        r["only_thumbnail"] = derived.get((r["meme_key"], only_views))
+    return rows
+
+
+@query
+def meme_views(con, meme_id: str) -> list[dict]:
+    """The stored derived images of one meme (views stage): view, OCR source, has_caption, thumbnail."""
+    return _records(con, f"""
+        SELECT i.variant_id, i.view, json_extract_string(v.config, '$.ocr_source') AS ocr_source, i.has_caption,
+               i.n_boxes, i.thumbnail, i.width, i.height
+        FROM view_images i LEFT JOIN variants v USING (variant_id)
+        WHERE i.meme_key = {_KEY_OF_ID} ORDER BY list_position(['caption-removed', 'caption-only'], i.view), i.variant_id
     """, {"id": meme_id})
 
 

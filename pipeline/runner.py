@@ -53,12 +53,15 @@ class StageSummary:
     seconds: float = 0.0
     error: str | None = None
     refreshed: dict | None = None   # stages with refresh_cached (vlm): cached rows re-parsed / filled in
+    no_text: int = 0                # derived-view answers not asked: memes without OCR text (StagePlan.inapplicable)
 
     def as_dict(self) -> dict:
         out = dict(model=self.model, done=self.done, cached=self.cached, failed=self.failed,
                    seconds=round(self.seconds, 3), error=self.error)
         if self.refreshed is not None:
             out["refreshed"] = self.refreshed
+        if self.no_text:
+            out["no_text"] = self.no_text
         return out
 
 
@@ -169,6 +172,7 @@ class StagePlan:
     variant: Variant
     todo: list[MemeInput]
     cached: int
+    inapplicable: int = 0           # memes the variant has no input for (a derived view without OCR text)
 
 
 def plan_stage(store: Store, stage: Stage, memes: list[MemeInput], force: bool) -> list[StagePlan]:
@@ -177,7 +181,8 @@ def plan_stage(store: Store, stage: Stage, memes: list[MemeInput], force: bool) 
         cached_ids = set() if force else store.cached_meme_ids(stage.table, variant.variant_id,
                                                                [m.meme_id for m in memes])
         todo = [m for m in memes if m.meme_id not in cached_ids]
-        plans.append(StagePlan(variant, todo, len(memes) - len(todo)))
+        skip = stage.inapplicable(store, variant, todo) if todo else set()
+        plans.append(StagePlan(variant, [m for m in todo if m.meme_id not in skip], len(memes) - len(todo), len(skip)))
     return plans
 
 
@@ -210,7 +215,11 @@ def run_stage(store: Store, stage: Stage, memes: list[MemeInput], run_id: int, f
     except StageLoadError as e:
         return _stage_failed(store, stage, summary, run_id, e, len(memes), t_start)
     summary.cached = sum(p.cached for p in plans)
+    summary.no_text = sum(p.inapplicable for p in plans)
     pending = sum(len(p.todo) for p in plans)
+    if summary.no_text:
+        print(f"[{stage.name}] {summary.no_text} derived-view answer(s) not asked: memes without OCR text have no "
+              "caption-removed / caption-only view (the Modality page counts them)")
     if progress:
         progress.stage(stage.name, index, pending, summary.cached)
     store.register_variants([p.variant.variants_row(run_id) for p in plans])

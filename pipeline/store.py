@@ -132,6 +132,16 @@ CREATE TABLE IF NOT EXISTS heatmaps (
     PRIMARY KEY (meme_id, variant_id)
 );
 
+CREATE TABLE IF NOT EXISTS view_images (   -- views stage: the derived images of a meme (pipeline/views.py)
+    meme_id VARCHAR, variant_id VARCHAR, model_id VARCHAR, config_hash VARCHAR, stage_version VARCHAR,
+    view VARCHAR,                   -- caption-removed | caption-only
+    has_caption BOOLEAN,            -- FALSE: the OCR text has no letter or digit, so no derived view (no thumbnail)
+    n_boxes INTEGER,                -- OCR boxes inpainted (caption-removed) / of the caption
+    thumbnail BLOB, thumbnail_mime VARCHAR, width INTEGER, height INTEGER,   -- the derived image, as the models saw it
+    seconds DOUBLE, run_id INTEGER, created_at TIMESTAMP, meme_key INTEGER,
+    PRIMARY KEY (meme_id, variant_id)
+);
+
 CREATE TABLE IF NOT EXISTS summaries (  -- pipeline/summary.py: metrics per prediction set, computed by run_id
     include_retired BOOLEAN, variant_id VARCHAR, run_id INTEGER,
     classification VARCHAR,         -- JSON: pipeline.metrics ClassificationReport.as_dict()
@@ -179,7 +189,7 @@ ALTER TABLE heatmaps ADD COLUMN IF NOT EXISTS meme_key INTEGER;
 # integer instead of a 64-character string (5-10x faster joins at 1M memes: docs/benchmarks.md).
 # Caches from before the key get it when a writer opens them (Store.__init__: fill_meme_keys); a
 # reader of a cache no writer has opened since sees `meme_id AS meme_key` (connect: _keyless_views).
-KEYED_TABLES = ("meme_paths", "ocr", "predictions", "heatmaps")
+KEYED_TABLES = ("meme_paths", "ocr", "predictions", "heatmaps", "view_images")
 
 # `vlmemes merge`: per table, the key and the columns that must agree for two rows to be the same
 # result (the rest may differ between machines: run ids, timings, first paths seen).
@@ -190,11 +200,12 @@ MERGE_TABLES = (
     ("ocr", ("meme_id", "variant_id"), ("text",)),
     ("predictions", ("meme_id", "variant_id"), ("label", "score", "raw_answer")),
     ("heatmaps", ("meme_id", "variant_id"), ("grid_h", "grid_w", "md5(cam)")),
+    ("view_images", ("meme_id", "variant_id"), ("has_caption", "md5(thumbnail)")),
 )
 RUN_ID_COLUMNS = ("run_id", "first_run_id", "last_seen_run_id")
 SCORE_TOLERANCE = 1e-6              # |score A - score B| up to this is the same score (float printing)
 
-STAGE_TABLES = ("ocr", "predictions", "heatmaps")
+STAGE_TABLES = ("ocr", "predictions", "heatmaps", "view_images")
 APPEND_ONLY_TABLES = ("failures",)  # no primary key: rows are only ever added
 LOCK_RETRY_SECONDS = 60.0
 
@@ -240,13 +251,23 @@ def connect(path: str | Path, read_only: bool, retry_seconds: float = LOCK_RETRY
 def _keyless_views(con: duckdb.DuckDBPyConnection) -> None:
     """On a read-only connection to a cache no writer has opened since meme_key exists: temporary views
     of its tables that lack the column, with `meme_id AS meme_key` (the same joins, on the text id), so
-    the read layer has one form of every query. A cache with the key is left as it is."""
+    the read layer has one form of every query. A cache with the key is left as it is. A cache from
+    before the views stage gets an empty temporary `view_images`."""
     lacking = [r[0] for r in con.execute(
         "SELECT t.table_name FROM duckdb_tables() t WHERE t.database_name = current_database() "
         "AND t.schema_name = 'main' AND t.table_name IN (SELECT unnest($tables)) AND NOT EXISTS ("
         "SELECT 1 FROM duckdb_columns() c WHERE c.database_name = t.database_name AND c.schema_name = 'main' "
         "AND c.table_name = t.table_name AND c.column_name = 'meme_key')",
         {"tables": ["memes", *KEYED_TABLES]}).fetchall()]
+    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                       "AND schema_name = 'main' AND table_name = 'view_images'").fetchall()[0][0]:
+        # a cache from before the views stage: an empty view_images of the same columns
+        con.execute("CREATE TEMP VIEW view_images AS SELECT * FROM (VALUES (NULL::VARCHAR, NULL::VARCHAR, "
+                    "NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::BOOLEAN, NULL::INTEGER, "
+                    "NULL::BLOB, NULL::VARCHAR, NULL::INTEGER, NULL::INTEGER, NULL::DOUBLE, NULL::INTEGER, "
+                    "NULL::TIMESTAMP, NULL::INTEGER)) t(meme_id, variant_id, model_id, config_hash, stage_version, "
+                    "view, has_caption, n_boxes, thumbnail, thumbnail_mime, width, height, seconds, run_id, "
+                    "created_at, meme_key) WHERE FALSE")
     if lacking:
         db = con.execute("SELECT current_database()").fetchall()[0][0]
         for table in lacking:      # names from the fixed list above; the database name quoted
@@ -656,10 +677,15 @@ class Store:
 
     def ocr_texts(self, meme_ids: list[str], preferred_variant: str | None) -> dict[str, str]:
         """OCR text per meme: the preferred OCR variant's row if present, else the newest OCR row."""
+        return {m: text for m, (text, _) in self.ocr_rows(meme_ids, preferred_variant).items()}
+
+    def ocr_rows(self, meme_ids: list[str], preferred_variant: str | None) -> dict[str, tuple[str, list]]:
+        """(text, boxes) per meme from one OCR row, chosen as ocr_texts chooses it (boxes: the parsed JSON list)."""
         rows = self.query(
-            "SELECT meme_id, text FROM ocr WHERE meme_id IN (SELECT unnest(?)) "
+            "SELECT meme_id, text, boxes FROM ocr WHERE meme_id IN (SELECT unnest(?)) "
             "ORDER BY meme_id, (variant_id = ?) DESC, created_at DESC", [meme_ids, preferred_variant or ""])
-        texts: dict[str, str] = {}
-        for meme_id, text in rows:
-            texts.setdefault(meme_id, text or "")
-        return texts
+        out: dict[str, tuple[str, list]] = {}
+        for meme_id, text, boxes in rows:
+            if meme_id not in out:
+                out[meme_id] = (text or "", json.loads(boxes) if boxes else [])
+        return out

@@ -195,3 +195,38 @@ def render_view(view: str, image: Image.Image, text: str | None = None, boxes: I
     if view == CAPTION_ONLY:
         return caption_only(text or "", image.size)
     raise ValueError(f"unknown view {view!r}; known: {', '.join(VIEWS)}")
+
+
+# ----------------------------------------------------------------------------- views as variants
+DERIVED_VIEWS = (CAPTION_REMOVED, CAPTION_ONLY)
+VIEW_CONFIG_KEY = "meme_view"       # the view in a variant's config; absent = the full meme (every set before views)
+VIEW_NAME_SEPARATOR = "/"           # a derived set's name: "<full set's name>/<view>", e.g. "ru-v1+pad/caption-only"
+
+
+def selected_views(names: str | Sequence[str] | None) -> list[str]:
+    """The views of `--views` in VIEWS order, the full meme always among them: None or () = ["full"];
+    "all" = every view. ValueError for an unknown name."""
+    if names is None:
+        return [FULL]
+    items = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n and n.strip()]
+    if "all" in items:
+        return list(VIEWS)
+    unknown = [n for n in items if n not in VIEWS]
+    if unknown:
+        raise ValueError(f"unknown view(s) {', '.join(unknown)}; known: {', '.join(VIEWS)} (or all)")
+    return [v for v in VIEWS if v == FULL or v in items]
+
+
+def view_of(config: Mapping[str, Any] | None) -> str:
+    """The view a variant's config was computed on (FULL when it names none)."""
+    return str((config or {}).get(VIEW_CONFIG_KEY) or FULL)
+
+
+def derived_name(name: str, view: str) -> str:
+    return f"{name}{VIEW_NAME_SEPARATOR}{view}"
+
+
+def base_name(name: str) -> str:
+    """The full-view set's name of a derived set's name (a full set's name is its own)."""
+    head, sep, tail = name.rpartition(VIEW_NAME_SEPARATOR)
+    return head if sep and tail in DERIVED_VIEWS else name

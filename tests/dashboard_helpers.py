@@ -32,6 +32,7 @@ PAGES = [
     ("views/errors.py", "errors", "Errors", "False positives"),
     ("views/disagreement.py", "disagreement", "Disagreement", "Cohen's kappa"),
     ("views/heatmaps.py", "heatmaps", "Heatmaps", "Overlay opacity (%)"),
+    ("views/modality.py", "modality", "Modality", "Memes on all three views"),
     ("views/meme.py", "meme", "Meme", "Model answers"),
     ("views/runs.py", "runs", "Runs", "Counts per stage"),
 ]

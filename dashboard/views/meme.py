@@ -124,6 +124,25 @@ else:
                 st.caption(_("Prompt"))
                 st.code(p["prompt"], language=None, wrap_lines=True)
 
+# ------------------------------------------------------------------------------------ views (issue 16)
+views = db.fetch(q.meme_views, meme_id)
+if views:
+    st.subheader(_("The three views the models judged"))
+    st.caption(_("The full meme, the meme with its OCR boxes inpainted away, and the caption alone (CLIP sees it "
+                 "drawn as here; the VLM gets it as text, without an image). Answers per view: the prediction sets "
+                 "named …/caption-removed and …/caption-only above; the Modality page compares them."))
+    cols = st.columns(1 + len(views))
+    with cols[0]:
+        st.text(_("full meme"))
+        c.meme_image(m["thumbnail"], meme_id, m["label"], ctx="view-full")
+    for col, v in zip(cols[1:], views):
+        with col:
+            st.text(v["view"])
+            if v["has_caption"]:
+                c.meme_image(v["thumbnail"], meme_id, m["label"], ctx=f"view-{v['variant_id']}")
+            else:
+                st.caption(_("no OCR text: no derived view"))
+
 # ------------------------------------------------------------------------------------ OCR
 st.subheader("OCR")
 ocr = db.fetch(q.meme_ocr, meme_id)

@@ -42,6 +42,7 @@ from pipeline import summary
 from pipeline.config import MODEL_MAX_SIDE, NON_TOXIC, TOXIC
 from pipeline.devtools.synthetic_memes import NEUTRAL_CAPTIONS, TOXIC_CAPTIONS, draw_meme, expected_text, photo_background
 from pipeline.store import Store, short_hash
+from pipeline.views import CAPTION_ONLY, CAPTION_REMOVED, VIEW_VERSION, caption_only, caption_removed, derived_name
 
 THUMB_SIDE = 128                   # smaller than the pipeline's 384 px: keeps 100k-meme files small
 TEMPLATE_SIZES = ((400, 300), (300, 400), (360, 360), (480, 270))
@@ -59,6 +60,10 @@ PREDICTION_SETS = (
     ("vlm", VLM_MODEL, "v2", 2.2),
 )
 CAM_METHODS = ("eigencam", "gradcam")
+# Derived views (pipeline/views.py, the Modality page) of the first CLIP and the first VLM set: how much of
+# each set's logit the view keeps (planted: the picture carries less of the decision than the caption).
+DERIVED_OF = (0, 2)
+VIEW_KEEPS = ((CAPTION_REMOVED, 0.4), (CAPTION_ONLY, 0.8))
 OCR_ENGINES = (("tesseract", "5.3.0"), ("easyocr", "1.7.2"))
 CAM_GRID = 16
 
@@ -108,8 +113,14 @@ def _templates(thumb_side: int = 128) -> list[dict]:
             bare = photo_background(size, seed)
             thumb = im.copy()
             thumb.thumbnail((thumb_side, thumb_side), Image.Resampling.LANCZOS)
-            out.append(dict(label=label, size=size, thumb_size=thumb.size, text=expected_text(top, bottom),
-                            boxes=_text_boxes(im, bare, top, bottom), thumbnail=_jpeg(thumb, 65),
+            boxes = _text_boxes(im, bare, top, bottom)
+            text = expected_text(top, bottom)
+            views = {CAPTION_REMOVED: caption_removed(im, boxes), CAPTION_ONLY: caption_only(text, size)}
+            for view, v in views.items():
+                v.thumbnail((thumb_side, thumb_side), Image.Resampling.LANCZOS)
+                views[view] = _jpeg(v, 65)
+            out.append(dict(label=label, size=size, thumb_size=thumb.size, text=text, views=views,
+                            boxes=boxes, thumbnail=_jpeg(thumb, 65),
                             overlays={m: _jpeg(_overlay(thumb, m, k), 40) for m in CAM_METHODS},
                             cams={m: _cam_grid(m, k).tobytes() for m in CAM_METHODS}))
     return out
@@ -205,6 +216,11 @@ class _Plan:
             logit = sep * y + 0.9 * self.difficulty + rng.normal(0, 0.9, n)
             unparsed = (rng.random(n) < 0.03) if stage == "vlm" else np.zeros(n, bool)
             self.pred_draws.append((logit, unparsed, rng.integers(0, 4, n)))
+        self.derived = []                             # (base set index, view, name, logit)
+        for k in DERIVED_OF:
+            for view, keep in VIEW_KEEPS:
+                logit = keep * self.pred_draws[k][0] + rng.normal(0, 0.9, n)
+                self.derived.append((k, view, derived_name(PREDICTION_SETS[k][2], view), logit))
         self.run_times = [START + timedelta(hours=i) for i in range(4)]
         sizes = np.array([self.templates[k]["size"] for k in range(len(self.templates))])[self.template]
         self.width = np.round(sizes[:, 0] * self.scale).astype(np.int64)
@@ -218,6 +234,15 @@ class _Plan:
                               2 if stage == "clip" else 3)
         for method in CAM_METHODS:
             self._add_variant("cam", CLIP_MODEL, method, {"method": method, "synthetic": True}, 4)
+        tesseract = self.variant_keys[("ocr", OCR_ENGINES[0][0], OCR_ENGINES[0][0])][0]
+        view_config = {"view_version": VIEW_VERSION, "ocr_source": tesseract, "synthetic": True}
+        for view, _ in VIEW_KEEPS:
+            self._add_variant("views", "render", view, dict(view_config, meme_view=view), 1)
+        for k, view, name, _ in self.derived:
+            stage, model, prompt, _ = PREDICTION_SETS[k]
+            self._add_variant(stage, model, name, dict(view_config, prompt_version=prompt, meme_view=view,
+                                                       of=self.variant_keys[(stage, model, prompt)][0]),
+                              2 if stage == "clip" else 3)
 
     def _add_variant(self, stage: str, model_id: str, name: str, config: dict, run_id: int) -> None:
         config_hash = short_hash(stage, name, config)
@@ -262,9 +287,12 @@ class _Plan:
         del thumbs
         yield "meme_paths", self.meme_paths(lo, hi, ids)
         yield "ocr", _interleave([self.ocr(e, lo, hi, ids) for e in range(len(OCR_ENGINES))])
+        yield "view_images", _interleave([self.view_images(view, lo, hi, ids) for view, _ in VIEW_KEEPS])
         for stage in ("clip", "vlm"):
             yield "predictions", _interleave([self.predictions(k, lo, hi, ids) for k, spec in
                                               enumerate(PREDICTION_SETS) if spec[0] == stage])
+            yield "predictions", _interleave([self.predictions(k, lo, hi, ids, d) for d, (k, *_) in
+                                              enumerate(self.derived) if PREDICTION_SETS[k][0] == stage])
         yield "heatmaps", _interleave([self.heatmaps(method, lo, hi, ids) for method in CAM_METHODS])
 
     def memes(self, lo: int, hi: int, ids: np.ndarray, thumbs: list[bytes]) -> pa.Table:
@@ -330,10 +358,33 @@ class _Plan:
             mean_confidence=pa.array(conf, mask=free), seconds=pa.array(np.full(m, 0.2 + 0.1 * e)),
             run_id=pa.array(np.ones(m, np.int32)), created_at=_timestamps(self.run_times[0], idx, 200)))
 
-    def predictions(self, k: int, lo: int, hi: int, ids: np.ndarray) -> pa.Table:
+    def view_images(self, view: str, lo: int, hi: int, ids: np.ndarray) -> pa.Table:
+        """The views stage's rows: memes with OCR text get the derived image of their template (shared blobs)."""
+        idx = self.kept("ocr", lo, hi)
+        m = len(idx)
+        has = ~self.text_free[idx]
+        thumbs = np.array([t["views"][view] for t in self.templates], dtype=object)[self.template[idx]]
+        return pa.table(dict(
+            meme_id=_strings(ids[idx - lo]), meme_key=_keys(idx), **self._key("views", "render", view, m),
+            view=_const(view, m), has_caption=pa.array(has),
+            n_boxes=pa.array(np.where(has, 2, 0).astype(np.int32)),
+            thumbnail=pa.array(np.where(has, thumbs, None).tolist(), pa.binary()),
+            thumbnail_mime=_strings(np.full(m, "image/jpeg", dtype=object), mask=~has),
+            width=pa.array(np.where(has, self.width[idx], 0).astype(np.int32), mask=~has),
+            height=pa.array(np.where(has, self.height[idx], 0).astype(np.int32), mask=~has),
+            seconds=pa.array(np.full(m, 0.02)), run_id=pa.array(np.ones(m, np.int32)),
+            created_at=_timestamps(self.run_times[0], idx, 20)))
+
+    def predictions(self, k: int, lo: int, hi: int, ids: np.ndarray, derived: int | None = None) -> pa.Table:
+        """Prediction set k's rows, or (derived = index into self.derived) its rows on a derived view: only
+        the memes with OCR text (the others have no derived view), with that view's own logits."""
         stage, model, prompt, _sep = PREDICTION_SETS[k]
         logit_all, unparsed_all, pick_all = self.pred_draws[k]
         idx = self.kept(stage, lo, hi)
+        if derived is not None:
+            _, _, prompt, logit_all = self.derived[derived]
+            idx = np.intersect1d(idx, self.kept("ocr", lo, hi))
+            idx = idx[~self.text_free[idx]]
         m = len(idx)
         logit = logit_all[idx]
         score = np.round(_sigmoid(logit), 5)

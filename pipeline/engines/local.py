@@ -63,7 +63,7 @@ def run_batch(stage: Stage, batch: list[MemeInput], variants: list[Variant]) -> 
         by_variant = {v.variant_id: [e] * len(batch) for v in variants}
     per_item = (time.perf_counter() - t0) / max(1, len(batch) * len(variants))
     for m in batch:                 # keep memory bounded: decoded images are not kept
-        m.__dict__.pop("image", None)
+        m.drop_images()
     return BatchResult(batch, variants, by_variant, per_item)
 
 
@@ -77,8 +77,13 @@ def load_stage(stage: Stage) -> None:
 
 
 def fill_ocr_text(store, stage: Stage, batch: list[MemeInput]) -> None:
-    """The OCR text a prompt quotes, from the cache (stages with needs_ocr_text)."""
-    if stage.needs_ocr_text:
+    """The OCR text a prompt quotes (stages with needs_ocr_text), and the boxes a derived view is made from
+    (needs_ocr_boxes), from the cache."""
+    if stage.needs_ocr_boxes:
+        rows = store.ocr_rows([m.meme_id for m in batch], stage.ocr_source)
+        for m in batch:
+            m.ocr_text, m.ocr_boxes = rows.get(m.meme_id, ("", []))
+    elif stage.needs_ocr_text:
         texts = store.ocr_texts([m.meme_id for m in batch], stage.ocr_source)
         for m in batch:
             m.ocr_text = texts.get(m.meme_id, "")

@@ -2,6 +2,7 @@
 
     base          the interface every stage implements (Stage, Variant, MemeInput) and the cache key
     ocr           text on the meme;  ocr_binarize  caption crops -> black on white;  ocr_quality  CER and scoring
+    meme_views    the derived views of a meme (caption removed, caption only) as stored thumbnails
     clip          CLIP / SigLIP zero-shot p(toxic);   clip_prompts  its versioned prompt sets and views
     vlm           Qwen2.5-VL answer + p(toxic);       vlm_prompts   its prompts;  vlm_answer  the parser
     cam           CAM heat maps on the CLIP vision tower
@@ -35,6 +36,7 @@ class StageEntry:
 
 REGISTRY: tuple[StageEntry, ...] = (
     StageEntry("ocr", "pipeline.stages.ocr", "OcrStage", "ocr"),
+    StageEntry("views", "pipeline.stages.meme_views", "ViewsStage", "view_images"),
     StageEntry("clip", "pipeline.stages.clip", "ClipStage", "predictions"),
     StageEntry("vlm", "pipeline.stages.vlm", "VlmStage", "predictions"),
     StageEntry("cam", "pipeline.stages.cam", "CamStage", "heatmaps"),

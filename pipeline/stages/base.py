@@ -21,6 +21,12 @@ OCR text: a variant that reads it says so (`Variant.reads_ocr`); `Stage.variants
 variant it reads (`ocr_source`, set by the runner) to its config, so a new OCR engine or OCR version
 gives that variant a new cache key. This holds for every stage by construction: subclasses implement
 make_variants(), never variants().
+
+Views (pipeline/views.py, issue 16): a variant computed on a derived view of the meme (the caption removed,
+the caption alone) is `view_variant(full_variant, view)`: the same config plus the view, VIEW_VERSION and the
+full variant's id (`of`), reading OCR (its boxes and text make the view). `MemeInput.view_image(view)` renders
+the view; `Stage.inapplicable` leaves out the memes without OCR text (no derived view: the views stage records
+them, the Modality page counts them).
 """
 from __future__ import annotations
 
@@ -35,6 +41,7 @@ from PIL import Image
 from pipeline.errors import VlmemesError
 from pipeline.images import load_rgb
 from pipeline.store import short_hash
+from pipeline.views import FULL, VIEW_CONFIG_KEY, VIEW_VERSION, derived_name, has_caption, render_view, view_of
 
 
 class StageLoadError(VlmemesError):
@@ -78,11 +85,41 @@ class MemeInput:
     rel_path: str
     label: str | None
     ocr_text: str | None = None
+    ocr_boxes: list | None = None   # the OCR boxes ({"box": [x0, y0, x1, y1], ...} in `image` pixels), for views
 
     @cached_property
     def image(self) -> Image.Image:
         """Upright RGB, at most MODEL_MAX_SIDE on its long side (decoded once per meme)."""
         return load_rgb(self.path)
+
+    def view_image(self, view: str) -> Image.Image:
+        """The meme as `view` shows it (pipeline.views.render_view; FULL: `image`), rendered once per meme.
+        ValueError for a derived view of a meme without OCR text."""
+        if view == FULL:
+            return self.image
+        rendered = self.__dict__.setdefault("_views", {})
+        if view not in rendered:
+            rendered[view] = render_view(view, self.image, self.ocr_text, self.ocr_boxes)
+        return rendered[view]
+
+    def as_view(self, view: str, image: Image.Image | None | str = "render") -> MemeInput:
+        """This meme with `image` replaced by its `view` (or by the given image; None: no image at all)."""
+        twin = MemeInput(self.meme_id, self.path, self.rel_path, self.label, self.ocr_text, self.ocr_boxes)
+        twin.__dict__["image"] = self.view_image(view) if isinstance(image, str) else image
+        return twin
+
+    def drop_images(self) -> None:
+        """Forget the decoded image and rendered views (memory stays bounded between batches)."""
+        self.__dict__.pop("image", None)
+        self.__dict__.pop("_views", None)
+
+
+def view_variant(full: Variant, view: str, **config) -> Variant:
+    """The variant of `full` computed on a derived `view` (module docstring); `config` adds keys (e.g. the
+    VLM's text-only prompt)."""
+    return replace(full, name=derived_name(full.name, view), reads_ocr=True,
+                   config={**full.config, **config, VIEW_CONFIG_KEY: view, "view_version": VIEW_VERSION,
+                           "of": full.variant_id})
 
 
 class Stage:
@@ -91,6 +128,7 @@ class Stage:
     version: str = "1"
     needs_ocr_text: bool = False    # some variant reads OCR text: the runner fills MemeInput.ocr_text
     provides_ocr_text: bool = False  # this stage's rows are the OCR text others read (pipeline.stages.OCR_TEXT_STAGE)
+    needs_ocr_boxes: bool = False   # some variant renders a derived view: the runner fills MemeInput.ocr_boxes too
     # For stages that need OCR text: the OCR variant whose text they read (set by the runner).
     # Variants that fold OCR text into their prompts put it in their config, so new OCR -> new cache key.
     ocr_source: str | None = None
@@ -116,6 +154,14 @@ class Stage:
     def row_columns(self, variant: Variant) -> dict[str, Any]:
         """Columns of this stage's table that come from the variant, not from process()."""
         return {}
+
+    def inapplicable(self, store, variant: Variant, memes: list[MemeInput]) -> set[str]:
+        """The memes `variant` has no input for, left out of the plan: a derived view's memes without OCR
+        text (pipeline.views.has_caption on the OCR source's text). The views stage records them itself."""
+        if view_of(variant.config) == FULL or self.table == "view_images":
+            return set()
+        texts = store.ocr_texts([m.meme_id for m in memes], self.ocr_source)
+        return {m.meme_id for m in memes if not has_caption(texts.get(m.meme_id))}
 
     def load(self) -> None:
         """Load models/engines. Raise StageLoadError with an actionable one-line message."""

@@ -24,6 +24,10 @@ Image view (the prompt set's `view`, see pipeline.stages.clip_prompts): "center-
 processor as is (CLIP: resize + centre crop, cutting tall/wide memes' captions); "pad-square" (the
 default) first pads it to a centred square in the processor's mean colour, so the whole meme is seen.
 
+Meme views (`--views`, pipeline/views.py): a prompt set that does not fold OCR text into its prompts is also
+computed on the meme with its caption inpainted away and on its caption drawn alone (`<set>/caption-removed`,
+`<set>/caption-only`), through the same image view and the same class prompts: the Modality page compares them.
+
 Work done once per run: the model is loaded once (`load_clip`, shared with the CAM stage), fixed
 class prompts are encoded once, and each meme's image embedding is computed once and reused by
 every prompt set (cached by meme_id inside the stage).
@@ -41,8 +45,9 @@ from pipeline.config import NON_TOXIC, TOXIC
 from pipeline.errors import first_line
 from pipeline.hf import hub_reachable, is_random_weights, pick_device, pick_dtype, precision_name, resolve_source
 from pipeline.options import DEFAULTS, Options
-from pipeline.stages.base import MemeInput, Stage, StageLoadError, Variant, prediction_row_columns
+from pipeline.stages.base import MemeInput, Stage, StageLoadError, Variant, prediction_row_columns, view_variant
 from pipeline.stages.clip_prompts import CENTER_CROP, PAD_SQUARE, PROMPT_SETS, VIEWS, PromptSet, get_prompt_sets, language_note
+from pipeline.views import FULL, base_name, selected_views, view_of
 
 if TYPE_CHECKING:
     import torch
@@ -279,14 +284,18 @@ class ClipStage(Stage):
     needs_ocr_text = True
 
     def __init__(self, model: str = DEFAULTS.clip_model, prompt_sets: str | Sequence[str] | None = None,
-                 device: str = DEFAULTS.device, precision: str = DEFAULTS.precision, batch_size: int = DEFAULTS.batch_size):
+                 device: str = DEFAULTS.device, precision: str = DEFAULTS.precision, batch_size: int = DEFAULTS.batch_size,
+                 views: Sequence[str] = DEFAULTS.views):
         self.model = model
         self.prompt_sets: list[PromptSet] = get_prompt_sets(prompt_sets)
+        self.views = [v for v in selected_views(views) if v != FULL]     # derived views of the sets without OCR text
+        self.needs_ocr_boxes = bool(self.views)
         self.device = device
         self.precision = precision
         self.batch_size = max(1, int(batch_size))
         self._model = self._processor = None
-        self._image_cache: dict[tuple[str, str], torch.Tensor] = {}   # (view, meme_id) -> normalised image embedding
+        # (image view, meme view, meme_id) -> normalised image embedding
+        self._image_cache: dict[tuple[str, str, str], torch.Tensor] = {}
         self._text_cache: dict[str, torch.Tensor] = {}      # fixed prompt text -> normalised embedding
         self._fixed_texts = {t for ps in self.prompt_sets
                              for t in ((ps.toxic, ps.non_toxic) if not ps.uses_ocr else (ps.fallback or ()))}
@@ -297,16 +306,20 @@ class ClipStage(Stage):
     @classmethod
     def from_options(cls, o: Options) -> ClipStage:
         return cls(model=o.clip_model, prompt_sets=list(o.clip_prompts) if o.clip_prompts else None,
-                   device=o.device, precision=o.precision, batch_size=o.batch_size)
+                   device=o.device, precision=o.precision, batch_size=o.batch_size, views=o.views)
 
     def make_variants(self) -> list[Variant]:
+        """One variant per prompt set; with derived --views, each set that does not fold OCR text into its
+        prompts also on each derived view (the caption removed / the caption drawn alone: pipeline/views.py)."""
         smoke = is_random_weights(self.model)
         precision = self._precision_name()
         text = text_config_keys(is_sigmoid_model(self.model))
-        return [Variant(stage=self.name, model_id=self.model, name=ps.version,
+        full = [Variant(stage=self.name, model_id=self.model, name=ps.version,
                         config=dict(ps.describe(), precision=precision, **text),
                         stage_version=self.version, is_smoke=smoke, reads_ocr=ps.uses_ocr)
                 for ps in self.prompt_sets]
+        return full + [view_variant(v, view) for view in self.views for v, ps in zip(full, self.prompt_sets)
+                       if not ps.uses_ocr]
 
     def row_columns(self, variant: Variant) -> dict:
         return prediction_row_columns(variant)
@@ -323,14 +336,14 @@ class ClipStage(Stage):
             check_text_inputs(self._model, v)
 
     # -- encoding with the per-run caches
-    def _image_embeddings(self, memes: list[MemeInput], view: str) -> list[torch.Tensor | Exception]:
+    def _image_embeddings(self, memes: list[MemeInput], view: str, meme_view: str = FULL) -> list[torch.Tensor | Exception]:
         todo, out = [], {}
         for i, m in enumerate(memes):
-            if (view, m.meme_id) in self._image_cache:
-                out[i] = self._image_cache[view, m.meme_id]
+            if (view, meme_view, m.meme_id) in self._image_cache:
+                out[i] = self._image_cache[view, meme_view, m.meme_id]
                 continue
             try:
-                todo.append((i, m.image))
+                todo.append((i, m.view_image(meme_view)))
             except Exception as e:  # noqa: BLE001 - unreadable image: this meme's slot only
                 out[i] = e
         embs = each_or_batch(lambda items: list(encode_images(self._model, self._processor, [im for _, im in items],
@@ -338,7 +351,7 @@ class ClipStage(Stage):
         for (i, _), emb in zip(todo, embs):
             out[i] = emb
             if not isinstance(emb, Exception):
-                self._image_cache[view, memes[i].meme_id] = emb
+                self._image_cache[view, meme_view, memes[i].meme_id] = emb
         return [out[i] for i in range(len(memes))]
 
     def _text_embeddings(self, texts: list[str]) -> dict[str, torch.Tensor]:
@@ -353,9 +366,9 @@ class ClipStage(Stage):
         if self._model is None:
             self.load()
         check_text_inputs(self._model, variant)
-        ps = PROMPT_SETS[variant.name]
+        ps = PROMPT_SETS[base_name(variant.name)]
         tokenizer, limit = self._processor.tokenizer, max_text_tokens(self._model)
-        results: list[dict | Exception | None] = list(self._image_embeddings(memes, ps.view))
+        results: list[dict | Exception | None] = list(self._image_embeddings(memes, ps.view, view_of(variant.config)))
         ok = [i for i, r in enumerate(results) if not isinstance(r, Exception)]
         if not ok:
             return results

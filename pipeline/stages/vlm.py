@@ -55,7 +55,7 @@ from pipeline.config import NON_TOXIC, TOXIC
 from pipeline.errors import first_line
 from pipeline.hf import is_random_weights, pick_device, pick_dtype, precision_name, resolve_source
 from pipeline.options import DEFAULTS, Options
-from pipeline.stages.base import MemeInput, Stage, StageLoadError, Variant, prediction_row_columns
+from pipeline.stages.base import MemeInput, Stage, StageLoadError, Variant, prediction_row_columns, view_variant
 from pipeline.stages.vlm_answer import (  # noqa: F401  (re-exported)
     LOW_LABEL_MASS,
     PARSER_VERSION,
@@ -65,7 +65,15 @@ from pipeline.stages.vlm_answer import (  # noqa: F401  (re-exported)
     parse_answer,
     reasoning_before_class,
 )
-from pipeline.stages.vlm_prompts import CLASS_PREFIX, DEFAULT_PROMPT_VERSIONS, LABEL_WORDS, answer_order, get_prompt
+from pipeline.stages.vlm_prompts import (
+    CLASS_PREFIX,
+    DEFAULT_PROMPT_VERSIONS,
+    LABEL_WORDS,
+    answer_order,
+    caption_only_prompt,
+    get_prompt,
+)
+from pipeline.views import CAPTION_ONLY, FULL, selected_views, view_of
 
 MAX_NEW_TOKENS_LIMIT = 1024
 GPU_BATCH = 8           # --vlm-batch-size 0 (auto) on a GPU: memes per generate call
@@ -111,7 +119,8 @@ class VlmStage(Stage):
     def __init__(self, model: str = DEFAULTS.vlm_model, prompt_versions: list[str] | tuple[str, ...] | None = None,
                  device: str = DEFAULTS.device, quantize: str = DEFAULTS.quantize, max_pixels: int = DEFAULTS.max_pixels,
                  max_new_tokens: int = DEFAULTS.max_new_tokens, precision: str = DEFAULTS.precision,
-                 reuse_prefix: bool = DEFAULTS.vlm_reuse_prefix, batch_size: int = DEFAULTS.vlm_batch_size):
+                 reuse_prefix: bool = DEFAULTS.vlm_reuse_prefix, batch_size: int = DEFAULTS.vlm_batch_size,
+                 views: list[str] | tuple[str, ...] = DEFAULTS.views):
         self.model_name = model
         self.prompts = [get_prompt(v) for v in (prompt_versions or DEFAULT_PROMPT_VERSIONS)]
         if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
@@ -131,7 +140,9 @@ class VlmStage(Stage):
             raise ValueError("--vlm-batch-size must be >= 0 (0: 8 on a GPU, 1 on CPU)")
         self.batch_option = int(batch_size)
         self.batch_size = max(1, self.batch_option)
-        self.needs_ocr_text = any(p.uses_ocr for p in self.prompts)
+        self.views = [v for v in selected_views(views) if v != FULL]   # derived views of the prompts without OCR text
+        self.needs_ocr_text = any(p.uses_ocr for p in self.prompts) or bool(self.views)
+        self.needs_ocr_boxes = bool(self.views)
         self.model = self.processor = None
         self.device: str | None = None
         self.dtype = None
@@ -156,12 +167,29 @@ class VlmStage(Stage):
             raise ValueError(f"--vlm-backend must be transformers or openai, not {o.vlm_backend!r}")
         return cls(model=o.vlm_model, prompt_versions=list(o.vlm_prompts) if o.vlm_prompts else None, device=o.device,
                    precision=o.precision, quantize=o.quantize, max_pixels=o.max_pixels, max_new_tokens=o.max_new_tokens,
-                   reuse_prefix=o.vlm_reuse_prefix, batch_size=o.vlm_batch_size)
+                   reuse_prefix=o.vlm_reuse_prefix, batch_size=o.vlm_batch_size, views=o.views)
 
     def row_columns(self, variant: Variant) -> dict:
         return prediction_row_columns(variant)
 
     def make_variants(self) -> list[Variant]:
+        """One variant per prompt version; with derived --views, each version that does not quote OCR text
+        also on the meme with its caption inpainted away (same prompt) and on the caption alone (the
+        version's caption-only prompt, no image: pipeline.stages.vlm_prompts.caption_only_prompt)."""
+        full = self._full_variants()
+        derived = []
+        for view in self.views:
+            for v, p in zip(full, self.prompts):
+                if p.uses_ocr:
+                    continue
+                extra = {}
+                if view == CAPTION_ONLY:
+                    only = caption_only_prompt(p)
+                    extra = dict(prompt=only.template, uses_ocr=True, image=False)
+                derived.append(view_variant(v, view, **extra))
+        return full + derived
+
+    def _full_variants(self) -> list[Variant]:
         dtype = self._dtype_name()
         smoke = is_random_weights(self.model_name)
         return [Variant(
@@ -236,10 +264,17 @@ class VlmStage(Stage):
         return t[:k], t[k], n[k]
 
     # ------------------------------------------------------------------ inference
+    @staticmethod
+    def _content(image, prompt_text: str) -> list[dict]:
+        return ([{"type": "image"}] if image is not None else []) + [{"type": "text", "text": prompt_text}]
+
     def encode(self, image, prompt_text: str):
-        """Chat prompt (image + text, generation prompt added) -> model inputs, image resized to max_pixels."""
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt_text}]}]
+        """Chat prompt (image + text, generation prompt added) -> model inputs, image resized to max_pixels.
+        image None: the text alone (the caption-only view)."""
+        messages = [{"role": "user", "content": self._content(image, prompt_text)}]
         chat = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        if image is None:
+            return self.processor(text=[chat], return_tensors="pt").to(self.device)
         min_px = min(self.processor.image_processor.size.get("shortest_edge", 56 * 56), self.max_pixels)
         inputs = self.processor(text=[chat], images=[image], return_tensors="pt",
                                 size={"shortest_edge": min_px, "longest_edge": self.max_pixels})
@@ -329,14 +364,17 @@ class VlmStage(Stage):
         """_generate over several memes at once (left padding; memes of one visual-token count, so no
         image is padded): one (answer, new tokens, label log-probabilities per step) per meme."""
         chats = [self.processor.apply_chat_template(
-            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": t}]}],
-            add_generation_prompt=True, tokenize=False) for t in prompt_texts]
+            [{"role": "user", "content": self._content(im, t)}],
+            add_generation_prompt=True, tokenize=False) for im, t in zip(images, prompt_texts)]
         min_px = min(self.processor.image_processor.size.get("shortest_edge", 56 * 56), self.max_pixels)
         tok = self.processor.tokenizer
         side, tok.padding_side = tok.padding_side, "left"
         try:
-            inputs = self.processor(text=chats, images=images, return_tensors="pt", padding=True,
-                                    size={"shortest_edge": min_px, "longest_edge": self.max_pixels}).to(self.device)
+            if all(im is None for im in images):          # the caption-only view: text alone
+                inputs = self.processor(text=chats, return_tensors="pt", padding=True).to(self.device)
+            else:
+                inputs = self.processor(text=chats, images=images, return_tensors="pt", padding=True,
+                                        size={"shortest_edge": min_px, "longest_edge": self.max_pixels}).to(self.device)
         finally:
             tok.padding_side = side
         return self._generate_rows(dict(inputs), inputs["input_ids"].shape[1])
@@ -405,7 +443,8 @@ class VlmStage(Stage):
         prompts = [get_prompt(v.name) for v in variants]
         texts = [p.render(meme.ocr_text) for p in prompts]
         inputs = [self.encode(meme.image, t) for t in texts]
-        shared = self.shared_prefix(inputs) if self.reuse_prefix and len(variants) > 1 else None
+        shared = (self.shared_prefix(inputs) if self.reuse_prefix and len(variants) > 1 and meme.image is not None
+                  else None)
         out: dict[str, dict | Exception] = {}
         for variant, prompt, prompt_text, x in zip(variants, prompts, texts, inputs):
             try:
@@ -463,6 +502,8 @@ class VlmStage(Stage):
 
     def visual_tokens(self, image) -> int:
         """The number of image patches the processor makes of this meme at max_pixels (batches group by it)."""
+        if image is None:                   # the caption-only view: no image
+            return 0
         from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
         ip = self.processor.image_processor
         factor = ip.patch_size * ip.merge_size
@@ -512,8 +553,31 @@ class VlmStage(Stage):
                     parser_version=PARSER_VERSION)
 
     def process_variants(self, memes: list[MemeInput], variants: list[Variant]) -> dict[str, list[dict | Exception]]:
+        """The variants of each view on that view of the memes (the full meme; its caption inpainted away;
+        the caption alone, without an image), each view as _process_view; a meme whose view cannot be
+        made fails in its own slots."""
         if self.model is None:
             self.load()
+        by_view: dict[str, list[Variant]] = {}
+        for v in variants:
+            by_view.setdefault(view_of(v.config), []).append(v)
+        out: dict[str, list[dict | Exception]] = {}
+        for view, group in by_view.items():
+            seen, failed = list(memes), {}
+            if view != FULL:
+                seen = []
+                for i, m in enumerate(memes):
+                    try:
+                        seen.append(m.as_view(view, image=None) if view == CAPTION_ONLY else m.as_view(view))
+                    except Exception as e:  # noqa: BLE001 - e.g. OCR text but no boxes: this meme's slots
+                        failed[i] = e
+            results = self._process_view(seen, group) if seen else {v.variant_id: [] for v in group}
+            for v in group:
+                done = iter(results[v.variant_id])
+                out[v.variant_id] = [failed[i] if i in failed else next(done) for i in range(len(memes))]
+        return out
+
+    def _process_view(self, memes: list[MemeInput], variants: list[Variant]) -> dict[str, list[dict | Exception]]:
         if self.batch_size > 1 and len(memes) > 1:
             return self.process_batch(memes, variants)
         out: dict[str, list[dict | Exception]] = {v.variant_id: [] for v in variants}

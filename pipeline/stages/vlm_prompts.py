@@ -11,6 +11,8 @@ Versions:
   explain-first-v1    the reasoning first (`Объяснение: ...`), the `Класс:` line last
                       (answer_order "explain-first": the last class line decides)
   label-first-ocr-v1  label-first-v1 plus the meme's OCR text as a hint (opt-in, not a default)
+  <version>/caption-only     (with --views) the caption alone, as text, without the image: CAPTION_ONLY_OPENING
+  <version>/caption-removed  (with --views) the version's prompt on the meme with its caption inpainted away
 
 OCR in the prompt: the image already contains the caption and Qwen2.5-VL reads Cyrillic text itself,
 so the default versions do not pass OCR output; feeding noisy OCR could also mislead the model.
@@ -19,9 +21,10 @@ when they were computed (the stored `prompt` shows exactly what the model was gi
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pipeline.config import NON_TOXIC, TOXIC
+from pipeline.views import CAPTION_ONLY, base_name, derived_name
 
 CLASS_PREFIX = "Класс:"            # the assistant prefix the score is read after
 LABEL_WORDS = {TOXIC: "токсичный", NON_TOXIC: "нейтральный"}   # the two continuations the score compares
@@ -82,14 +85,41 @@ PROMPTS: dict[str, VlmPrompt] = {p.version: p for p in (
 DEFAULT_PROMPT_VERSIONS = ("label-first-v1", "explain-first-v1")
 
 
+# The caption-only view (pipeline/views.py): the same instructions about the caption alone, no image.
+OPENING = DEFINITIONS.splitlines(keepends=True)[0]
+CAPTION_ONLY_OPENING = (
+    "Ты — модератор контента. Перед тобой только текст мема, без картинки: «{ocr_text}»\n"
+    "Определи по этому тексту, токсичный мем или нейтральный.\n"
+)
+
+
+def caption_only_prompt(prompt: VlmPrompt) -> VlmPrompt:
+    """`prompt` for the caption alone: its opening (a meme, picture and text) replaced by CAPTION_ONLY_OPENING,
+    which quotes the OCR text; the rest (definitions, answer format) unchanged. Sent without the image."""
+    if not prompt.template.startswith(OPENING) or prompt.uses_ocr:
+        raise ValueError(f"prompt version {prompt.version!r} has no caption-only form (it must open with the "
+                         "standard definitions and not quote OCR text already)")
+    return replace(prompt, version=derived_name(prompt.version, CAPTION_ONLY), uses_ocr=True,
+                   template=CAPTION_ONLY_OPENING + prompt.template[len(OPENING):])
+
+
 def answer_order(version: str | None) -> str:
     """The parser order of a prompt version's answers; "label-first" for a version this code does not
     know (e.g. a cached row of a prompt since removed)."""
-    prompt = PROMPTS.get(version or "")
-    return prompt.answer_order if prompt else "label-first"
+    try:
+        return get_prompt(version or "").answer_order
+    except ValueError:
+        return "label-first"
 
 
 def get_prompt(version: str) -> VlmPrompt:
+    """The prompt of a version, or of a derived view's version (`label-first-v1/caption-only`: the
+    caption-only prompt; `…/caption-removed`: the version's own prompt, on the inpainted image)."""
+    base = base_name(version)
+    if base != version:
+        prompt = get_prompt(base)
+        view = version[len(base) + 1:]
+        return caption_only_prompt(prompt) if view == CAPTION_ONLY else replace(prompt, version=version)
     try:
         return PROMPTS[version]
     except KeyError:
