@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PAGES = ["overview", "errors", "disagreement", "heatmaps", "meme", "runs"]
+PAGES = ["overview", "errors", "disagreement", "heatmaps", "modality", "faithfulness", "meme", "runs"]
 TARGET_P95_S = 2.0
 TARGET_RSS_GB = 1.5
 VISIT_TIMEOUT_S = 120.0

@@ -34,7 +34,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 APP = REPO / "dashboard" / "app.py"
-PAGES = ["overview", "errors", "disagreement", "heatmaps", "meme", "runs"]
+PAGES = ["overview", "errors", "disagreement", "heatmaps", "modality", "faithfulness", "meme", "runs"]
 TARGET_SECONDS = 0.5
 TARGET_RSS_MB = 600
 

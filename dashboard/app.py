@@ -45,6 +45,7 @@ PAGES = [
             url_path="disagreement"),
     st.Page("views/heatmaps.py", title=_("Heatmaps"), icon=":material/local_fire_department:", url_path="heatmaps"),
     st.Page("views/modality.py", title=_("Modality"), icon=":material/splitscreen:", url_path="modality"),
+    st.Page("views/faithfulness.py", title=_("Faithfulness"), icon=":material/fact_check:", url_path="faithfulness"),
     st.Page("views/meme.py", title=_("Meme"), icon=":material/image:", url_path="meme"),
     st.Page("views/runs.py", title=_("Runs"), icon=":material/history:", url_path="runs"),
 ]

@@ -22,7 +22,7 @@ from dashboard.lang import N_, _
 
 LABELS = {"toxic": N_("toxic"), "non_toxic": N_("non-toxic"), "no label (conflict)": N_("no label (conflict)")}
 LABEL_RANGE = ["#d62728", "#1f77b4", "#999999"]
-HEIGHTS = {"size_histogram": 260, "text_length_histogram": 220, "roc_curves": 380, "score_scatter": 400}
+HEIGHTS = {"caption_mass_histogram": 240, "size_histogram": 260, "text_length_histogram": 220, "roc_curves": 380, "score_scatter": 400}
 CELLS = {"both_right": N_("Both right"), "only_a_right": N_("Only A right"), "only_b_right": N_("Only B right"),
          "both_wrong": N_("Both wrong")}
 CELL_RANGE = ["#2ca02c", "#1f77b4", "#ff7f0e", "#d62728"]
@@ -137,8 +137,21 @@ def score_scatter(df: pd.DataFrame, name_a: str, name_b: str) -> alt.Chart:
             )
 
 
+def caption_mass_histogram(df: pd.DataFrame) -> alt.Chart:
+    """Memes per half-unit bin of log2(CAM mass on the caption / the caption's share of the area), by true label
+    (df: bin, label, memes). 0 = the map covers the caption as much as its area; +1 = twice as much."""
+    df = df.assign(label=_words(df["label"], LABELS))
+    return (alt.Chart(df).mark_bar(opacity=0.75)
+            .encode(x=alt.X("bin:Q", bin=alt.Bin(step=0.5), title=_("log2(CAM mass on the caption / its share of "
+                                                                     "the area)")),
+                    y=alt.Y("memes:Q", stack=None, title=_("memes"), axis=COUNT_AXIS),
+                    color=alt.Color("label:N", scale=_label_scale(), title=_("true label")),
+                    tooltip=[alt.Tooltip("label:N", title=_("true label")), alt.Tooltip("bin:Q", title="log2"),
+                             alt.Tooltip("memes:Q", title=_("memes"))]))
+
+
 BUILDERS = {f.__name__: f for f in (label_bars, size_histogram, text_length_histogram, confusion_matrices,
-                                     roc_curves, score_scatter)}
+                                     roc_curves, score_scatter, caption_mass_histogram)}
 
 
 @st.cache_data(max_entries=256, show_spinner=False)

@@ -285,6 +285,8 @@ EMPTY_NOTICES = {                      # require(): what a page says when its ta
     "predictions": N_("No predictions in this cache yet. They are filled by:"),
     "heatmaps": N_("No heatmaps in this cache yet. They are filled by:"),
     "runs": N_("No runs in this cache yet. They are filled by:"),
+    "faithfulness": N_("No faithfulness measures in this cache yet. The faithfulness stage measures the stored "
+                       "heatmaps and VLM answers (no model runs):"),
 }
 
 

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import NON_TOXIC, TOXIC
+from pipeline.i18n import N_
 from pipeline.stages.clip_prompts import CENTER_CROP, DEFAULT_VIEW, PAD_SQUARE
 from pipeline.views import BoxLike, as_boxes
 
@@ -382,6 +383,8 @@ def possible_contradiction(explanation: str | None, label: str | None) -> dict[s
 # =========================================================================== 4. why an answer has no class
 FAILURE_KINDS = ("refusal", "hedge", "template echo", "empty or cut off", "other")
 REFUSAL, HEDGE, TEMPLATE_ECHO, EMPTY_OR_CUT_OFF, OTHER = FAILURE_KINDS
+FAILURE_KIND_NAMES = {REFUSAL: N_("refusal"), HEDGE: N_("hedge"), TEMPLATE_ECHO: N_("template echo"),
+                      EMPTY_OR_CUT_OFF: N_("empty or cut off"), OTHER: N_("other")}     # shown, translated
 # Patterns (lower case, е for ё) searched in the first REFUSAL_SPAN characters of the answer.
 REFUSAL_CUES = (
     r"\bне\s+могу\b(?!\s+(?:однозначно|точно|с\s+уверенностью|сказать\s+однозначно))", r"\bне\s+буду\b",
@@ -466,3 +469,45 @@ def failure_kinds(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
         if kind is not None:
             counts[kind] += 1
     return counts
+
+
+# =========================================================================== 5. over the memes (the pages, the report)
+GROUPS = ("all", TOXIC, NON_TOXIC, "correct", "wrong")   # all memes, by true label, by the answer's correctness
+
+
+def cam_summary(groups: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """pipeline.queries.cam_caption_mass's groups, in GROUPS order, each with `above_share`: the share of memes
+    whose CAM mass on the caption exceeds the caption's share of the area (Wilson 95%), and `sign_p`: the exact
+    two-sided sign test of "mass > area" against 1/2 (the map neither favours nor avoids the caption)."""
+    from scipy.stats import binomtest
+
+    from pipeline.metrics import proportion_estimate
+    out = []
+    for name in GROUPS:
+        g = groups.get(name)
+        if not g or not g["n"]:
+            continue
+        n, above = int(g["n"]), int(g["above"])
+        out.append(dict(group=name, n=n, above=above, above_share=proportion_estimate(above, n),
+                        sign_p=float(binomtest(above, n, 0.5).pvalue), mass=g["mass"], area=g["area"],
+                        ratio=g["ratio"], bins=dict(g.get("bins") or {})))
+    return out
+
+
+def answer_summary(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """pipeline.queries.answer_faithfulness's rows (per truth x correct) summed into GROUPS, each with
+    `quote_share` (explanations quoting the caption, of the measured answers on memes with a caption) and
+    `contradiction_share` (possible contradictions, of the measured answers stating a class), Wilson 95%."""
+    from pipeline.metrics import proportion_estimate
+    rows = list(rows)
+    keys = ("n", "measured", "with_caption", "quotes", "with_class", "contradictions")
+    out = []
+    for name in GROUPS:
+        pick = [r for r in rows if name == "all" or r["truth"] == name
+                or (name == "correct" and r["correct"]) or (name == "wrong" and not r["correct"])]
+        if not pick:
+            continue
+        s = {k: sum(int(r[k]) for r in pick) for k in keys}
+        out.append(dict(group=name, **s, quote_share=proportion_estimate(s["quotes"], s["with_caption"]),
+                        contradiction_share=proportion_estimate(s["contradictions"], s["with_class"])))
+    return out

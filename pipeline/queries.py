@@ -37,7 +37,7 @@ FINGERPRINT_KEY = "summary_fingerprint"         # meta key: the fingerprint the 
 METRICS_VERSION = "2"
 
 TABLES = ("meta", "runs", "failures", "memes", "meme_paths", "variants", "ocr", "predictions", "heatmaps",
-          "summaries")
+          "view_images", "faithfulness", "summaries")
 
 OUTCOMES = ("fp", "fn", "unparsed", "right")
 CELLS = ("both_right", "only_a_right", "only_b_right", "both_wrong")
@@ -928,6 +928,128 @@ def meme_views(con, meme_id: str) -> list[dict]:
     """, {"id": meme_id})
 
 
+# =============================================================================== faithfulness (issue 16)
+# The faithfulness stage measures each CAM method and VLM set per meme; its variant config names the
+# measured `source`. A source measured under several configs (a new OCR engine, new rules) is read from
+# its newest one (highest first_run_id): the one this code writes.
+_FAITH_CURRENT = """
+    SELECT json_extract_string(config, '$.source') AS source, arg_max(variant_id, first_run_id) AS fv
+    FROM variants WHERE stage = 'faithfulness' GROUP BY 1"""
+_GONE = "(SELECT meme_key FROM memes WHERE label IS NULL OR (retired AND NOT $retired))"
+
+
+@query
+def failure_kind_counts(con, include_retired: bool) -> dict[str, dict[str, int]]:
+    """Per VLM prediction set: its answers without a class, over the memes with a true label, by
+    pipeline.faithfulness.FAILURE_KINDS (only those measured: the rest are 'not measured yet')."""
+    rows = con.execute(f"""
+        WITH cur AS ({_FAITH_CURRENT})
+        SELECT cur.source, f.failure_kind, count(*) FROM faithfulness f JOIN cur ON f.variant_id = cur.fv
+        ANTI JOIN {_GONE} gone USING (meme_key)
+        WHERE f.failure_kind IS NOT NULL GROUP BY ALL""", {"retired": include_retired}).fetchall()
+    out: dict[str, dict[str, int]] = {}
+    for source, kind, n in rows:
+        out.setdefault(source, {})[kind] = int(n)
+    return out
+
+
+@query
+def faithfulness_sources(con) -> list[dict]:
+    """The measured CAM methods and VLM sets (full view first): variant_id, stage, model_id, name, is_smoke,
+    measure, meme_view (a derived view, or None), rows (memes measured by the newest config)."""
+    return _records(con, f"""
+        WITH cur AS ({_FAITH_CURRENT})
+        SELECT v.variant_id, v.stage, v.model_id, v.name, v.is_smoke,
+               json_extract_string(fv.config, '$.measure') AS measure, {_VIEW_OF} AS meme_view, n.rows
+        FROM cur JOIN variants v ON v.variant_id = cur.source JOIN variants fv ON fv.variant_id = cur.fv
+        JOIN (SELECT variant_id, count(*) AS rows FROM faithfulness GROUP BY 1) n ON n.variant_id = cur.fv
+        ORDER BY list_position(['cam', 'vlm'], v.stage), {_VIEW_OF} IS NOT NULL,
+                 v.model_id, v.name""")
+
+
+_GROUP_OF = """CASE WHEN grouping(truth) = 0 THEN truth WHEN grouping(correct) = 0 THEN
+                    CASE WHEN correct THEN 'correct' ELSE 'wrong' END ELSE 'all' END"""
+
+
+@query
+def cam_caption_mass(con, cam_variant: str, clip_variant: str | None, include_retired: bool) -> dict[str, dict]:
+    """Memes with a true label and a caption, per group: 'all', by true label ('toxic', 'non_toxic') and,
+    with `clip_variant`, by its answer ('correct', 'wrong'; unparseable is wrong): n, above (CAM mass on the
+    caption > the caption's share of the area), the medians of mass, area and mass / area, and a histogram
+    of log2(mass / area) in half-unit bins (bins: {bin: n})."""
+    params = {"cam": cam_variant, "clip": clip_variant, "retired": include_retired}
+    base = f"""
+        WITH cur AS ({_FAITH_CURRENT}),
+        rows AS (
+            SELECT m.label AS truth, CASE WHEN p.meme_key IS NULL THEN NULL ELSE coalesce(p.label = m.label, FALSE)
+                                     END AS correct,
+                   f.caption_mass AS mass, f.caption_area AS area, f.caption_ratio AS ratio
+            FROM faithfulness f JOIN cur ON f.variant_id = cur.fv AND cur.source = $cam
+            JOIN memes m USING (meme_key)
+            LEFT JOIN predictions p ON p.meme_key = f.meme_key AND p.variant_id = $clip
+            WHERE f.has_caption AND f.caption_mass IS NOT NULL AND f.caption_area > 0 AND m.label IS NOT NULL
+              AND (NOT m.retired OR $retired))"""
+    groups = {r.pop("grp"): r for r in _records(con, base + f"""
+        SELECT {_GROUP_OF} AS grp, count(*) AS n, count(*) FILTER (mass > area) AS above, median(mass) AS mass,
+               median(area) AS area, median(ratio) AS ratio
+        FROM rows GROUP BY GROUPING SETS ((), (truth), (correct))
+        HAVING grouping(correct) = 1 OR correct IS NOT NULL""", params)}
+    for g in groups.values():
+        g["bins"] = {}
+    for grp, b, n in con.execute(base + f"""
+            SELECT {_GROUP_OF} AS grp, floor(2 * log2(greatest(ratio, 1e-6))) / 2 AS bin, count(*) FROM rows
+            WHERE ratio IS NOT NULL GROUP BY GROUPING SETS ((bin), (truth, bin), (correct, bin))
+            HAVING grouping(correct) = 1 OR correct IS NOT NULL""", params).fetchall():
+        if grp in groups:
+            groups[grp]["bins"][float(b)] = int(n)
+    return groups
+
+
+@query
+def answer_faithfulness(con, vlm_variant: str, include_retired: bool) -> list[dict]:
+    """Answers of one VLM set on memes with a true label, per (truth, correct: the answer's class is the
+    truth; an unparseable answer is wrong): n, measured (has a faithfulness row), with_caption (of those, the
+    OCR text has words), quotes (the explanation quotes the caption), with_class (measured answers stating
+    a class), contradictions (possible contradiction with its own class line)."""
+    return _records(con, f"""
+        WITH cur AS ({_FAITH_CURRENT})
+        SELECT m.label AS truth, coalesce(p.label = m.label, FALSE) AS correct, count(*) AS n,
+               count(*) FILTER (f.has_caption) AS with_caption, count(*) FILTER (f.quotes_caption) AS quotes,
+               count(*) FILTER (f.contradiction) AS contradictions, count(f.meme_key) AS measured,
+               count(*) FILTER (p.label IS NOT NULL AND f.meme_key IS NOT NULL) AS with_class
+        FROM predictions p JOIN memes m USING (meme_key)
+        LEFT JOIN (SELECT f.* FROM faithfulness f JOIN cur ON f.variant_id = cur.fv AND cur.source = $vlm) f
+               ON f.meme_key = p.meme_key
+        WHERE p.variant_id = $vlm AND m.label IS NOT NULL AND (NOT m.retired OR $retired)
+        GROUP BY ALL ORDER BY truth, correct""", {"vlm": vlm_variant, "retired": include_retired})
+
+
+@query
+def contradiction_examples(con, vlm_variant: str, include_retired: bool, limit: int) -> list[dict]:
+    """Answers of one VLM set flagged as a possible contradiction: meme_id, truth, label, cue, explanation."""
+    return _records(con, f"""
+        WITH cur AS ({_FAITH_CURRENT})
+        SELECT m.meme_id, m.label AS truth, p.label, f.contradiction_cue AS cue, p.explanation
+        FROM faithfulness f JOIN cur ON f.variant_id = cur.fv AND cur.source = $vlm
+        JOIN predictions p ON p.meme_key = f.meme_key AND p.variant_id = $vlm JOIN memes m ON m.meme_key = f.meme_key
+        WHERE f.contradiction AND (NOT m.retired OR $retired) ORDER BY m.meme_key LIMIT $limit""",
+                    {"vlm": vlm_variant, "retired": include_retired, "limit": int(limit)})
+
+
+@query
+def meme_faithfulness(con, meme_id: str) -> dict[str, dict]:
+    """One meme's newest faithfulness row per measured CAM method / VLM set (source variant id -> row)."""
+    rows = _records(con, f"""
+        WITH cur AS ({_FAITH_CURRENT})
+        SELECT cur.source, f.measure, f.has_caption, f.caption_mass, f.caption_area, f.caption_ratio, f.boxes_seen,
+               f.quote_overlap, f.quotes_caption, f.quoted_words, f.contradiction, f.contradiction_cue,
+               f.failure_kind
+        FROM faithfulness f JOIN cur ON f.variant_id = cur.fv WHERE f.meme_key = {_KEY_OF_ID}""", {"id": meme_id})
+    for r in rows:
+        r["quoted_words"] = json.loads(r["quoted_words"]) if r["quoted_words"] else []
+    return {r["source"]: r for r in rows}
+
+
 # =============================================================================== runs
 @query
 def runs(con) -> list[dict]:
@@ -1081,3 +1203,13 @@ def missing_models(con) -> list[dict]:
         WHERE l.k = 1 AND NOT EXISTS (SELECT 1 FROM produced p WHERE p.stage = l.stage AND p.run_id >= l.run_id)
         ORDER BY list_position(['ocr', 'clip', 'vlm', 'cam'], l.stage)
     """)
+
+
+# ---- report: modality
+@query
+def report_view_sets(con) -> dict[str, str]:
+    """{variant_id: view} of every derived-view prediction set (its config names a `meme_view`: pipeline/views.py).
+    The report shows them only in its Modality section (modality_sets), never as prediction sets of their own."""
+    return dict(con.execute(f"SELECT v.variant_id, {_VIEW_OF} FROM variants v "
+                            f"WHERE v.stage IN (SELECT unnest($stages)) AND {_VIEW_OF} IS NOT NULL",
+                            {"stages": list(PREDICTION_STAGES)}).fetchall())

@@ -40,7 +40,7 @@ from pipeline.stages import OCR_TEXT_STAGE
 from pipeline.stages.base import MemeInput, Stage, StageLoadError, Variant
 from pipeline.store import Store, now
 
-JSON_COLUMNS = ("boxes", "logits")
+JSON_COLUMNS = ("boxes", "logits", "quoted_words")
 
 
 @dataclass
@@ -218,8 +218,7 @@ def run_stage(store: Store, stage: Stage, memes: list[MemeInput], run_id: int, f
     summary.no_text = sum(p.inapplicable for p in plans)
     pending = sum(len(p.todo) for p in plans)
     if summary.no_text:
-        print(f"[{stage.name}] {summary.no_text} derived-view answer(s) not asked: memes without OCR text have no "
-              "caption-removed / caption-only view (the Modality page counts them)")
+        print(f"[{stage.name}] " + stage.inapplicable_note.format(n=summary.no_text))
     if progress:
         progress.stage(stage.name, index, pending, summary.cached)
     store.register_variants([p.variant.variants_row(run_id) for p in plans])
@@ -286,9 +285,10 @@ def meme_inputs(scan: dataset.ScanResult, limit: int | None) -> list[MemeInput]:
 
 
 def format_summary(summaries: list[StageSummary], scan_line: str) -> str:
-    lines = [scan_line, f"{'stage':<6} {'done':>6} {'cached':>7} {'failed':>7} {'seconds':>9}  model"]
+    width = max([6, *(len(s.stage) for s in summaries)])
+    lines = [scan_line, f"{'stage':<{width}} {'done':>6} {'cached':>7} {'failed':>7} {'seconds':>9}  model"]
     for s in summaries:
-        lines.append(f"{s.stage:<6} {s.done:>6} {s.cached:>7} {s.failed:>7} {s.seconds:>9.1f}  {s.model}"
+        lines.append(f"{s.stage:<{width}} {s.done:>6} {s.cached:>7} {s.failed:>7} {s.seconds:>9.1f}  {s.model}"
                      + (f"  [{s.error}]" if s.error else ""))
     return "\n".join(lines)
 

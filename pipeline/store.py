@@ -142,6 +142,25 @@ CREATE TABLE IF NOT EXISTS view_images (   -- views stage: the derived images of
     PRIMARY KEY (meme_id, variant_id)
 );
 
+CREATE TABLE IF NOT EXISTS faithfulness (  -- faithfulness stage: per meme and CAM method / VLM set (pipeline/faithfulness.py)
+    meme_id VARCHAR, variant_id VARCHAR, model_id VARCHAR, config_hash VARCHAR, stage_version VARCHAR,
+    source_variant VARCHAR,         -- the heatmaps (CAM method) or predictions (VLM set) variant measured
+    measure VARCHAR,                -- cam | answer
+    has_caption BOOLEAN,            -- the OCR text has a letter or digit (else no box, no caption word: NULLs)
+    caption_mass DOUBLE,            -- cam: share of the CAM mass inside the OCR boxes (visible part of the meme)
+    caption_area DOUBLE,            -- cam: share of the visible area the boxes cover
+    caption_ratio DOUBLE,           -- cam: mass / area (> 1: the map favours the caption)
+    boxes_seen DOUBLE,              -- cam: share of the boxes the model input shows (center-crop cuts)
+    quote_overlap DOUBLE,           -- answer: share of the caption's words the explanation uses
+    quotes_caption BOOLEAN,         -- answer: the explanation quotes the caption (the stated rule)
+    quoted_words VARCHAR,           -- answer: JSON list of those caption words
+    contradiction BOOLEAN,          -- answer: possible contradiction (explanation states the other class)
+    contradiction_cue VARCHAR,      -- answer: the wording that states it
+    failure_kind VARCHAR,           -- answer without a class: refusal | hedge | template echo | empty or cut off | other
+    seconds DOUBLE, run_id INTEGER, created_at TIMESTAMP, meme_key INTEGER,
+    PRIMARY KEY (meme_id, variant_id)
+);
+
 CREATE TABLE IF NOT EXISTS summaries (  -- pipeline/summary.py: metrics per prediction set, computed by run_id
     include_retired BOOLEAN, variant_id VARCHAR, run_id INTEGER,
     classification VARCHAR,         -- JSON: pipeline.metrics ClassificationReport.as_dict()
@@ -189,7 +208,7 @@ ALTER TABLE heatmaps ADD COLUMN IF NOT EXISTS meme_key INTEGER;
 # integer instead of a 64-character string (5-10x faster joins at 1M memes: docs/benchmarks.md).
 # Caches from before the key get it when a writer opens them (Store.__init__: fill_meme_keys); a
 # reader of a cache no writer has opened since sees `meme_id AS meme_key` (connect: _keyless_views).
-KEYED_TABLES = ("meme_paths", "ocr", "predictions", "heatmaps", "view_images")
+KEYED_TABLES = ("meme_paths", "ocr", "predictions", "heatmaps", "view_images", "faithfulness")
 
 # `vlmemes merge`: per table, the key and the columns that must agree for two rows to be the same
 # result (the rest may differ between machines: run ids, timings, first paths seen).
@@ -201,11 +220,12 @@ MERGE_TABLES = (
     ("predictions", ("meme_id", "variant_id"), ("label", "score", "raw_answer")),
     ("heatmaps", ("meme_id", "variant_id"), ("grid_h", "grid_w", "md5(cam)")),
     ("view_images", ("meme_id", "variant_id"), ("has_caption", "md5(thumbnail)")),
+    ("faithfulness", ("meme_id", "variant_id"), ("has_caption", "quotes_caption", "contradiction", "failure_kind")),
 )
 RUN_ID_COLUMNS = ("run_id", "first_run_id", "last_seen_run_id")
 SCORE_TOLERANCE = 1e-6              # |score A - score B| up to this is the same score (float printing)
 
-STAGE_TABLES = ("ocr", "predictions", "heatmaps", "view_images")
+STAGE_TABLES = ("ocr", "predictions", "heatmaps", "view_images", "faithfulness")
 APPEND_ONLY_TABLES = ("failures",)  # no primary key: rows are only ever added
 LOCK_RETRY_SECONDS = 60.0
 
@@ -248,26 +268,31 @@ def connect(path: str | Path, read_only: bool, retry_seconds: float = LOCK_RETRY
             raise StoreError(f"{path} could not be opened as a DuckDB database: {e}") from None
 
 
+LATER_TABLES = ("view_images", "faithfulness")    # stage tables added after the first caches shipped
+
+
+def _table_ddl(table: str) -> str:
+    """The CREATE TABLE statement of `table` in SCHEMA (with its comments)."""
+    start = SCHEMA.index(f"CREATE TABLE IF NOT EXISTS {table} (")
+    return SCHEMA[start:SCHEMA.index("\n);", start) + 3]
+
+
 def _keyless_views(con: duckdb.DuckDBPyConnection) -> None:
     """On a read-only connection to a cache no writer has opened since meme_key exists: temporary views
     of its tables that lack the column, with `meme_id AS meme_key` (the same joins, on the text id), so
     the read layer has one form of every query. A cache with the key is left as it is. A cache from
-    before the views stage gets an empty temporary `view_images`."""
+    before a table of LATER_TABLES gets it empty, as a temporary table."""
     lacking = [r[0] for r in con.execute(
         "SELECT t.table_name FROM duckdb_tables() t WHERE t.database_name = current_database() "
         "AND t.schema_name = 'main' AND t.table_name IN (SELECT unnest($tables)) AND NOT EXISTS ("
         "SELECT 1 FROM duckdb_columns() c WHERE c.database_name = t.database_name AND c.schema_name = 'main' "
         "AND c.table_name = t.table_name AND c.column_name = 'meme_key')",
         {"tables": ["memes", *KEYED_TABLES]}).fetchall()]
-    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-                       "AND schema_name = 'main' AND table_name = 'view_images'").fetchall()[0][0]:
-        # a cache from before the views stage: an empty view_images of the same columns
-        con.execute("CREATE TEMP VIEW view_images AS SELECT * FROM (VALUES (NULL::VARCHAR, NULL::VARCHAR, "
-                    "NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::BOOLEAN, NULL::INTEGER, "
-                    "NULL::BLOB, NULL::VARCHAR, NULL::INTEGER, NULL::INTEGER, NULL::DOUBLE, NULL::INTEGER, "
-                    "NULL::TIMESTAMP, NULL::INTEGER)) t(meme_id, variant_id, model_id, config_hash, stage_version, "
-                    "view, has_caption, n_boxes, thumbnail, thumbnail_mime, width, height, seconds, run_id, "
-                    "created_at, meme_key) WHERE FALSE")
+    have = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = "
+                                      "current_database() AND schema_name = 'main'").fetchall()}
+    for table in LATER_TABLES:      # a cache from before a stage's table: an empty temporary one of its columns
+        if table not in have:
+            con.execute(_table_ddl(table).replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE", 1))
     if lacking:
         db = con.execute("SELECT current_database()").fetchall()[0][0]
         for table in lacking:      # names from the fixed list above; the database name quoted
@@ -678,6 +703,15 @@ class Store:
     def ocr_texts(self, meme_ids: list[str], preferred_variant: str | None) -> dict[str, str]:
         """OCR text per meme: the preferred OCR variant's row if present, else the newest OCR row."""
         return {m: text for m, (text, _) in self.ocr_rows(meme_ids, preferred_variant).items()}
+
+    def faithfulness_inputs(self, measure: str, source_variant: str, meme_ids: list[str]) -> dict[str, dict]:
+        """What the faithfulness stage measures, per meme: the heatmap of a CAM method (measure "cam": cam,
+        grid_h, grid_w) or the answer of a VLM set ("answer": label, raw_answer, explanation, prompt)."""
+        columns = ("cam", "grid_h", "grid_w") if measure == "cam" else ("label", "raw_answer", "explanation", "prompt")
+        table = "heatmaps" if measure == "cam" else "predictions"
+        rows = self.query(f"SELECT meme_id, {', '.join(columns)} FROM {table} WHERE variant_id = ? "
+                          "AND meme_id IN (SELECT unnest(?))", [source_variant, meme_ids])
+        return {r[0]: dict(zip(columns, r[1:])) for r in rows}
 
     def ocr_rows(self, meme_ids: list[str], preferred_variant: str | None) -> dict[str, tuple[str, list]]:
         """(text, boxes) per meme from one OCR row, chosen as ocr_texts chooses it (boxes: the parsed JSON list)."""

@@ -75,7 +75,7 @@ def test_corpus_run_finishes_and_reports_every_problem(corpus_run):
     assert status == "failed" and finished is not None
     assert json.loads(counts)["ocr"] | {"seconds": 0} == dict(model="tesseract", done=n_memes, cached=0, failed=0,
                                                               seconds=0, error=None)
-    assert "stage    done  cached  failed" in proc.stdout and "run 1: failed" in proc.stdout
+    assert "done  cached  failed" in proc.stdout and "run 1: failed" in proc.stdout
     # Every accepted meme was OCR'd: one bad file never stops the others.
     assert store.query("SELECT count(*) FROM memes")[0][0] == n_memes
     assert store.query("SELECT count(*) FROM ocr")[0][0] == n_memes

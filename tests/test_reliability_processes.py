@@ -192,7 +192,7 @@ def test_ctrl_c_stops_after_the_current_batch_with_a_summary(memes, tmp_path):
     child.ctrl_c()
     assert child.wait(60) == 130
     assert "Interrupted: finishing the current batch" in child.err
-    assert "stage    done  cached  failed" in child.out and "run 1: interrupted" in child.out
+    assert "done  cached  failed" in child.out and "run 1: interrupted" in child.out
     (_, status, finished, counts), = runs(db)
     kept = count_rows(db)
     assert status == "interrupted" and finished

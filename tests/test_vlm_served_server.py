@@ -220,3 +220,26 @@ def test_options_build_the_served_stage(server):
     stage = build("vlm", Options(vlm_backend="openai", vlm_url=server.url, vlm_model=ALIAS))
     stage.load()
     assert stage.client is not None
+
+
+def test_derived_views_are_asked_of_the_server_too(memes, server, tmp_path):
+    """--views all with the served backend: the caption-removed image with the same prompt and the caption alone
+    as a text-only request (no image part), stored as the same derived sets as the in-process backend's."""
+    db = tmp_path / "views.duckdb"
+    argv = _argv(memes, db, server.url, "--vlm-prefill", "continue", "--views", "all", "--ocr-engine", "tesseract")
+    argv[argv.index("--stages") + 1] = "ocr,views,vlm"
+    assert main(argv) == 0
+    with duckdb.connect(str(db), read_only=True) as con:
+        with_text = con.execute("SELECT count(*) FROM ocr WHERE regexp_matches(text, '[\\pL\\pN]')").fetchall()[0][0]
+        sets = dict(con.execute("SELECT prompt_version, count(*) FROM predictions GROUP BY ALL").fetchall())
+        only = con.execute("SELECT p.prompt, o.text FROM predictions p JOIN ocr o USING (meme_id) "
+                           "WHERE p.prompt_version LIKE '%/caption-only'").fetchall()
+        removed = con.execute("SELECT DISTINCT prompt_version, prompt FROM predictions "
+                              "WHERE prompt_version LIKE '%/caption-removed'").fetchall()
+        failures = con.execute("SELECT count(*) FROM failures").fetchall()[0][0]
+    assert with_text >= N_MEMES - 1 and failures == 0
+    for version in DEFAULT_PROMPT_VERSIONS:
+        assert sets[version] == N_MEMES
+        assert sets[f"{version}/caption-removed"] == sets[f"{version}/caption-only"] == with_text
+    assert only and all("без картинки" in p and " ".join(t.split()) in p for p, t in only)
+    assert removed and all(p == get_prompt(v.split("/")[0]).render() for v, p in removed)

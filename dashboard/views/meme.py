@@ -12,6 +12,7 @@ from dashboard import components as c
 from dashboard import db, first_run, imaging
 from dashboard.lang import _, _n
 from pipeline import queries as q
+from pipeline.faithfulness import FAILURE_KIND_NAMES
 from pipeline.names import public_name
 
 ID_PATTERN = re.compile(r"[0-9a-f]{6,64}")
@@ -66,6 +67,7 @@ m = db.fetch(q.meme, meme_id)
 st.code(meme_id, language=None)
 predictions = db.fetch(q.meme_predictions, meme_id)
 heatmaps = db.fetch(q.meme_heatmaps, meme_id)
+faith = db.fetch(q.meme_faithfulness, meme_id)          # per CAM method / VLM set (faithfulness stage)
 c.smoke_banner([p["is_smoke"] for p in predictions] + [h["is_smoke"] for h in heatmaps])
 
 # ------------------------------------------------------------------------------------ image + facts
@@ -114,6 +116,16 @@ else:
             if p["score"] is None:        # a served VLM that could not give both label words' log-probabilities
                 c.text_block(_("No p(toxic): why"), p.get("score_note"), limit=1000)
             c.text_block(_("Explanation"), p["explanation"], limit=5000)
+            f = faith.get(p["variant_id"])
+            if f:
+                st.caption(_("Faithfulness (stated rules: the Faithfulness page)"))
+                if f["has_caption"]:
+                    st.text(_("quotes the caption: {yes}", yes=_("yes") if f["quotes_caption"] else _("no"))
+                            + (" — " + ", ".join(f["quoted_words"]) if f["quoted_words"] else ""))
+                if f["contradiction"]:
+                    st.text(_("possible contradiction with its class line: {cue}", cue=f["contradiction_cue"] or ""))
+                if f["failure_kind"]:
+                    st.text(_("no class stated: {kind}", kind=c.shown(FAILURE_KIND_NAMES[f["failure_kind"]])))
             if p["raw_answer"] is not None:
                 st.caption(_("Raw answer"))
                 st.code(p["raw_answer"], language=None, wrap_lines=True)
@@ -180,6 +192,10 @@ else:
         with cols[i % 4]:
             st.text(f"{h['method']} · {public_name(h['model_id'])}", help=c.model_help([h["model_id"]]))
             c.meme_image(h["overlay"], meme_id, m["label"], ctx=f"cam-{h['variant_id']}")
+            f = faith.get(h["variant_id"])
+            if f and f["caption_mass"] is not None:
+                st.caption(_("CAM mass on the caption {mass} · its share of the area {area}",
+                             mass=f"{f['caption_mass']:.2f}", area=f"{f['caption_area']:.2f}"))
 
 failures = db.fetch(q.meme_failures, meme_id)
 if len(failures):

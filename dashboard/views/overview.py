@@ -8,6 +8,7 @@ from dashboard import analysis, charts, db, first_run
 from dashboard import components as c
 from dashboard.lang import N_, _
 from pipeline import queries as q
+from pipeline.faithfulness import FAILURE_KIND_NAMES, FAILURE_KINDS
 from pipeline.names import public_name
 from pipeline.stages.vlm_answer import LOW_LABEL_MASS
 
@@ -77,6 +78,7 @@ else:
 # ------------------------------------------------------------------------------------ metrics
 st.subheader(_("Metrics per model × prompt version"))
 sets = c.variant_rows(q.PREDICTION_STAGES)
+NOT_MEASURED = N_("not measured yet")
 if not sets:
     if first_run.explains("clip,vlm"):   # the notice above the page gives the fix; a refill would fail again
         st.stop()
@@ -143,6 +145,21 @@ st.caption(_("Value [95% interval] n=denominator; an interval that cannot be est
            + " " + (_("Stored by run {run}; the answers and labels are unchanged since.", run=stored_run)
                     if stored_run is not None else
                     _("Computed now: the answers or labels changed after a precompute last stored the metrics.")))
+
+kinds = db.fetch(q.failure_kind_counts, retired)
+unparsed = [s for s in sets if s["stage"] == "vlm" and reports[s["variant_id"]]["n_unparseable"]]
+if unparsed:
+    st.subheader(_("Why answers stated no class"))
+    st.dataframe(pd.DataFrame([{
+        "model": public_name(s["model_id"]), "prompt": s["name"], "unparseable": reports[s["variant_id"]]["n_unparseable"],
+        **{c.shown(FAILURE_KIND_NAMES[k]): kinds.get(s["variant_id"], {}).get(k, 0) for k in FAILURE_KINDS},
+        c.shown(NOT_MEASURED): reports[s["variant_id"]]["n_unparseable"] - sum(kinds.get(s["variant_id"], {}).values()),
+    } for s in unparsed]), hide_index=True, column_config={**c.columns(),
+                                                          "model": c.model_column(s["model_id"] for s in unparsed)})
+    st.caption(_("Each unparseable answer (memes with a true label) by the first rule that holds: empty or cut off "
+                 "(nothing, or it stops mid-sentence), template echo (the prompt's placeholders or wording given "
+                 "back), refusal, hedge (no decision, or both class words), other. The rules are in "
+                 "pipeline/faithfulness.py; «not measured yet»: the faithfulness stage has not read these answers."))
 
 for note in c.language_notes(sets):
     st.warning(note, icon=":material/translate:")

@@ -41,6 +41,15 @@ from PIL import Image
 from pipeline import summary
 from pipeline.config import MODEL_MAX_SIDE, NON_TOXIC, TOXIC
 from pipeline.devtools.synthetic_memes import NEUTRAL_CAPTIONS, TOXIC_CAPTIONS, draw_meme, expected_text, photo_background
+from pipeline.faithfulness import (
+    FAITHFULNESS_VERSION,
+    answer_failure_kind,
+    cam_mass_in_boxes,
+    caption_quote,
+    possible_contradiction,
+)
+from pipeline.stages.clip_prompts import CENTER_CROP
+from pipeline.stages.vlm_answer import PARSER_VERSION
 from pipeline.store import Store, short_hash
 from pipeline.views import CAPTION_ONLY, CAPTION_REMOVED, VIEW_VERSION, caption_only, caption_removed, derived_name
 
@@ -123,6 +132,10 @@ def _templates(thumb_side: int = 128) -> list[dict]:
                             boxes=boxes, thumbnail=_jpeg(thumb, 65),
                             overlays={m: _jpeg(_overlay(thumb, m, k), 40) for m in CAM_METHODS},
                             cams={m: _cam_grid(m, k).tobytes() for m in CAM_METHODS}))
+        # the faithfulness stage's CAM measure on each template (scale-free: the same for every size of it)
+    for t in out:
+        t["mass"] = {m: cam_mass_in_boxes(t["cams"][m], t["boxes"], t["size"], view=CENTER_CROP, grid_h=CAM_GRID,
+                                          grid_w=CAM_GRID) for m in CAM_METHODS}
     return out
 
 
@@ -244,6 +257,17 @@ class _Plan:
                                                        of=self.variant_keys[(stage, model, prompt)][0]),
                               2 if stage == "clip" else 3)
 
+        self.measured = []                            # faithfulness variants: (measure, source stage, model, name)
+        for method in CAM_METHODS:
+            self.measured.append(("cam", "cam", CLIP_MODEL, method))
+        for stage, model, name in [(v["stage"], v["model_id"], v["name"]) for v in self.variants if v["stage"] == "vlm"]:
+            self.measured.append(("answer", stage, model, name))
+        for measure, stage, model, name in self.measured:
+            config = dict(source=self.variant_keys[(stage, model, name)][0], measure=measure, ocr_source=tesseract,
+                          faithfulness_version=FAITHFULNESS_VERSION, synthetic=True)
+            config.update(view=CENTER_CROP) if measure == "cam" else config.update(parser_version=PARSER_VERSION)
+            self._add_variant("faithfulness", model, f"{measure}:{name}", config, 4)
+
     def _add_variant(self, stage: str, model_id: str, name: str, config: dict, run_id: int) -> None:
         config_hash = short_hash(stage, name, config)
         vid = short_hash(stage, model_id, config_hash, "1")
@@ -294,6 +318,58 @@ class _Plan:
             yield "predictions", _interleave([self.predictions(k, lo, hi, ids, d) for d, (k, *_) in
                                               enumerate(self.derived) if PREDICTION_SETS[k][0] == stage])
         yield "heatmaps", _interleave([self.heatmaps(method, lo, hi, ids) for method in CAM_METHODS])
+        for j in range(len(self.measured)):
+            yield "faithfulness", self.faithfulness(j, lo, hi, ids)
+
+    def faithfulness(self, j: int, lo: int, hi: int, ids: np.ndarray) -> pa.Table:
+        """The faithfulness stage's rows of measure j: for every heatmap / VLM answer of memes lo..hi, the real
+        measures (pipeline.faithfulness) of its template's caption, boxes, CAM and explanation, looked up per
+        (template, answer) so a million memes cost a few table lookups."""
+        measure, stage, model, name = self.measured[j]
+        if measure == "cam":
+            idx = np.intersect1d(self.kept("cam", lo, hi), self.kept("ocr", lo, hi))
+            m = len(idx)
+            has = ~self.text_free[idx]
+            got = [self.templates[k]["mass"][name] for k in self.template[idx].tolist()]
+            cols = {c: pa.array([g[c] for g in got], pa.float64(), mask=~has)
+                    for c in ("mass", "area", "ratio", "boxes_seen")}
+            data = dict(caption_mass=cols["mass"], caption_area=cols["area"], caption_ratio=cols["ratio"],
+                        boxes_seen=cols["boxes_seen"])
+        else:
+            k_set, d = self._prediction_args(name)
+            table = self.predictions(k_set, lo, hi, ids, d)
+            idx = table["meme_key"].to_numpy() - 1
+            m = len(idx)
+            has = ~self.text_free[idx] & np.isin(idx, self.kept("ocr", lo, hi))
+            rows, memo = [], {}
+            for k, h, lab, expl, raw, prompt in zip(self.template[idx].tolist(), has.tolist(),
+                                                    table["label"].to_pylist(), table["explanation"].to_pylist(),
+                                                    table["raw_answer"].to_pylist(), table["prompt"].to_pylist()):
+                key = (k, h, lab, expl, raw)
+                if key not in memo:
+                    quote = caption_quote(expl, self.templates[k]["text"]) if h else dict(overlap=None, quotes=None,
+                                                                                       quoted_words=[])
+                    contra = possible_contradiction(expl, lab)
+                    memo[key] = (quote["overlap"], quote["quotes"], json.dumps(quote["quoted_words"], ensure_ascii=False),
+                                 contra["flag"], contra["cue"], answer_failure_kind(raw, lab, prompt))
+                rows.append(memo[key])
+            cols = list(zip(*rows)) if rows else [[]] * 6
+            data = dict(quote_overlap=pa.array(cols[0], pa.float64()), quotes_caption=pa.array(cols[1], pa.bool_()),
+                        quoted_words=pa.array(cols[2], pa.string()), contradiction=pa.array(cols[3], pa.bool_()),
+                        contradiction_cue=pa.array(cols[4], pa.string()), failure_kind=pa.array(cols[5], pa.string()))
+        source = self.variant_keys[(stage, model, name)][0]
+        return pa.table(dict(
+            meme_id=_strings(ids[idx - lo]), meme_key=_keys(idx), **self._key("faithfulness", model, f"{measure}:{name}", m),
+            source_variant=_const(source, m), measure=_const(measure, m), has_caption=pa.array(has), **data,
+            seconds=pa.array(np.full(m, 0.001)), run_id=pa.array(np.full(m, 4, np.int32)),
+            created_at=_timestamps(self.run_times[3], idx, 1)))
+
+    def _prediction_args(self, name: str) -> tuple[int, int | None]:
+        """(prediction set index, derived index or None) of the VLM set called `name`."""
+        for d, (k, _view, dname, _logit) in enumerate(self.derived):
+            if dname == name and PREDICTION_SETS[k][0] == "vlm":
+                return k, d
+        return next(k for k, spec in enumerate(PREDICTION_SETS) if spec[0] == "vlm" and spec[2] == name), None
 
     def memes(self, lo: int, hi: int, ids: np.ndarray, thumbs: list[bytes]) -> pa.Table:
         m = hi - lo

@@ -101,6 +101,7 @@ class LocalEngine:
             if stop.stop:
                 return
             fill_ocr_text(store, stage, batch)
+            stage.fill_inputs(store, batch, variants)
             yield run_batch(stage, batch, variants)
 
     def close(self) -> None:

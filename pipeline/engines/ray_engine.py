@@ -70,7 +70,8 @@ def _run_rows(stage_name: str, options, ocr_source: str | None, payloads) -> lis
         return [pickle.dumps({"load_error": str(e)}) for _ in payloads]
     for payload in payloads:
         index, memes, variants = pickle.loads(payload)       # the driver's Variant objects: the same keys
-        batch = [MemeInput(m["meme_id"], m["path"], m["rel_path"], m["label"], m["ocr_text"], m.get("ocr_boxes"))
+        batch = [MemeInput(m["meme_id"], m["path"], m["rel_path"], m["label"], m["ocr_text"], m.get("ocr_boxes"),
+                           m.get("inputs"))
                  for m in memes]
         result = run_batch(stage, batch, variants)
         by_variant = {vid: [RemoteFailure(type(r).__name__, str(r) or repr(r)) if isinstance(r, BaseException) else r
@@ -158,9 +159,10 @@ class RayEngine:
         work, items = {}, []
         for index, (batch, variants) in enumerate(work_batches(stage, plans)):
             fill_ocr_text(store, stage, batch)
+            stage.fill_inputs(store, batch, variants)
             work[index] = (batch, variants)
             memes = [dict(meme_id=m.meme_id, path=m.path, rel_path=m.rel_path, label=m.label, ocr_text=m.ocr_text,
-                          ocr_boxes=m.ocr_boxes)
+                          ocr_boxes=m.ocr_boxes, inputs=m.inputs)
                      for m in batch]
             items.append({"payload": pickle.dumps((index, memes, variants))})
         if not items:

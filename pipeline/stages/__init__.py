@@ -6,6 +6,7 @@
     clip          CLIP / SigLIP zero-shot p(toxic);   clip_prompts  its versioned prompt sets and views
     vlm           Qwen2.5-VL answer + p(toxic);       vlm_prompts   its prompts;  vlm_answer  the parser
     cam           CAM heat maps on the CLIP vision tower
+    faithfulness  per meme: CAM mass on the caption, VLM explanation quotes / contradicts, why no class
 
 A stage module defines one Stage subclass with `from_options(options)`; REGISTRY lists them in the
 order they run (a stage that reads OCR text runs after the stage that `provides_ocr_text`). Classes
@@ -40,6 +41,7 @@ REGISTRY: tuple[StageEntry, ...] = (
     StageEntry("clip", "pipeline.stages.clip", "ClipStage", "predictions"),
     StageEntry("vlm", "pipeline.stages.vlm", "VlmStage", "predictions"),
     StageEntry("cam", "pipeline.stages.cam", "CamStage", "heatmaps"),
+    StageEntry("faithfulness", "pipeline.stages.faithfulness", "FaithfulnessStage", "faithfulness"),
 )
 STAGE_ORDER: tuple[str, ...] = tuple(e.name for e in REGISTRY)
 PREDICTION_STAGES: tuple[str, ...] = tuple(e.name for e in REGISTRY if e.table == "predictions")   # clip, vlm

@@ -86,6 +86,7 @@ class MemeInput:
     label: str | None
     ocr_text: str | None = None
     ocr_boxes: list | None = None   # the OCR boxes ({"box": [x0, y0, x1, y1], ...} in `image` pixels), for views
+    inputs: dict | None = None      # variant_id -> what a stage reads from the cache for it (Stage.fill_inputs)
 
     @cached_property
     def image(self) -> Image.Image:
@@ -104,7 +105,7 @@ class MemeInput:
 
     def as_view(self, view: str, image: Image.Image | None | str = "render") -> MemeInput:
         """This meme with `image` replaced by its `view` (or by the given image; None: no image at all)."""
-        twin = MemeInput(self.meme_id, self.path, self.rel_path, self.label, self.ocr_text, self.ocr_boxes)
+        twin = MemeInput(self.meme_id, self.path, self.rel_path, self.label, self.ocr_text, self.ocr_boxes, self.inputs)
         twin.__dict__["image"] = self.view_image(view) if isinstance(image, str) else image
         return twin
 
@@ -162,6 +163,13 @@ class Stage:
             return set()
         texts = store.ocr_texts([m.meme_id for m in memes], self.ocr_source)
         return {m.meme_id for m in memes if not has_caption(texts.get(m.meme_id))}
+
+    inapplicable_note = ("{n} derived-view answer(s) not asked: memes without OCR text have no caption-removed / "
+                         "caption-only view (the Modality page counts them)")
+
+    def fill_inputs(self, store, memes: list[MemeInput], variants: list[Variant]) -> None:
+        """Put what `variants` read from the cache besides OCR into MemeInput.inputs (the engines call it per
+        batch, after the OCR text): the faithfulness stage reads the stored heatmaps and answers."""
 
     def load(self) -> None:
         """Load models/engines. Raise StageLoadError with an actionable one-line message."""

@@ -52,10 +52,11 @@ from typing import Any
 from pipeline.config import NON_TOXIC, TOXIC
 from pipeline.errors import OptionError
 from pipeline.options import DEFAULTS, Options
-from pipeline.stages.base import MemeInput, Stage, StageLoadError, Variant, prediction_row_columns
+from pipeline.stages.base import MemeInput, Stage, StageLoadError, Variant, prediction_row_columns, view_variant
 from pipeline.stages.vlm import MAX_NEW_TOKENS_LIMIT, VlmStage, assistant_prefix
 from pipeline.stages.vlm_answer import PARSER_VERSION, label_mass, parse_answer
-from pipeline.stages.vlm_prompts import DEFAULT_PROMPT_VERSIONS, LABEL_WORDS, get_prompt
+from pipeline.stages.vlm_prompts import DEFAULT_PROMPT_VERSIONS, LABEL_WORDS, caption_only_prompt, get_prompt
+from pipeline.views import CAPTION_ONLY, FULL, selected_views, view_of
 
 TOP_LOGPROBS = 20            # default alternatives per token: the OpenAI API's maximum (vLLM, llama-server allow more)
 SEED = 0
@@ -97,10 +98,11 @@ def png_data_url(image) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def chat_messages(data_url: str, prompt_text: str, assistant_prefix_text: str | None = None) -> list[dict]:
-    messages: list[dict] = [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": data_url}},
-        {"type": "text", "text": prompt_text}]}]
+def chat_messages(data_url: str | None, prompt_text: str, assistant_prefix_text: str | None = None) -> list[dict]:
+    """The chat request: the image (none for a text-only prompt: data_url None) and the prompt, and, to score
+    a class line, the assistant's answer so far."""
+    image = [{"type": "image_url", "image_url": {"url": data_url}}] if data_url is not None else []
+    messages: list[dict] = [{"role": "user", "content": [*image, {"type": "text", "text": prompt_text}]}]
     if assistant_prefix_text is not None:
         messages.append({"role": "assistant", "content": assistant_prefix_text})
     return messages
@@ -302,7 +304,8 @@ class ServedVlmStage(Stage):
                  concurrency: int = DEFAULTS.vlm_concurrency, timeout: float = DEFAULTS.vlm_timeout,
                  retries: int = DEFAULTS.vlm_retries, prefill: str = DEFAULTS.vlm_prefill,
                  api_key_env: str = DEFAULTS.vlm_api_key_env, random_weights: bool = False,
-                 top_logprobs: int = DEFAULTS.vlm_top_logprobs, backoff_s: float = 1.0):
+                 top_logprobs: int = DEFAULTS.vlm_top_logprobs, backoff_s: float = 1.0,
+                 views: str | tuple[str, ...] | list[str] = DEFAULTS.views):
         if not url or not url.startswith(("http://", "https://")):
             raise OptionError(f"--vlm-url must be the server's http(s) base URL (e.g. http://localhost:8000/v1), not {url!r}")
         if not model:
@@ -324,7 +327,9 @@ class ServedVlmStage(Stage):
         self.prefill, self.api_key_env, self.random_weights = prefill, api_key_env, bool(random_weights)
         self.backoff_s, self.top_logprobs = backoff_s, int(top_logprobs)
         self.batch_size = 2 * self.concurrency         # written after every batch: little is in flight
-        self.needs_ocr_text = any(p.uses_ocr for p in self.prompts)
+        self.views = [v for v in selected_views(views) if v != FULL]   # derived views, as VlmStage
+        self.needs_ocr_text = any(p.uses_ocr for p in self.prompts) or bool(self.views)
+        self.needs_ocr_boxes = bool(self.views)
         self.client: ServedClient | None = None
         self._down_streak = 0
         self._lock = threading.Lock()
@@ -335,7 +340,7 @@ class ServedVlmStage(Stage):
                    prompt_versions=list(o.vlm_prompts) if o.vlm_prompts else None, max_pixels=o.max_pixels,
                    max_new_tokens=o.max_new_tokens, concurrency=o.vlm_concurrency, timeout=o.vlm_timeout,
                    retries=o.vlm_retries, prefill=o.vlm_prefill, api_key_env=o.vlm_api_key_env,
-                   random_weights=o.vlm_random_weights, top_logprobs=o.vlm_top_logprobs)
+                   random_weights=o.vlm_random_weights, top_logprobs=o.vlm_top_logprobs, views=o.views)
 
     @property
     def model_id(self) -> str:
@@ -345,6 +350,21 @@ class ServedVlmStage(Stage):
         return prediction_row_columns(variant)
 
     def make_variants(self) -> list[Variant]:
+        """One variant per prompt version and, with derived --views, the same derived variants as VlmStage
+        (the caption-removed image with the same prompt; the caption alone as a text-only prompt)."""
+        full = self._full_variants()
+        derived = []
+        for view in self.views:
+            for v, p in zip(full, self.prompts):
+                if p.uses_ocr:
+                    continue
+                extra = {}
+                if view == CAPTION_ONLY:
+                    extra = dict(prompt=caption_only_prompt(p).template, uses_ocr=True, image=False)
+                derived.append(view_variant(v, view, **extra))
+        return full + derived
+
+    def _full_variants(self) -> list[Variant]:
         return [Variant(
             stage=self.name, model_id=self.model_id, name=p.version, stage_version=self.version,
             is_smoke=self.random_weights, reads_ocr=p.uses_ocr,
@@ -414,7 +434,9 @@ class ServedVlmStage(Stage):
     def process_one(self, meme: MemeInput, variant: Variant) -> dict:
         prompt = get_prompt(variant.name)
         prompt_text = prompt.render(meme.ocr_text)
-        data_url = png_data_url(resized_for_vlm(meme.image, self.max_pixels))
+        view = view_of(variant.config)
+        data_url = (None if view == CAPTION_ONLY else
+                    png_data_url(resized_for_vlm(meme.view_image(view), self.max_pixels)))
         choice = self.client.chat(self._payload(chat_messages(data_url, prompt_text), self.max_new_tokens, False))
         raw = choice["message"]["content"].strip()
         logits, note = self._score(choice, raw, data_url, prompt_text, variant.name)
