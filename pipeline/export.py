@@ -11,7 +11,18 @@ vlm) the metrics with 95% intervals (pipeline.metrics), the confusion matrix and
 agreement table, Cohen's kappa, McNemar test and the paired differences in accuracy and AUROC of each
 pair of sets (the first MAX_PAIRS pairs when there are more), with Holm-adjusted p-values over the
 pairs shown; galleries of the most confident errors per set and of the disagreements per pair,
-with thumbnails, CAM overlays, OCR text and the models' explanations.
+with thumbnails, CAM overlays, OCR text and the models' explanations; and the Modality section: per
+set with answers on the two derived views (pipeline/views.py: caption removed, caption alone) the
+numbers the dashboard's Modality page shows (pipeline.queries.modality_* and pipeline.modality). A
+derived-view set (config `meme_view`) is never a prediction set of its own here: it has no section,
+metrics, chart row or pair; it is counted only in the Modality section of the set it derives from.
+Per VLM set with unparseable answers, why they stated no class (failure kinds: the Overview's table,
+pipeline.queries.failure_kind_counts); and the Faithfulness section: per measured CAM method the CAM mass
+on the caption against its area, by true label and by the correctness of the model's first CLIP set, and
+per measured VLM set the explanations that quote the caption or possibly contradict their class line, with
+the first few flagged answers (the Faithfulness page's numbers: pipeline.queries faithfulness_sources,
+cam_caption_mass, answer_faithfulness, contradiction_examples; pipeline.faithfulness cam_summary,
+answer_summary).
 
 Language: every fixed text of the report (headings, table headers, notes, captions, chart titles
 and axes, the statistical readings) is in `lang`, English or Russian (pipeline/i18n.py; Russian in
@@ -41,6 +52,7 @@ import itertools
 import json
 import os
 import re
+import shlex
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -49,7 +61,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from pipeline import i18n, metrics, queries
+from pipeline import faithfulness, i18n, metrics, modality, queries
 from pipeline.config import NON_TOXIC, TOXIC
 from pipeline.i18n import N_, translate, translate_n
 from pipeline.queries import METRIC_NAMES, PREDICTION_STAGES
@@ -57,6 +69,7 @@ from pipeline.stages.vlm_answer import LOW_LABEL_MASS, is_low_label_mass, label_
 from pipeline.store import Store, StoreError, connect
 from pipeline.summary import metrics_summary as summary_metrics
 from pipeline.summary import pair_comparison as summary_pair
+from pipeline.views import CAPTION_ONLY, CAPTION_REMOVED, FULL
 
 MAX_PAIRS = 6                 # agreement tables and disagreement galleries for at most this many pairs
 GALLERY_LIMIT = 8             # cards per gallery (most confident first)
@@ -73,6 +86,15 @@ RUN_STATUS = {"ok": N_("ok"), "failed": N_("failed"), "interrupted": N_("interru
 LANGUAGE_NOTE = N_("{model} was trained on English text only: Russian prompts (ru-*) are outside its training "
                    "data, so its ru-* scores understate what image-text matching can do; compare en-*, or use a "
                    "multilingual model such as google/siglip2-base-patch16-224")
+# the command that computes the derived views (the Modality page's); the cache by its file name only
+VIEWS_COMMAND = "vlmemes precompute --db {db} --stages ocr,views,clip,vlm --views all"
+# the command that fills the faithfulness table (the Faithfulness page's); it reads stored heatmaps and answers
+FAITHFULNESS_COMMAND = "vlmemes precompute --db {db} --stages ocr,cam,vlm,faithfulness"
+CONTRADICTIONS_SHOWN = 5      # possible contradictions listed per VLM set
+# the Faithfulness page's names of pipeline.faithfulness.GROUPS
+FAITH_GROUP_NAMES = {"all": N_("all memes"), TOXIC: N_("true label toxic"), NON_TOXIC: N_("true label non-toxic"),
+                     "correct": N_("answer right"), "wrong": N_("answer wrong")}
+NOT_MEASURED = N_("not measured yet")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
@@ -247,8 +269,9 @@ def _load(con, models: list[str] | None, lang: str = "en") -> dict[str, Any]:
     memes = queries.report_memes(con)
     truth = {m: lab for m, lab, retired in memes if not retired and lab is not None}
     variant_rows = queries.report_variants(con)
+    derived = queries.report_view_sets(con)          # derived-view sets: only in the Modality section
     all_sets = [PredSet(v["variant_id"], v["stage"], v["model_id"], v["name"], bool(v["is_smoke"]))
-                for v in variant_rows if v["stage"] in PREDICTION_STAGES]
+                for v in variant_rows if v["stage"] in PREDICTION_STAGES and v["variant_id"] not in derived]
     sets = [s for s in all_sets if s.matches(models)] if models else all_sets
     if models and not sets:
         known = ", ".join(s.label for s in all_sets) or translate(N_("none"), lang)
@@ -265,7 +288,8 @@ def _load(con, models: list[str] | None, lang: str = "en") -> dict[str, Any]:
     if models:
         cams = [c for c in cams if c.model_id in shown_models] or cams
     ocr_variants = [v for v in variant_rows if v["stage"] == "ocr"]
-    return dict(memes=memes, truth=truth, sets=sets, cams=cams, ocr_variants=ocr_variants)
+    smoke_ids = {v["variant_id"] for v in variant_rows if v["is_smoke"]}
+    return dict(memes=memes, truth=truth, sets=sets, cams=cams, ocr_variants=ocr_variants, smoke_ids=smoke_ids)
 
 
 def _summary(con, data: dict) -> dict:
@@ -339,6 +363,115 @@ def _pair_report(con, a: PredSet, b: PredSet, truth: dict[str, str]) -> dict:
     return dict(a=a, b=b, report=rep, kappa=rep.kappa.as_dict(), paired=paired, disagree=disagree)
 
 
+def _share(e: metrics.Estimate) -> dict:
+    """One driver share as the Modality page shows it: the Wilson estimate and k/n (k = value x n, as there)."""
+    d = e.as_dict()
+    return dict(d, k=round(d["value"] * d["n"]) if d["value"] is not None else 0)
+
+
+def _modality_report(con, data: dict) -> dict:
+    """The Modality section: for every set of queries.modality_sets whose full set is shown (the --models
+    filter), the Modality page's numbers (its queries, pipeline.modality's functions) on the memes still in
+    the folder (include_retired=False): coverage, drivers, the three-way table, the paired view tests.
+    `available`: how many such sets the cache has before the filter."""
+    shown = {s.variant_id: s for s in data["sets"]}
+    found = queries.modality_sets(con)
+    ocr_names = {v["variant_id"]: v["name"] for v in data["ocr_variants"]}
+    out = []
+    for m in found:
+        s = shown.get(m["variant_id"])
+        if s is None:
+            continue
+        ids = (m["variant_id"], m["removed_id"], m["only_id"])
+        cover = queries.modality_coverage(con, *ids, m["ocr_source"], False)
+        summary = modality.summary(modality.three_way_table(queries.modality_counts(con, *ids, False)))
+        drivers = [dict(truth=t, shares=[dict(key=k, **_share(e)) for k, e in summary["drivers"][t].items()])
+                   for t in (None, TOXIC, NON_TOXIC)]
+        combos: dict[tuple, dict] = {}              # the three-way table, one row per answer combination
+        for c in summary["cells"]:
+            key = (c[FULL], c[CAPTION_REMOVED], c[CAPTION_ONLY])
+            row = combos.setdefault(key, dict(answers=key, driver=modality.driver_cell(*key), by_truth={}, memes=0))
+            row["by_truth"][c["truth"]] = c["memes"]
+            row["memes"] += c["memes"]
+        cells = sorted(combos.values(), key=lambda r: (-r["memes"], [str(a) for a in r["answers"]]))
+        smoke = bool(m["is_smoke"]) or s.is_smoke or bool({m["removed_id"], m["only_id"]} & data["smoke_ids"])
+        out.append(dict(set=s, removed_id=m["removed_id"], only_id=m["only_id"], is_smoke=smoke,
+                        ocr=ocr_names.get(m["ocr_source"]) or m["ocr_source"] or "", coverage=cover,
+                        n=summary["n"], drivers=drivers, cells=cells, tests=summary["tests"]))
+    return dict(sets=out, available=len(found))
+
+
+def _failure_kinds(con, set_reports: list[dict]) -> list[dict]:
+    """Why answers stated no class: per shown VLM set with unparseable answers (its n_unparseable, memes with a
+    true label still in the folder), the Overview's counts by failure kind (queries.failure_kind_counts) and
+    `not_measured`: the unparseable answers the faithfulness stage has not read yet."""
+    kinds = queries.failure_kind_counts(con, False)
+    out = []
+    for sr in set_reports:
+        s, n = sr["set"], int(sr["report"]["n_unparseable"] or 0)
+        if s.stage != "vlm" or not n:
+            continue
+        got = kinds.get(s.variant_id, {})
+        out.append(dict(set=s, unparseable=n, kinds={k: got.get(k, 0) for k in faithfulness.FAILURE_KINDS},
+                        not_measured=n - sum(got.values())))
+    return out
+
+
+def _proportion(k: int, n: int) -> dict:
+    """A share as the Faithfulness page shows it: the Wilson estimate of k/n, and k."""
+    return dict(metrics.proportion_estimate(int(k), int(n)).as_dict(), k=int(k))
+
+
+def _faithfulness_report(con, data: dict, n_unlabelled: int) -> dict:
+    """The Faithfulness section: the Faithfulness page's numbers (its queries, pipeline.faithfulness's
+    summaries) on the memes with a label still in the folder (include_retired=False).
+
+    CAM: every measured CAM method the report shows (data["cams"]), grouped by correctness of the first
+    full-view CLIP set of its model (the page's default). VLM: every measured full-view set the report shows
+    (the --models filter), with its first CONTRADICTIONS_SHOWN possible contradictions on memes with a label.
+    `available`: how many sources the cache has measured at all; `cams_available` / `answers_available`:
+    how many CAM methods / full-view VLM sets, before the filter."""
+    sources = queries.faithfulness_sources(con)
+    cam_ids = {c.variant_id for c in data["cams"]}
+    shown = {s.variant_id: s for s in data["sets"]}
+    clips = [v for v in queries.variants_overview(con).to_dict("records")
+             if v["stage"] == "clip" and not isinstance(v["meme_view"], str) and v["n_rows"] > 0]
+    cams, answers = [], []
+    for src in sources:
+        if src["measure"] != "cam" or src["variant_id"] not in cam_ids:
+            continue
+        method = CamMethod(src["variant_id"], src["model_id"], src["name"], bool(src["is_smoke"]))
+        clip = next((v for v in clips if v["model_id"] == src["model_id"]), None)
+        groups = faithfulness.cam_summary(queries.cam_caption_mass(
+            con, method.variant_id, clip["variant_id"] if clip else None, False))
+        for g in groups:
+            g["above_share"] = _proportion(g["above"], g["n"])
+        cams.append(dict(method=method, clip_id=clip["variant_id"] if clip else None,
+                         clip=f"{clip['name']} ({public_name(clip['model_id'])})" if clip else None,
+                         is_smoke=method.is_smoke or bool(clip and clip["variant_id"] in data["smoke_ids"]),
+                         groups=groups))
+    for src in sources:
+        s = shown.get(src["variant_id"])
+        if src["measure"] != "answer" or src["meme_view"] is not None or s is None:
+            continue
+        groups = faithfulness.answer_summary(queries.answer_faithfulness(con, s.variant_id, False))
+        for g in groups:
+            g["quote_share"] = _proportion(g["quotes"], g["with_caption"])
+            g["contradiction_share"] = _proportion(g["contradictions"], g["with_class"])
+        total = next((g["contradictions"] for g in groups if g["group"] == "all"), 0)
+        # the query also returns memes without a label: ask for enough and keep those with one
+        flagged = [r for r in queries.contradiction_examples(con, s.variant_id, False,
+                                                             CONTRADICTIONS_SHOWN + n_unlabelled)
+                   if r["truth"] is not None][:CONTRADICTIONS_SHOWN]
+        examples = [dict(meme_id=r["meme_id"], truth=r["truth"], label=r["label"], cue=_cut(r["cue"], 300),
+                         explanation=_cut(r["explanation"])) for r in flagged]
+        answers.append(dict(set=s, is_smoke=s.is_smoke or bool(src["is_smoke"]), groups=groups,
+                            contradictions=total, examples=examples))
+    return dict(cams=cams, answers=answers, available=len(sources),
+                cams_available=sum(src["measure"] == "cam" for src in sources),
+                answers_available=sum(src["measure"] == "answer" and src["meme_view"] is None for src in sources))
+
+
 def _card_details(con, meme_ids: list[str], sets: list[PredSet], cams: list[CamMethod], images: bool) -> dict[str, dict]:
     """Per shown meme: thumbnail, overlays, OCR texts and every shown set's answer."""
     if not meme_ids:
@@ -397,6 +530,9 @@ def build_report(db: str | Path, models: list[str] | None = None, images: bool =
             pr["disagree"] = pr["disagree"][:GALLERY_LIMIT]
             shown += pr["disagree"]
         cards = _card_details(con, list(dict.fromkeys(shown)), sets, cams, images)
+        modality_report = _modality_report(con, data)
+        failure_kinds = _failure_kinds(con, set_reports)
+        faithfulness_report = _faithfulness_report(con, data, summary["n_unlabelled"])
     finally:
         con.close()
     for c in cards.values():
@@ -405,7 +541,12 @@ def build_report(db: str | Path, models: list[str] | None = None, images: bool =
         sr["roc_svg"] = roc_chart(sr["roc"], translate(N_("ROC: {name}"), lang, name=sr["set"].label), lang)
     chart_rows = [dict(set=sr["set"].label, metric=k, **{x: (sr["metrics"][k] or {}).get(x) for x in ("value", "low", "high")})
                   for sr in set_reports for k in METRIC_NAMES if k != "unparseable_rate"]
-    smoke = any(s.is_smoke for s in sets) or any(c.is_smoke for c in cams)
+    smoke = any(s.is_smoke for s in sets) or any(c.is_smoke for c in cams) or \
+        any(m["is_smoke"] for m in modality_report["sets"]) or \
+        any(f["is_smoke"] for f in faithfulness_report["cams"] + faithfulness_report["answers"])
+    for m in modality_report["sets"]:
+        for t in m["tests"]:
+            t["reading_shown"] = modality.reading_text(t, lang)
     from pipeline.stages.clip_prompts import language_note
     notes = [translate(LANGUAGE_NOTE, lang, model=s.model_id) for s in sets
              if s.stage == "clip" and language_note(s.model_id, s.name)]       # its English text, in `lang`
@@ -416,7 +557,10 @@ def build_report(db: str | Path, models: list[str] | None = None, images: bool =
         cams=cams, cards=cards, truth=truth, images=images, smoke=smoke, smoke_banner=translate(SMOKE_BANNER, lang),
         models_filter=models or [], gallery_limit=GALLERY_LIMIT, text_limit=TEXT_LIMIT, low_label_mass=LOW_LABEL_MASS,
         metrics_svg=metrics_chart(chart_rows, lang), metric_names=METRIC_NAMES, language_notes=language_notes,
-        lang=lang,
+        modality=modality_report, views_command=VIEWS_COMMAND.format(db=shlex.quote(Path(db).name)), lang=lang,
+        failure_kinds=failure_kinds, failure_kind_names=faithfulness.FAILURE_KINDS, faithfulness=faithfulness_report,
+        faithfulness_command=FAITHFULNESS_COMMAND.format(db=shlex.quote(Path(db).name)),
+        quote_min_words=faithfulness.QUOTE_MIN_WORDS, contradictions_shown=CONTRADICTIONS_SHOWN,
     )
 
 
@@ -448,7 +592,14 @@ def text_functions(lang: str) -> dict[str, Any]:
                 note_t=lambda note: metrics.note_text(note, lang),
                 method_t=lambda e: metrics.method_text(e, lang),
                 metric_t=lambda k: translate(METRIC_LABELS[k], lang) if k in METRIC_LABELS else k,
-                status_t=lambda s: translate(RUN_STATUS[s], lang) if s in RUN_STATUS else s)
+                view_t=lambda v: translate(modality.VIEW_NAMES[v], lang),
+                driver_t=lambda d: translate(modality.DRIVER_NAMES[d], lang) if d in modality.DRIVER_NAMES
+                else translate(N_("not toxic on the full meme"), lang),
+                status_t=lambda s: translate(RUN_STATUS[s], lang) if s in RUN_STATUS else s,
+                kind_t=lambda k: translate(faithfulness.FAILURE_KIND_NAMES[k], lang)
+                if k in faithfulness.FAILURE_KIND_NAMES else k,
+                group_t=lambda g: translate(FAITH_GROUP_NAMES[g], lang) if g in FAITH_GROUP_NAMES else g,
+                not_measured=translate(NOT_MEASURED, lang))
 
 
 def render_html(report: dict[str, Any], level: tuple[int, int] | None = None) -> tuple[str, int]:

@@ -967,6 +967,7 @@ def faithfulness_sources(con) -> list[dict]:
                  v.model_id, v.name""")
 
 
+RATIO_BINS_LIMIT = 3           # the caption-mass histogram: log2(mass / area) beyond ±3 (8x) falls in its end bins
 _GROUP_OF = """CASE WHEN grouping(truth) = 0 THEN truth WHEN grouping(correct) = 0 THEN
                     CASE WHEN correct THEN 'correct' ELSE 'wrong' END ELSE 'all' END"""
 
@@ -976,8 +977,9 @@ def cam_caption_mass(con, cam_variant: str, clip_variant: str | None, include_re
     """Memes with a true label and a caption, per group: 'all', by true label ('toxic', 'non_toxic') and,
     with `clip_variant`, by its answer ('correct', 'wrong'; unparseable is wrong): n, above (CAM mass on the
     caption > the caption's share of the area), the medians of mass, area and mass / area, and a histogram
-    of log2(mass / area) in half-unit bins (bins: {bin: n})."""
+    of log2(mass / area) in half-unit bins (bins: {bin: n}; beyond ±RATIO_BINS_LIMIT in the end bins)."""
     params = {"cam": cam_variant, "clip": clip_variant, "retired": include_retired}
+    bin_params = {**params, "clip_bins": float(RATIO_BINS_LIMIT)}
     base = f"""
         WITH cur AS ({_FAITH_CURRENT}),
         rows AS (
@@ -997,9 +999,10 @@ def cam_caption_mass(con, cam_variant: str, clip_variant: str | None, include_re
     for g in groups.values():
         g["bins"] = {}
     for grp, b, n in con.execute(base + f"""
-            SELECT {_GROUP_OF} AS grp, floor(2 * log2(greatest(ratio, 1e-6))) / 2 AS bin, count(*) FROM rows
+            SELECT {_GROUP_OF} AS grp, least(greatest(floor(2 * log2(greatest(ratio, 1e-6))) / 2, -$clip_bins),
+                                                 $clip_bins - 0.5) AS bin, count(*) FROM rows
             WHERE ratio IS NOT NULL GROUP BY GROUPING SETS ((bin), (truth, bin), (correct, bin))
-            HAVING grouping(correct) = 1 OR correct IS NOT NULL""", params).fetchall():
+            HAVING grouping(correct) = 1 OR correct IS NOT NULL""", bin_params).fetchall():
         if grp in groups:
             groups[grp]["bins"][float(b)] = int(n)
     return groups

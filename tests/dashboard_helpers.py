@@ -32,7 +32,7 @@ PAGES = [
     ("views/errors.py", "errors", "Errors", "False positives"),
     ("views/disagreement.py", "disagreement", "Disagreement", "Cohen's kappa"),
     ("views/heatmaps.py", "heatmaps", "Heatmaps", "Overlay opacity (%)"),
-    ("views/modality.py", "modality", "Modality", "Memes on all three views"),
+    ("views/modality.py", "modality", "Modality", "--views all"),      # the smoke cache has no derived views
     ("views/faithfulness.py", "faithfulness", "Faithfulness", "Does CLIP look at the caption?"),
     ("views/meme.py", "meme", "Meme", "Model answers"),
     ("views/runs.py", "runs", "Runs", "Counts per stage"),

@@ -116,3 +116,19 @@ def test_content_warning_reveals_on_click(dashboard_db, server, browser_page):
     wait_idle(browser_page)
     assert browser_page.locator('[data-testid="stException"]').count() == 0
     browser_page.screenshot(path=str(ARTIFACTS / "dashboard_errors_revealed.png"))
+
+
+def test_modality_and_faithfulness_pages_with_derived_views(tmp_path, browser_page):
+    """A cache with derived views and faithfulness measures (synth-db: thumbnails of the derived images): the
+    Modality page's numbers, its three views side by side, and the Faithfulness page's chart, in the browser."""
+    from pipeline.devtools.synth_db import synth_db
+    db = synth_db(tmp_path / "views.duckdb", n=60, seed=3)
+    page = browser_page
+    with serve(db, ARTIFACTS / "browser_modality_server.log") as s:
+        open_page(page, s.url, "modality", "Modality", "Memes on all three views")
+        assert page.get_by_text("Paired tests between the views").count() == 1
+        assert page.locator('[data-testid="stImage"]').count() >= 3
+        page.screenshot(path=str(ARTIFACTS / "dashboard_modality_views.png"))
+        open_page(page, s.url, "faithfulness", "Faithfulness", "Does the VLM's explanation follow the caption?")
+        assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 1
+        page.screenshot(path=str(ARTIFACTS / "dashboard_faithfulness.png"))

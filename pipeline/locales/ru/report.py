@@ -266,3 +266,39 @@ MESSAGES.update({
 })
 MESSAGES["Every metric of every prediction set with its 95% interval"] = \
     "Все метрики всех наборов предсказаний с 95% доверительными интервалами"
+# ---------------------------------------------------------------- the Modality section (issue 16); the page's own
+# texts it shows as they are (headings, notes, view and driver names, readings) are in modality.py
+MESSAGES.update({
+    "Modality: caption or picture?": "Модальность: подпись или картинка?",
+    "No prediction set matching the filter has answers on the derived views.":
+        "Ни у одного набора предсказаний, подходящего под фильтр, нет ответов на производных видах.",
+    "answered on the full meme": "с ответом на целый мем",
+    "… on all three views": "… на всех трёх видах",
+    "… without OCR text (no derived view)": "… без текста OCR (нет производных видов)",
+    "… not computed yet (or failed)": "… ещё не вычислено (или не удалось)",
+    "Memes with a label that are still in the folder. The derived views are made from the OCR text of {engine}; "
+    "a meme whose OCR text has no letter or digit has no caption to remove or to show alone. Every number below "
+    "uses only the memes answered on all three views.":
+        "Мемы с меткой, которые ещё лежат в папке. Производные виды построены по тексту OCR движка {engine}; у мема, "
+        "в тексте OCR которого нет ни буквы, ни цифры, нет подписи, которую можно убрать или показать отдельно. "
+        "Все числа ниже — только по мемам с ответами на всех трёх видах.",
+    "all memes": "все мемы",
+    "counted as": "в доле",
+    "toxic on A": "токсичен на A",
+    "toxic on B": "токсичен на B",
+    "toxic on A only": "токсичен только на A",
+    "toxic on B only": "токсичен только на B",
+})
+# ---------------------------------------------------------------- failure kinds and the Faithfulness section (issue 16);
+# the texts it shares with the Faithfulness page and the Overview are in faithfulness.py
+MESSAGES.update({
+    "No measured CAM method matches the filter.": "Ни один измеренный метод CAM не подходит под фильтр.",
+    "No measured VLM prediction set matches the filter.":
+        "Ни один измеренный набор предсказаний VLM не подходит под фильтр.",
+    "Right or wrong: the answers of {clip}, the first CLIP prediction set of this model.":
+        "Верно или неверно — по ответам {clip}, первого набора предсказаний CLIP этой модели.",
+    "This model has no CLIP prediction set: no rows by right or wrong answers.":
+        "У этой модели нет набора предсказаний CLIP: строк по верным и неверным ответам нет.",
+    "Possible contradictions: at most {n} per set, memes with a true label, in the cache's order.":
+        "Возможные противоречия: не больше {n} на набор, мемы с истинной меткой, в порядке кэша.",
+})
