@@ -13,9 +13,10 @@ finishes; then it switches to the measured cache and times:
         the test harness's one-time setup were paid by the warm-up, as in a server that is running;
   warm  the median of --repeat further visits (memoised aggregates; galleries re-read),
   fresh the median of visits that change a filter each time (Errors: a new search word; Heatmaps,
-        Runs: a new gallery page), i.e. the uncached gallery query itself.
+        Runs: a new gallery page; Slices: another slice), i.e. the uncached gallery query itself.
 "overview (live metrics)" is Overview's first visit when the metrics a precompute stored
-(pipeline/summary.py) are not current (answers or labels changed since), so it counts every answer itself.
+(pipeline/summary.py) are not current (answers or labels changed since), so it counts every answer itself;
+"calibration (live)" the same for the Calibration page (every bootstrap run on the page).
 "new process" is the very first page run of the process (on the warm-up cache): what the first
 visitor after `streamlit run` waits for, imports included.
 Targets: <= 0.5 s per page at 100k, <= 600 MB resident.
@@ -34,7 +35,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 APP = REPO / "dashboard" / "app.py"
-PAGES = ["overview", "errors", "disagreement", "heatmaps", "modality", "faithfulness", "meme", "runs"]
+PAGES = ["overview", "errors", "disagreement", "calibration", "label_issues", "slices", "heatmaps", "modality",
+         "faithfulness", "meme", "runs"]
 TARGET_SECONDS = 0.5
 TARGET_RSS_MB = 600
 
@@ -125,6 +127,9 @@ def measure(db: Path, warmup_db: Path, repeat: int) -> dict:
         if page == "errors":
             fresh = statistics.median(_goto(at, page, {"q": words[i % len(words)], "group": "fn"})
                                       for i in range(repeat))
+        elif page == "slices":
+            fresh = statistics.median(_goto(at, page, {"slice": k})
+                                      for k in ("format", "caption_length", "near_duplicate")[:max(1, repeat)])
         elif page in ("heatmaps", "runs"):
             key = "fpage" if page == "runs" else "page"
             fresh = statistics.median(_goto(at, page, {key: str(2 + i), "n": "12"}) for i in range(repeat))
@@ -140,6 +145,10 @@ def measure(db: Path, warmup_db: Path, repeat: int) -> dict:
     counter["sql"] = 0
     rows["overview (live metrics)"] = {"cold": _goto(at, "overview", {}), "warm": _goto(at, "overview", {}),
                                        "fresh": None, "sql": counter["sql"]}
+    queries.QUERIES["stored_calibration"] = lambda con, *args: None
+    counter["sql"] = 0
+    rows["calibration (live)"] = {"cold": _goto(at, "calibration", {}), "warm": _goto(at, "calibration", {}),
+                                  "fresh": None, "sql": counter["sql"]}
     rss = psutil.Process().memory_info().rss / 2**20
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"startup": startup, "process_first": process_first, "pages": rows, "rss_mb": rss, "peak_mb": peak}

@@ -30,6 +30,22 @@ def metrics(include_retired: bool) -> tuple[dict[str, dict], int | None]:
     return db.fetch(q.live_metrics, include_retired), None
 
 
+def calibration(include_retired: bool) -> tuple[dict[str, dict], int | None]:
+    """{variant_id: pipeline.summary.calibration_summary's entry} for every set with scores, and the run
+    that stored them (None: computed now, because the stored ones are not current)."""
+    stored = db.fetch(q.stored_calibration, include_retired, db.fetch(q.summary_current))
+    if stored is not None:
+        return stored["sets"], stored["run_id"]
+    with st.spinner(_("Computing the calibration of every scored prediction set…")):
+        return db.fetch(q.live_calibration, include_retired), None
+
+
+def label_issues(variant_ids: list[str], include_retired: bool, min_sets_against: int) -> dict:
+    """pipeline.summary.label_issues of these sets, memoised per cache state."""
+    with st.spinner(_("Ranking possible label issues…")):
+        return db.fetch(q.label_issue_report, tuple(variant_ids), include_retired, int(min_sets_against))
+
+
 @st.cache_data(max_entries=32, show_spinner=False)
 def _agreement(state: tuple, a: str, b: str, include_retired: bool, name_a: str, name_b: str) -> dict:
     rows = db.fetch(q.stored_pair_answer_counts, a, b, include_retired, db.fetch(q.summary_current))

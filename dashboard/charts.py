@@ -22,7 +22,8 @@ from dashboard.lang import N_, _
 
 LABELS = {"toxic": N_("toxic"), "non_toxic": N_("non-toxic"), "no label (conflict)": N_("no label (conflict)")}
 LABEL_RANGE = ["#d62728", "#1f77b4", "#999999"]
-HEIGHTS = {"caption_mass_histogram": 240, "size_histogram": 260, "text_length_histogram": 220, "roc_curves": 380, "score_scatter": 400}
+HEIGHTS = {"caption_mass_histogram": 240, "reliability_diagram": 380, "threshold_curves": 320, "size_histogram": 260,
+           "text_length_histogram": 220, "roc_curves": 380, "score_scatter": 400}
 CELLS = {"both_right": N_("Both right"), "only_a_right": N_("Only A right"), "only_b_right": N_("Only B right"),
          "both_wrong": N_("Both wrong")}
 CELL_RANGE = ["#2ca02c", "#1f77b4", "#ff7f0e", "#d62728"]
@@ -150,8 +151,54 @@ def caption_mass_histogram(df: pd.DataFrame) -> alt.Chart:
                              alt.Tooltip("memes:Q", title=_("memes"))]))
 
 
+def reliability_diagram(df: pd.DataFrame) -> alt.Chart:
+    """Observed toxic share per score bin against the bin's mean p(toxic) (df: set, mean_score, frac_toxic,
+    frac_low, frac_high, n, lo, hi), Wilson intervals as bars, point size = memes, the diagonal = calibrated."""
+    diag = alt.Chart(pd.DataFrame({"x": [0, 1], "y": [0, 1]})).mark_line(strokeDash=[4, 4], color="#999")\
+        .encode(x="x:Q", y="y:Q")
+    x = alt.X("mean_score:Q", title=_("mean p(toxic) in the bin"), scale=alt.Scale(domain=[0, 1]))
+    color = alt.Color("set:N", title=_("prediction set"), legend=alt.Legend(orient="bottom", labelLimit=400, columns=2))
+    bars = alt.Chart(df).mark_rule(opacity=0.6).encode(x=x, y="frac_low:Q", y2="frac_high:Q", color=color)
+    points = (alt.Chart(df).mark_point(filled=True, opacity=0.85)
+              .encode(x=x, y=alt.Y("frac_toxic:Q", title=_("share of toxic memes (95% Wilson interval)"),
+                                   scale=alt.Scale(domain=[0, 1])),
+                      size=alt.Size("n:Q", title=_("memes"), legend=None), color=color,
+                      tooltip=[alt.Tooltip("set:N", title=_("prediction set")),
+                               alt.Tooltip("lo:Q", format=".2f", title=_("bin from")),
+                               alt.Tooltip("hi:Q", format=".2f", title=_("bin to")),
+                               alt.Tooltip("n:Q", title=_("memes")),
+                               alt.Tooltip("mean_score:Q", format=".3f", title=_("mean p(toxic) in the bin")),
+                               alt.Tooltip("frac_toxic:Q", format=".3f", title=_("share of toxic memes")),
+                               alt.Tooltip("frac_low:Q", format=".3f", title=_("interval from")),
+                               alt.Tooltip("frac_high:Q", format=".3f", title=_("interval to"))]))
+    return diag + bars + points
+
+
+THRESHOLD_METRICS = {"accuracy": N_("accuracy"), "precision": N_("precision"), "recall": N_("recall"), "f1": N_("F1")}
+
+
+def threshold_curves(df: pd.DataFrame, marks: pd.DataFrame) -> alt.Chart:
+    """Accuracy, precision, recall and F1 as a function of the threshold (df: threshold, metric, value), with a
+    vertical rule per marked threshold (marks: threshold, mark), e.g. the 0.5 default and the cross-validated one."""
+    df = df.assign(metric=_words(df["metric"], THRESHOLD_METRICS))
+    lines = (alt.Chart(df).mark_line()
+             .encode(x=alt.X("threshold:Q", title=_("threshold on p(toxic)"), scale=alt.Scale(domain=[0, 1])),
+                     y=alt.Y("value:Q", title=None, scale=alt.Scale(domain=[0, 1])),
+                     color=alt.Color("metric:N", title=_("metric"), legend=alt.Legend(orient="bottom")),
+                     tooltip=[alt.Tooltip("metric:N", title=_("metric")),
+                              alt.Tooltip("threshold:Q", format=".2f", title=_("threshold")),
+                              alt.Tooltip("value:Q", format=".3f", title=_("value"))]))
+    rules = (alt.Chart(marks).mark_rule(strokeDash=[6, 3], color="#444")
+             .encode(x="threshold:Q", tooltip=[alt.Tooltip("mark:N", title=_("threshold")),
+                                               alt.Tooltip("threshold:Q", format=".3f", title=_("value"))]))
+    labels = (alt.Chart(marks).mark_text(align="left", dx=4, dy=-6, color="#444")
+              .encode(x="threshold:Q", y=alt.value(10), text="mark:N"))
+    return lines + rules + labels
+
+
 BUILDERS = {f.__name__: f for f in (label_bars, size_histogram, text_length_histogram, confusion_matrices,
-                                     roc_curves, score_scatter, caption_mass_histogram)}
+                                     roc_curves, score_scatter, caption_mass_histogram, reliability_diagram,
+                                     threshold_curves)}
 
 
 @st.cache_data(max_entries=256, show_spinner=False)

@@ -21,12 +21,12 @@ import hashlib
 import os
 import stat
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pipeline.config import label_map
 from pipeline.errors import VlmemesError
-from pipeline.images import BadImage, ImageInfo, probe
+from pipeline.images import BadImage, ImageInfo, phash_of, probe
 
 KNOWN_LOOKUP_FILES = 512               # files hashed per lookup of their ids (known = a function)
 KNOWN_LOOKUP_BYTES = 128 * 2**20         # ... or fewer, when their bytes (kept until then) reach this
@@ -200,6 +200,11 @@ def _add_file(result: ScanResult, path: Path, rel: str, label: str, data: bytes,
         return
     info = known.get(meme_id)               # stored by an earlier run: these exact bytes probed fine
     if info is not None:
+        if info.phash is None:              # stored before the scan hashed images: hashed once now
+            try:
+                info = replace(info, phash=phash_of(data))
+            except Exception:               # noqa: BLE001 - it decoded fine before; keep it, unhashed
+                pass
         result.known[meme_id] = info
     else:
         result.probed += 1

@@ -22,7 +22,11 @@ on the caption against its area, by true label and by the correctness of the mod
 per measured VLM set the explanations that quote the caption or possibly contradict their class line, with
 the first few flagged answers (the Faithfulness page's numbers: pipeline.queries faithfulness_sources,
 cam_caption_mass, answer_faithfulness, contradiction_examples; pipeline.faithfulness cam_summary,
-answer_summary).
+answer_summary). The Calibration section: per shown set with scores, ECE and Brier with BCa intervals, the
+ECE a calibrated model shows at that n, a reliability diagram, and for CLIP sets the F1 at the 0.5 rule, at a
+threshold chosen by cross-validation (held out) and at one chosen on the same memes (labelled optimistic)
+(pipeline.summary.calibration_summary). The Label issues section: the memes that at least two shown scored sets
+confidently contradict, ranked by confident learning (pipeline.summary.label_issues), with every set's answer.
 
 Language: every fixed text of the report (headings, table headers, notes, captions, chart titles
 and axes, the statistical readings) is in `lang`, English or Russian (pipeline/i18n.py; Russian in
@@ -91,6 +95,7 @@ VIEWS_COMMAND = "vlmemes precompute --db {db} --stages ocr,views,clip,vlm --view
 # the command that fills the faithfulness table (the Faithfulness page's); it reads stored heatmaps and answers
 FAITHFULNESS_COMMAND = "vlmemes precompute --db {db} --stages ocr,cam,vlm,faithfulness"
 CONTRADICTIONS_SHOWN = 5      # possible contradictions listed per VLM set
+LABEL_ISSUES_SHOWN = 12       # possible label issues listed (worst first)
 # the Faithfulness page's names of pipeline.faithfulness.GROUPS
 FAITH_GROUP_NAMES = {"all": N_("all memes"), TOXIC: N_("true label toxic"), NON_TOXIC: N_("true label non-toxic"),
                      "correct": N_("answer right"), "wrong": N_("answer wrong")}
@@ -472,6 +477,55 @@ def _faithfulness_report(con, data: dict, n_unlabelled: int) -> dict:
                 answers_available=sum(src["measure"] == "answer" and src["meme_view"] is None for src in sources))
 
 
+def _calibration_report(con, sets: list[PredSet]) -> dict:
+    """The Calibration section: the Calibration page's numbers (pipeline.summary.calibration_summary, the stored
+    ones while current) for every shown set with scores; the threshold analysis for CLIP sets only (their answer
+    is the 0.5 rule on p(toxic))."""
+    stored = queries.stored_calibration(con, False)
+    per = stored["sets"] if stored is not None else queries.live_calibration(con, False)
+    rows = []
+    for s in sets:
+        cal = per.get(s.variant_id)
+        if cal:
+            rows.append(dict(set=s, n=cal["n"], n_no_score=cal.get("n_no_score", 0), ece=cal["ece"],
+                             null=cal["ece_null"], brier=cal["brier"], bins=cal["bins"],
+                             threshold=cal["threshold"] if s.stage == "clip" else None))
+    return dict(sets=rows)
+
+
+def _label_issues_report(con, calibration: dict) -> dict:
+    """The Label issues section: the Label issues page's ranking with its defaults (every shown set with
+    scores as evidence, at least two of them contradicting the label), the first LABEL_ISSUES_SHOWN."""
+    sets = [r["set"] for r in calibration["sets"]]
+    if not sets:
+        return dict(sets=[], issues=[], total=0, report=None)
+    from pipeline.summary import label_issues
+    report = label_issues(con, [s.variant_id for s in sets], False, min(2, len(sets)))
+    return dict(sets=sets, issues=report["issues"][:LABEL_ISSUES_SHOWN], total=len(report["issues"]), report=report)
+
+
+def reliability_chart(rows: list[dict], lang: str = "en") -> Markup | None:
+    """Reliability diagram of the shown scored sets: toxic share per score bin (Wilson interval) against the
+    bin's mean p(toxic), the diagonal = calibrated."""
+    import altair as alt
+    import pandas as pd
+
+    df = pd.DataFrame([dict(set=r["set"].label, **b) for r in rows for b in r["bins"]])
+    if not len(df):
+        return None
+    scale = alt.Scale(domain=[0, 1])
+    x = alt.X("mean_score:Q", title=translate(N_("mean p(toxic) in the bin"), lang), scale=scale)
+    color = alt.Color("set:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=400, columns=1))
+    diag = alt.Chart(pd.DataFrame({"x": [0.0, 1.0], "y": [0.0, 1.0]})).mark_line(strokeDash=[4, 4], color="#999")\
+        .encode(x="x:Q", y="y:Q")
+    bars = alt.Chart(df).mark_rule(opacity=0.6).encode(x=x, y="frac_low:Q", y2="frac_high:Q", color=color)
+    points = alt.Chart(df).mark_point(filled=True).encode(
+        x=x, y=alt.Y("frac_toxic:Q", title=translate(N_("share of toxic memes (95% Wilson interval)"), lang),
+                     scale=scale), size=alt.Size("n:Q", legend=None), color=color)
+    title = translate(N_("Reliability diagram"), lang)
+    return _svg((diag + bars + points).properties(width=320, height=320, title=title), title)
+
+
 def _card_details(con, meme_ids: list[str], sets: list[PredSet], cams: list[CamMethod], images: bool) -> dict[str, dict]:
     """Per shown meme: thumbnail, overlays, OCR texts and every shown set's answer."""
     if not meme_ids:
@@ -529,6 +583,9 @@ def build_report(db: str | Path, models: list[str] | None = None, images: bool =
             pr["total"] = len(pr["disagree"])
             pr["disagree"] = pr["disagree"][:GALLERY_LIMIT]
             shown += pr["disagree"]
+        calibration_report = _calibration_report(con, sets)
+        label_issue_report = _label_issues_report(con, calibration_report)
+        shown += [i["meme_id"] for i in label_issue_report["issues"]]
         cards = _card_details(con, list(dict.fromkeys(shown)), sets, cams, images)
         modality_report = _modality_report(con, data)
         failure_kinds = _failure_kinds(con, set_reports)
@@ -537,6 +594,7 @@ def build_report(db: str | Path, models: list[str] | None = None, images: bool =
         con.close()
     for c in cards.values():
         c["toxic"] = truth.get(c["meme"]["meme_id"]) == TOXIC
+    calibration_report["svg"] = reliability_chart(calibration_report["sets"], lang)
     for sr in set_reports:
         sr["roc_svg"] = roc_chart(sr["roc"], translate(N_("ROC: {name}"), lang, name=sr["set"].label), lang)
     chart_rows = [dict(set=sr["set"].label, metric=k, **{x: (sr["metrics"][k] or {}).get(x) for x in ("value", "low", "high")})
@@ -561,6 +619,7 @@ def build_report(db: str | Path, models: list[str] | None = None, images: bool =
         failure_kinds=failure_kinds, failure_kind_names=faithfulness.FAILURE_KINDS, faithfulness=faithfulness_report,
         faithfulness_command=FAITHFULNESS_COMMAND.format(db=shlex.quote(Path(db).name)),
         quote_min_words=faithfulness.QUOTE_MIN_WORDS, contradictions_shown=CONTRADICTIONS_SHOWN,
+        calibration=calibration_report, label_issues=label_issue_report,
     )
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline.config import MAX_IMAGE_PIXELS, MODEL_MAX_SIDE, THUMBNAIL_MAX_SIDE, THUMBNAIL_QUALITY
+from pipeline.near_duplicates import perceptual_hash
 
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # PIL raises DecompressionBombError above 2x this
 
@@ -28,6 +29,7 @@ class ImageInfo:
     height: int
     format: str
     frames: int
+    phash: int | None = None        # perceptual hash of the first frame (pipeline.near_duplicates), signed 64-bit
 
 
 def probe(data: bytes) -> ImageInfo:
@@ -47,6 +49,7 @@ def probe(data: bytes) -> ImageInfo:
             frames = getattr(im, "n_frames", 1)
             _reduce_for_decode(im, MODEL_MAX_SIDE)
             im.load()
+            phash = perceptual_hash(im)
     except BadImage:
         raise
     except Image.DecompressionBombError as e:
@@ -55,7 +58,18 @@ def probe(data: bytes) -> ImageInfo:
         raise BadImage(f"not a readable image: {_sniff(data)}") from None
     except Exception as e:  # PIL raises many types for broken files
         raise BadImage(f"not a readable image ({type(e).__name__}: {e})") from None
-    return ImageInfo(w, h, fmt, frames)
+    return ImageInfo(w, h, fmt, frames, phash)
+
+
+def phash_of(data: bytes) -> int:
+    """The perceptual hash of an image's first frame, as probe computes it (for memes stored before it did)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        im = Image.open(io.BytesIO(data))
+    with im:
+        _reduce_for_decode(im, MODEL_MAX_SIDE)
+        im.load()
+        return perceptual_hash(im)
 
 
 _SIGNATURES = ((b"%PDF", "a PDF document"), (b"PK\x03\x04", "a ZIP archive (or .docx/.xlsx/.odt)"),

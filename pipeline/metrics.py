@@ -119,6 +119,7 @@ METHOD_NAMES = {                  # Estimate.method -> words for a reader (Estim
     "hm_delong": N_("Hanley-McNeil score joined with DeLong logit"),
     "wilson_agreement": N_("Wilson on the observed agreement, mapped to kappa"),
     "bca": N_("stratified BCa bootstrap"),
+    "bca_rows": N_("BCa bootstrap over memes"),        # pipeline/calibration.py: rows resampled, not by class
     "delong_paired": N_("paired DeLong"),
     "mover_delong": N_("MOVER from the two AUROC intervals, paired DeLong correlation"),
     "mover_logit": N_("MOVER from the two logit-DeLong intervals, paired DeLong correlation"),

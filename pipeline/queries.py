@@ -34,7 +34,7 @@ METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "auroc", "unparseable_r
 FINGERPRINT_KEY = "summary_fingerprint"         # meta key: the fingerprint the stored summary describes
 # Bumped whenever pipeline.metrics computes any stored number differently (an interval method, a
 # field of as_dict()): it is part of the fingerprint, so summaries stored by older code count as stale.
-METRICS_VERSION = "2"
+METRICS_VERSION = "3"                          # 3: summaries carry the calibration of each scored set
 
 TABLES = ("meta", "runs", "failures", "memes", "meme_paths", "variants", "ocr", "predictions", "heatmaps",
           "view_images", "faithfulness", "summaries")
@@ -342,6 +342,30 @@ def stored_metrics(con, include_retired: bool, current: bool | None = None) -> d
 
 
 @query
+def stored_calibration(con, include_retired: bool, current: bool | None = None) -> dict | None:
+    """The calibration of every scored prediction set a precompute stored with its metrics
+    (pipeline/summary.py) as {"run_id", "sets": {variant_id: calibration}}, or None when not stored
+    (an older cache or older code) or not current (the same fingerprint as stored_metrics)."""
+    if not con.execute("SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'main' "
+                       "AND table_name = 'summaries' AND column_name = 'calibration'").fetchall()[0][0]:
+        return None
+    if not (summary_current(con) if current is None else current):
+        return None
+    rows = con.execute("SELECT variant_id, calibration, run_id FROM summaries WHERE include_retired = $retired",
+                       {"retired": include_retired}).fetchall()
+    if not rows:
+        return None
+    return {"run_id": max(r[2] for r in rows), "sets": {v: json.loads(c) for v, c, _ in rows if c is not None}}
+
+
+@query
+def live_calibration(con, include_retired: bool) -> dict[str, dict]:
+    """The same calibration computed now: pipeline.summary.calibration_summary."""
+    from pipeline import summary
+    return json.loads(json.dumps(summary.calibration_summary(con, include_retired), default=summary._jsonable))
+
+
+@query
 def prediction_sets(con) -> list[str]:
     """The prediction sets the dashboard lists (registered, with rows), in its order (variants_overview's):
     the key of the stored pair tests."""
@@ -394,6 +418,14 @@ def live_metrics(con, include_retired: bool) -> dict[str, dict]:
     """The same metrics computed now: pipeline.summary.metrics_summary (prediction_counts, then pipeline.metrics)."""
     from pipeline import summary
     return summary.metrics_summary(con, include_retired)
+
+
+@query
+def label_issue_report(con, variant_ids: list[str] | tuple[str, ...], include_retired: bool,
+                       min_sets_against: int = 2) -> dict:
+    """Possible label issues ranked by confident learning on these sets' scores: pipeline.summary.label_issues."""
+    from pipeline import summary
+    return summary.label_issues(con, list(variant_ids), include_retired, min_sets_against)
 
 
 @query
@@ -568,6 +600,78 @@ def set_answers(con, variant_ids: list[str], include_retired: bool) -> dict[str,
         score[i] = score_all[sel]
         out[v] = {"label": words[code], "score": score, "answered": answered}
     return {"truth": np.where(np.asarray(toxic, dtype=bool), "toxic", "non_toxic").astype(object), "sets": out}
+
+
+@query
+def labelled_meme_ids(con, include_retired: bool) -> list[str]:
+    """The ids of the memes with a true label in set_answers' order (its meme axis)."""
+    return [r[0] for r in con.execute("SELECT meme_id FROM memes WHERE label IS NOT NULL AND (NOT retired OR $retired) "
+                                      "ORDER BY meme_id", {"retired": include_retired}).fetchall()]
+
+
+@query
+def meme_cards(con, meme_ids: list[str]) -> list[dict]:
+    """meme_id, truth (the folder label), rel_path and thumbnail of the given memes, in the given order."""
+    rows = _records(con, "SELECT m.meme_id, m.label AS truth, m.rel_path FROM memes m "
+                         "SEMI JOIN (SELECT unnest($ids) AS meme_id) ids USING (meme_id)", {"ids": list(meme_ids)})
+    by_id = {r["meme_id"]: r for r in _with_thumbnails(con, rows)}
+    return [by_id[m] for m in meme_ids if m in by_id]
+
+
+NEAR_DUPLICATE_GROUPS_SHOWN = 200     # groups listed (mixed-label first, then by size); every group is counted
+
+
+@query
+def near_duplicate_report(con, include_retired: bool, max_distance: int | None = None) -> dict:
+    """Groups of near-duplicate images by perceptual hash (memes.phash, stored by the scan;
+    pipeline.near_duplicates.near_duplicate_groups, within max_distance bits, transitively):
+    {"n_memes", "n_hashed", "n_groups", "n_in_groups", "n_mixed", "max_distance", "groups": the first
+    NEAR_DUPLICATE_GROUPS_SHOWN as [{"memes": [meme_id, ...], "toxic", "non_toxic", "unlabelled", "mixed"}],
+    the groups that carry both labels first (label noise, or the same picture in both classes), then by size}.
+    A cache scanned before hashes were stored has n_hashed = 0 until a precompute scans it again."""
+    from pipeline import near_duplicates as nd
+    d = nd.DEFAULT_MAX_DISTANCE if max_distance is None else int(max_distance)
+    n_memes = con.execute("SELECT count(*) FROM memes WHERE NOT retired OR $retired",
+                          {"retired": include_retired}).fetchall()[0][0]
+    out = {"n_memes": n_memes, "n_hashed": 0, "n_groups": 0, "n_in_groups": 0, "n_mixed": 0, "max_distance": d,
+           "groups": []}
+    if not con.execute("SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = 'memes' "
+                       "AND column_name = 'phash'").fetchall()[0][0]:
+        return out
+    found = con.execute("SELECT meme_id, phash, label FROM memes WHERE phash IS NOT NULL AND (NOT retired OR $retired) "
+                        "ORDER BY meme_id", {"retired": include_retired}).fetchall()
+    ids, labels = [r[0] for r in found], {r[0]: r[2] for r in found}
+    groups = nd.near_duplicate_groups(ids, np.array([r[1] for r in found], dtype=np.int64), d)
+    rows = []
+    for g in groups:
+        got = [labels[m] for m in g]
+        t, n = got.count("toxic"), got.count("non_toxic")
+        rows.append({"memes": list(g), "toxic": t, "non_toxic": n, "unlabelled": len(g) - t - n, "mixed": t > 0 and n > 0})
+    rows.sort(key=lambda r: (not r["mixed"], -len(r["memes"]), r["memes"][0]))
+    out.update(n_hashed=len(ids), n_groups=len(rows), n_in_groups=sum(len(r["memes"]) for r in rows),
+               n_mixed=sum(r["mixed"] for r in rows), groups=rows[:NEAR_DUPLICATE_GROUPS_SHOWN],
+               in_group=sorted(m for r in rows for m in r["memes"]))
+    return out
+
+
+@query
+def slice_counts(con, slice_key: str, ocr_variant: str | None, variant_ids: list[str] | tuple[str, ...],
+                 include_retired: bool, group_ids: list[str] | tuple[str, ...] = ()) -> list[tuple]:
+    """(slice value, variant_id, truth, answer, memes) of the given prediction sets on the memes with a true
+    label, the slice being pipeline.slices.SLICES[slice_key] (its fixed SQL expression; the OCR row is
+    `ocr_variant`'s; `group_ids`: the memes in a near-duplicate group, for the near_duplicate slice)."""
+    from pipeline.slices import SLICES
+    expression = SLICES[slice_key].expression          # KeyError for anything outside the whitelist
+    params = {"ocr": ocr_variant, "sets": list(variant_ids), "retired": include_retired}
+    if "$group_ids" in expression:
+        params["group_ids"] = list(group_ids)
+    return [tuple(r) for r in con.execute(f"""
+        SELECT {expression} AS value, p.variant_id, m.label AS truth, p.label AS answer, count(*) AS n
+        FROM predictions p JOIN memes m ON m.meme_key = p.meme_key
+        LEFT JOIN ocr o ON o.meme_key = m.meme_key AND o.variant_id = $ocr
+        WHERE m.label IS NOT NULL AND (NOT m.retired OR $retired) AND p.variant_id IN (SELECT unnest($sets))
+        GROUP BY ALL ORDER BY ALL
+    """, params).fetchall()]
 
 
 @query
@@ -1216,3 +1320,67 @@ def report_view_sets(con) -> dict[str, str]:
     return dict(con.execute(f"SELECT v.variant_id, {_VIEW_OF} FROM variants v "
                             f"WHERE v.stage IN (SELECT unnest($stages)) AND {_VIEW_OF} IS NOT NULL",
                             {"stages": list(PREDICTION_STAGES)}).fetchall())
+
+
+# =============================================================================== embeddings (issue 17, similar memes)
+# The CLIP stage's image embeddings (table `embeddings`, pipeline/stages/clip.py): one L2-normalised FLOAT[] per
+# meme and image model (embedding variant), rounded to float16 precision. Nearest neighbours are a brute-force
+# cosine scan of one variant's vectors in DuckDB (list_cosine_similarity; timing at 100k memes: docs/benchmarks.md).
+# A cache from before the table reads it as an empty temporary table (store.LATER_TABLES).
+SIMILAR_LIMIT = 8               # neighbours the Meme page lists
+
+
+@query
+def embedding_counts(con) -> dict[str, int]:
+    """Stored vectors per embedding variant (`vlmemes status`)."""
+    return {v: int(n) for v, n in con.execute("SELECT variant_id, count(*) FROM embeddings GROUP BY ALL").fetchall()}
+
+
+@query
+def meme_embedding_variants(con, meme_id: str) -> list[dict]:
+    """The embedding variants (image models) this meme has a vector of: variant_id, stage, model_id, name,
+    is_smoke, dim, rows (memes with a vector of that variant), by model."""
+    return _records(con, f"""
+        SELECT e.variant_id, coalesce(v.stage, 'embedding') AS stage, e.model_id,
+               coalesce(v.name, 'image-embedding') AS name,
+               coalesce(v.is_smoke, FALSE) OR coalesce(e.is_smoke, FALSE) AS is_smoke, e.dim, n.rows
+        FROM embeddings e LEFT JOIN variants v USING (variant_id)
+        JOIN (SELECT variant_id, count(*) AS rows FROM embeddings GROUP BY ALL) n USING (variant_id)
+        WHERE e.meme_key = {_KEY_OF_ID}
+        ORDER BY e.model_id, e.variant_id""", {"id": meme_id})
+
+
+@query
+def similar_memes(con, meme_id: str, variant_id: str, include_retired: bool, limit: int = SIMILAR_LIMIT
+                  ) -> list[dict]:
+    """The `limit` memes nearest to `meme_id` by the cosine similarity of their `variant_id` embeddings, most
+    similar first (ties by meme key), the meme itself left out (and retired memes unless include_retired):
+    meme_id, meme_key, label, rel_path, similarity, thumbnail ([] when the meme has no such vector)."""
+    rows = _records(con, f"""
+        WITH me AS (SELECT meme_key, embedding FROM embeddings WHERE variant_id = $variant AND meme_key = {_KEY_OF_ID}),
+        near AS (
+            SELECT e.meme_key, list_cosine_similarity(e.embedding, me.embedding) AS similarity
+            FROM embeddings e CROSS JOIN me
+            WHERE e.variant_id = $variant AND e.meme_key <> me.meme_key
+              AND ($retired OR e.meme_key NOT IN (SELECT meme_key FROM memes WHERE retired))
+            ORDER BY similarity DESC, e.meme_key LIMIT $limit)
+        SELECT m.meme_id, m.meme_key, m.label, m.rel_path, near.similarity
+        FROM near JOIN memes m USING (meme_key)
+        ORDER BY near.similarity DESC, near.meme_key""",
+                    {"id": meme_id, "variant": variant_id, "retired": include_retired, "limit": int(limit)})
+    return _with_thumbnails(con, rows)
+
+
+@query
+def memes_set_answers(con, meme_ids: list[str]) -> list[dict]:
+    """The answers of every full-view prediction set (CLIP, VLM; not the derived views) to these memes:
+    meme_id, variant_id, stage, model_id, name, is_smoke, label, score, in the dashboard's set order."""
+    return _records(con, f"""
+        SELECT m.meme_id, p.variant_id, v.stage, v.model_id, v.name, coalesce(v.is_smoke, FALSE) AS is_smoke,
+               p.label, p.score
+        FROM predictions p JOIN variants v USING (variant_id)
+        JOIN memes m ON m.meme_key = p.meme_key
+        WHERE p.meme_key IN (SELECT meme_key FROM memes WHERE meme_id IN (SELECT unnest($ids)))
+          AND v.stage IN (SELECT unnest($stages)) AND {_VIEW_OF} IS NULL
+        ORDER BY m.meme_id, list_position(['clip', 'vlm'], v.stage), v.model_id, v.name, v.variant_id""",
+                    {"ids": list(meme_ids), "stages": list(PREDICTION_STAGES)})

@@ -150,7 +150,7 @@ def store_scan(store: Store, scan: dataset.ScanResult, run_id: int, known: Colle
             paths.append(dict(meme_id=m.meme_id, rel_path=rel, label=label, last_seen_run_id=run_id))
         common = dict(meme_id=m.meme_id, label=m.label, label_conflict=m.label_conflict, rel_path=m.rel_path)
         if m.meme_id in known:
-            seen_rows.append(common)
+            seen_rows.append(dict(common, phash=m.info.phash))
             continue
         try:
             thumb = thumbnail(m.abs_path, thumbnail_side, thumbnail_quality)
@@ -159,7 +159,7 @@ def store_scan(store: Store, scan: dataset.ScanResult, run_id: int, known: Colle
                                  message=f"thumbnail failed: {e}"))
             thumb = None
         new_rows.append(dict(common, width=m.info.width, height=m.info.height, format=m.info.format,
-                             n_bytes=m.n_bytes, n_frames=m.info.frames, thumbnail=thumb,
+                             n_bytes=m.n_bytes, n_frames=m.info.frames, phash=m.info.phash, thumbnail=thumb,
                              thumbnail_mime="image/jpeg" if thumb else None, first_run_id=run_id,
                              last_seen_run_id=run_id, retired=False))
     store.save_scan(run_id, new_rows, seen_rows, paths)
@@ -178,7 +178,7 @@ class StagePlan:
 def plan_stage(store: Store, stage: Stage, memes: list[MemeInput], force: bool) -> list[StagePlan]:
     plans = []
     for variant in stage.variants():
-        cached_ids = set() if force else store.cached_meme_ids(stage.table, variant.variant_id,
+        cached_ids = set() if force else store.cached_meme_ids(stage.table_of(variant), variant.variant_id,
                                                                [m.meme_id for m in memes])
         todo = [m for m in memes if m.meme_id not in cached_ids]
         skip = stage.inapplicable(store, variant, todo) if todo else set()
@@ -243,25 +243,27 @@ def run_stage(store: Store, stage: Stage, memes: list[MemeInput], run_id: int, f
 
 def _write_batch(store: Store, stage: Stage, result: BatchResult, run_id: int, summary: StageSummary,
                  stop: StopFlag, progress: ProgressWriter | None, bar: tqdm) -> None:
-    """One batch's rows and failures in one transaction, whichever engine computed it."""
-    rows, failures = [], []
+    """One batch's rows and failures in one transaction, whichever engine computed it (each variant's rows
+    to its table: Stage.table_of)."""
+    rows: dict[str, list[dict]] = {}
+    failures = []
     for v in result.variants:
         for meme, r in zip(result.memes, result.by_variant[v.variant_id]):
             if isinstance(r, BaseException):
                 failures.append(_failure(stage, meme, r))
             else:
-                rows.append(_row(stage, v, meme, r, result.per_item_seconds, run_id))
+                rows.setdefault(stage.table_of(v), []).append(_row(stage, v, meme, r, result.per_item_seconds, run_id))
     if stop.stop and failures:
         # Ctrl-C reaches the whole process group, child processes (tesseract) included, so
         # failures in the batch it interrupted are not trusted: not recorded, retried next run.
         bar.write(f"[{stage.name}] {len(failures)} item(s) of the interrupted batch not recorded "
                   f"as failed (will be retried), e.g. {failures[0]['path']}: {failures[0]['error_type']}")
         failures = []
-    store.save_results(stage.table, rows, run_id, failures)
-    summary.done += len(rows)
+    store.save_results(rows, None, run_id, failures)
+    summary.done += sum(len(r) for r in rows.values())
     summary.failed += len(failures)
     if progress:
-        progress.advance(len(rows), len(failures))
+        progress.advance(sum(len(r) for r in rows.values()), len(failures))
     bar.update(len(result.memes) * len(result.variants))
     if failures:
         bar.write(f"[{stage.name}] {len(failures)} failed in this batch, e.g. {failures[0]['path']}: "

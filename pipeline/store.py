@@ -161,6 +161,15 @@ CREATE TABLE IF NOT EXISTS faithfulness (  -- faithfulness stage: per meme and C
     PRIMARY KEY (meme_id, variant_id)
 );
 
+CREATE TABLE IF NOT EXISTS embeddings (    -- CLIP stage: each meme's image embedding per image model (issue 17)
+    meme_id VARCHAR, variant_id VARCHAR, model_id VARCHAR, config_hash VARCHAR, stage_version VARCHAR,
+    dim INTEGER,                    -- length of the vector (the model's image embedding size)
+    embedding FLOAT[],              -- L2-normalised, rounded to float16 precision (cosine = list_cosine_similarity)
+    is_smoke BOOLEAN DEFAULT FALSE,
+    seconds DOUBLE, run_id INTEGER, created_at TIMESTAMP, meme_key INTEGER,
+    PRIMARY KEY (meme_id, variant_id)
+);
+
 CREATE TABLE IF NOT EXISTS summaries (  -- pipeline/summary.py: metrics per prediction set, computed by run_id
     include_retired BOOLEAN, variant_id VARCHAR, run_id INTEGER,
     classification VARCHAR,         -- JSON: pipeline.metrics ClassificationReport.as_dict()
@@ -200,6 +209,8 @@ ALTER TABLE meme_paths ADD COLUMN IF NOT EXISTS meme_key INTEGER;   -- = memes.m
 ALTER TABLE ocr ADD COLUMN IF NOT EXISTS meme_key INTEGER;
 ALTER TABLE predictions ADD COLUMN IF NOT EXISTS meme_key INTEGER;
 ALTER TABLE heatmaps ADD COLUMN IF NOT EXISTS meme_key INTEGER;
+ALTER TABLE summaries ADD COLUMN IF NOT EXISTS calibration VARCHAR;   -- JSON: summary.calibration_summary() of a scored set
+ALTER TABLE memes ADD COLUMN IF NOT EXISTS phash BIGINT;                  -- perceptual hash (pipeline/near_duplicates.py)
 """
 
 # The integer surrogate key. meme_id (the SHA-256 of the file) stays the public id of a meme; every
@@ -208,7 +219,7 @@ ALTER TABLE heatmaps ADD COLUMN IF NOT EXISTS meme_key INTEGER;
 # integer instead of a 64-character string (5-10x faster joins at 1M memes: docs/benchmarks.md).
 # Caches from before the key get it when a writer opens them (Store.__init__: fill_meme_keys); a
 # reader of a cache no writer has opened since sees `meme_id AS meme_key` (connect: _keyless_views).
-KEYED_TABLES = ("meme_paths", "ocr", "predictions", "heatmaps", "view_images", "faithfulness")
+KEYED_TABLES = ("meme_paths", "ocr", "predictions", "heatmaps", "view_images", "faithfulness", "embeddings")
 
 # `vlmemes merge`: per table, the key and the columns that must agree for two rows to be the same
 # result (the rest may differ between machines: run ids, timings, first paths seen).
@@ -221,11 +232,15 @@ MERGE_TABLES = (
     ("heatmaps", ("meme_id", "variant_id"), ("grid_h", "grid_w", "md5(cam)")),
     ("view_images", ("meme_id", "variant_id"), ("has_caption", "md5(thumbnail)")),
     ("faithfulness", ("meme_id", "variant_id"), ("has_caption", "quotes_caption", "contradiction", "failure_kind")),
+    ("embeddings", ("meme_id", "variant_id"), ("dim", "embedding")),
 )
 RUN_ID_COLUMNS = ("run_id", "first_run_id", "last_seen_run_id")
 SCORE_TOLERANCE = 1e-6              # |score A - score B| up to this is the same score (float printing)
+# Two stored embeddings of one key are the same result at cosine >= 1 - this (float16 rounding and another
+# device's arithmetic leave them at cosine > 0.9999; another model, view or meme is far below)
+EMBEDDING_TOLERANCE = 1e-3
 
-STAGE_TABLES = ("ocr", "predictions", "heatmaps", "view_images", "faithfulness")
+STAGE_TABLES = ("ocr", "predictions", "heatmaps", "view_images", "faithfulness", "embeddings")
 APPEND_ONLY_TABLES = ("failures",)  # no primary key: rows are only ever added
 LOCK_RETRY_SECONDS = 60.0
 
@@ -268,7 +283,7 @@ def connect(path: str | Path, read_only: bool, retry_seconds: float = LOCK_RETRY
             raise StoreError(f"{path} could not be opened as a DuckDB database: {e}") from None
 
 
-LATER_TABLES = ("view_images", "faithfulness")    # stage tables added after the first caches shipped
+LATER_TABLES = ("view_images", "faithfulness", "embeddings")    # stage tables added after the first caches shipped
 
 
 def _table_ddl(table: str) -> str:
@@ -531,27 +546,29 @@ class Store:
         complete = ("thumbnail_mime IS NOT NULL AND width IS NOT NULL AND height IS NOT NULL "
                     "AND format IS NOT NULL AND n_frames IS NOT NULL")
         if meme_ids is None:
-            rows = self.query(f"SELECT meme_id, width, height, format, n_frames FROM memes WHERE {complete}")
+            rows = self.query(f"SELECT meme_id, width, height, format, n_frames, phash FROM memes WHERE {complete}")
         elif not meme_ids:
             rows = []
         else:
-            rows = self.query(f"SELECT meme_id, width, height, format, n_frames FROM memes SEMI JOIN "
+            rows = self.query(f"SELECT meme_id, width, height, format, n_frames, phash FROM memes SEMI JOIN "
                               f"(SELECT unnest(?) AS meme_id) ids USING (meme_id) WHERE {complete}", [list(meme_ids)])
-        return {meme_id: ImageInfo(width, height, fmt, frames) for meme_id, width, height, fmt, frames in rows}
+        return {meme_id: ImageInfo(width, height, fmt, frames, phash) for meme_id, width, height, fmt, frames, phash in rows}
 
     def save_scan(self, run_id: int, new_memes: list[dict], seen: list[dict], paths: list[dict]) -> int:
         """Store a folder scan in one transaction; returns how many earlier memes were retired.
 
-        new_memes: full `memes` rows (with thumbnail); seen: {meme_id, label, label_conflict, rel_path}
-        for memes already stored; paths: the current `meme_paths` (replaces the previous mapping).
+        new_memes: full `memes` rows (with thumbnail); seen: {meme_id, label, label_conflict, rel_path, phash}
+        for memes already stored (phash: hashed now for a meme stored before the scan hashed, else kept);
+        paths: the current `meme_paths` (replaces the previous mapping).
         Memes not seen by this scan stay, with retired = TRUE (their results are kept).
         """
         with self.transaction() as con:
             self.insert_rows(con, "memes", new_memes)
             for row in seen:
                 con.execute("UPDATE memes SET label = ?, label_conflict = ?, rel_path = ?, last_seen_run_id = ?, "
-                            "retired = FALSE WHERE meme_id = ?",
-                            [row["label"], row["label_conflict"], row["rel_path"], run_id, row["meme_id"]])
+                            "retired = FALSE, phash = coalesce(?, phash) WHERE meme_id = ?",
+                            [row["label"], row["label_conflict"], row["rel_path"], run_id, row.get("phash"),
+                             row["meme_id"]])
             retired = con.execute("UPDATE memes SET retired = TRUE WHERE last_seen_run_id IS DISTINCT FROM ? "
                                   "AND NOT retired", [run_id]).fetchall()
             con.execute("DELETE FROM meme_paths")
@@ -566,12 +583,18 @@ class Store:
                 if not exists:
                     self.insert_rows(con, "variants", [row])
 
-    def save_results(self, table: str, rows: list[dict], run_id: int, failures: list[dict]) -> None:
-        """One batch of stage results and its failures, in one transaction (a crash loses at most this batch)."""
-        if table not in STAGE_TABLES:
-            raise ValueError(table)
+    def save_results(self, table: str | dict[str, list[dict]], rows: list[dict] | None, run_id: int,
+                     failures: list[dict]) -> None:
+        """One batch of stage results and its failures, in one transaction (a crash loses at most this batch).
+        `table`: the stage table of `rows`, or {table: rows} for a batch whose variants write to several
+        tables (the CLIP stage: predictions and embeddings; `rows` is then None)."""
+        by_table = table if isinstance(table, dict) else {table: rows or []}
+        for name in by_table:
+            if name not in STAGE_TABLES:
+                raise ValueError(name)
         with self.transaction() as con:
-            self.insert_rows(con, table, rows)
+            for name, table_rows in by_table.items():
+                self.insert_rows(con, name, table_rows)
             self.insert_rows(con, "failures", [dict(run_id=run_id, created_at=now(), **f) for f in failures])
 
     def save_summaries(self, rows: list[dict], fingerprint: str, pair_rows: list[dict] | None = None) -> None:
@@ -650,12 +673,21 @@ class Store:
             name, paren, arg = col.partition("(")
             return f"{name}({alias}.{arg}" if paren else f"{alias}.{col}"
 
-        same = " AND ".join(
-            f"(m.score IS NOT DISTINCT FROM s.score OR abs(m.score - s.score) <= {SCORE_TOLERANCE})" if c == "score"
-            else f"{value('m', c)} IS NOT DISTINCT FROM {value('s', c)}" for c in compared) or "TRUE"
+        def equal(c: str) -> str:
+            if c == "score":
+                return f"(m.score IS NOT DISTINCT FROM s.score OR abs(m.score - s.score) <= {SCORE_TOLERANCE})"
+            if c == "embedding":     # the same vector up to float16 rounding on other hardware
+                return (f"(m.embedding IS NOT DISTINCT FROM s.embedding OR coalesce("
+                        f"list_cosine_similarity(m.embedding, s.embedding) >= {1 - EMBEDDING_TOLERANCE}, FALSE))")
+            return f"{value('m', c)} IS NOT DISTINCT FROM {value('s', c)}"
+
+        def shown(alias: str, c: str) -> str:     # a vector is listed by its digest, not its 768 numbers
+            return f"md5(CAST({alias}.embedding AS VARCHAR))" if c == "embedding" else value(alias, c)
+
+        same = " AND ".join(equal(c) for c in compared) or "TRUE"
         key_json = "to_json({" + ", ".join(f"'{k}': s.{k}" for k in keys) + "})"
-        kept = "to_json({" + ", ".join(f"'{c}': {value('m', c)}" for c in compared) + "})"
-        other = "to_json({" + ", ".join(f"'{c}': {value('s', c)}" for c in compared) + "})"
+        kept = "to_json({" + ", ".join(f"'{c}': {shown('m', c)}" for c in compared) + "})"
+        other = "to_json({" + ", ".join(f"'{c}': {shown('s', c)}" for c in compared) + "})"
         n_conflicts = con.execute(
             f"INSERT INTO main.merge_conflicts SELECT ?, ?, {key_json}, ?, {kept}, {other} "
             f"FROM src.{table} s JOIN main.{table} m ON {on} WHERE NOT ({same})",

@@ -3,6 +3,8 @@ stored in the cache (table `summaries`), so the dashboard's first visit after a 
 rows instead of counting every answer again (~0.2 s at 100,000 memes and four prediction sets).
 
     metrics_summary(con, include_retired) -> {variant_id: {"classification": {...}, "roc": [...]}}
+    calibration_summary(con, include_retired) -> {variant_id: {...}}: reliability bins, ECE, Brier and the
+                            threshold analysis of every set with scores (pipeline/calibration.py)
     fingerprint(con)        a digest of everything those numbers depend on
     write(store, run_id)    at the end of a run: recompute and store both settings of include_retired,
                             unless the fingerprint shows nothing they depend on has changed
@@ -22,7 +24,15 @@ from __future__ import annotations
 import itertools
 import json
 
-from pipeline.queries import ROC_MAX_POINTS, fingerprint, prediction_counts, prediction_sets, set_answers, stored_fingerprint
+from pipeline.queries import (
+    ROC_MAX_POINTS,
+    fingerprint,
+    labelled_meme_ids,
+    prediction_counts,
+    prediction_sets,
+    set_answers,
+    stored_fingerprint,
+)
 
 
 def metrics_summary(con, include_retired: bool) -> dict[str, dict]:
@@ -35,6 +45,83 @@ def metrics_summary(con, include_retired: bool) -> dict[str, dict]:
         out[variant_id] = {"classification": classification_from_counts(c["answers"], sc).as_dict(),
                            "roc": [] if sc is None else roc_points_from_counts(sc, max_points=ROC_MAX_POINTS)}
     return out
+
+
+CALIBRATION_FULL_BOOT_MAX_N = 20_000     # above: fewer bootstrap resamples (cost ~ n x resamples)
+CALIBRATION_BOOT_CELLS = 40_000_000      # resamples x memes above that size
+CALIBRATION_MIN_BOOT = 200
+
+
+def calibration_n_boot(n: int) -> int:
+    """Bootstrap resamples for the calibration intervals of n memes: DEFAULT_N_BOOT up to
+    CALIBRATION_FULL_BOOT_MAX_N memes, then fewer (40M resample cells, at least 200): ~0.5 s a set at
+    100,000 memes instead of ~3 s. The count used is stored with each interval (Estimate.n_boot)."""
+    from pipeline.metrics import DEFAULT_N_BOOT
+    if n <= CALIBRATION_FULL_BOOT_MAX_N:
+        return DEFAULT_N_BOOT
+    return max(CALIBRATION_MIN_BOOT, CALIBRATION_BOOT_CELLS // n)
+
+
+def calibration_from_scores(y, s) -> dict:
+    """The calibration of one set from aligned true labels (0/1) and p(toxic) scores (JSON-ready):
+    n, reliability "bins", "ece" and "brier" (Estimate.as_dict(), BCa over memes), "ece_null" (the ECE a
+    perfectly calibrated model shows on these scores, with the p-value of the observed one), and
+    "threshold": the metrics at every threshold 0..1 ("curve"), at the 0.5 rule ("default"), the F1-best
+    threshold chosen on these same memes ("in_sample", flagged so) and the one chosen by 5-fold
+    cross-validation with its held-out F1 ("cv"). pipeline/calibration.py does the statistics."""
+    import numpy as np
+
+    from pipeline import calibration as cal
+    labels = np.where(np.asarray(y) == 1, "toxic", "non_toxic")
+    scores = np.asarray(s, dtype=float)
+    n = int(scores.size)
+    n_boot = calibration_n_boot(n)
+    curve = cal.threshold_curve(labels, scores)
+    cv = cal.cross_validated_threshold(labels, scores)
+    cv.pop("folds", None)                       # meme positions: for audits in code, not worth storing
+    return {"n": n, "bins": cal.reliability_bins(labels, scores),
+            "ece": cal.expected_calibration_error(labels, scores, n_boot=n_boot).as_dict(),
+            "ece_null": cal.ece_under_perfect_calibration(labels, scores, n_sim=min(1000, n_boot)),
+            "brier": cal.brier_score(labels, scores, n_boot=n_boot).as_dict(),
+            "threshold": {"curve": curve, "default": next(r for r in curve if r["threshold"] == 0.5),
+                          "in_sample": cal.in_sample_best_threshold(labels, scores), "cv": cv}}
+
+
+def calibration_summary(con, include_retired: bool) -> dict[str, dict]:
+    """{variant_id: calibration_from_scores(...) plus "n_no_score" (memes with a true label and an answer
+    but no score)} for every set in `predictions` with scores, from the same counts as metrics_summary
+    (memes per distinct score and true label)."""
+    import numpy as np
+    out = {}
+    for variant_id, c in prediction_counts(con, include_retired).items():
+        if c["scores"] is None:
+            continue
+        scores, neg, pos = c["scores"]
+        s = np.concatenate([np.repeat(scores, neg), np.repeat(scores, pos)])
+        y = np.concatenate([np.zeros(int(neg.sum()), np.int64), np.ones(int(pos.sum()), np.int64)])
+        out[variant_id] = {**calibration_from_scores(y, s),
+                           "n_no_score": int(np.asarray(c["answers"]).sum()) - int(s.size)}
+    return out
+
+
+def label_issues(con, variant_ids: list[str], include_retired: bool, min_sets_against: int = 2) -> dict:
+    """pipeline.label_issues.label_issue_report over the memes with a true label, the zero-shot scores of
+    `variant_ids` as out-of-sample probabilities; each issue's evidence also carries every set's answer
+    ({variant_id: {"score", "answer"}}). JSON-ready."""
+    import numpy as np
+
+    from pipeline.label_issues import label_issue_report
+    answers = set_answers(con, list(variant_ids), include_retired)
+    ids = labelled_meme_ids(con, include_retired)
+    report = label_issue_report(ids, answers["truth"], {v: answers["sets"][v]["score"] for v in variant_ids},
+                                min_sets_against=min_sets_against)
+    where = {m: i for i, m in enumerate(ids)} if report["issues"] else {}
+    for issue in report["issues"]:
+        i = where[issue["meme_id"]]
+        issue["evidence"] = {v: {"score": issue["evidence"][v],
+                                 "answer": answers["sets"][v]["label"][i] if answers["sets"][v]["answered"][i] else None,
+                                 "answered": bool(answers["sets"][v]["answered"][i])} for v in variant_ids}
+    return json.loads(json.dumps(report, default=lambda x: x.item() if isinstance(x, np.generic) else str(x)))
 
 
 def error_counts(classification: dict, truth: str | None) -> dict[str, int]:
@@ -99,16 +186,20 @@ def _jsonable(x):
 def write(store, run_id: int) -> int:
     """At the end of run `run_id`: store the summary of the cache as it is now (both settings of
     include_retired) with its fingerprint, replacing the previous one: the metrics of every prediction
-    set, and the paired tests of every pair of them (the Disagreement page: DeLong over every meme,
+    set (with its calibration when it has scores), and the paired tests of every pair of them (the Disagreement page: DeLong over every meme,
     seconds at 1M memes); nothing is computed when the fingerprint is unchanged. Returns the number of
     metric rows written (0: unchanged, or no prediction set)."""
     with store.reader() as con:
         current = fingerprint(con)
         if stored_fingerprint(con) == current:
             return 0
-        rows = [dict(include_retired=retired, variant_id=v, run_id=run_id,
-                     classification=json.dumps(m["classification"]), roc=json.dumps(m["roc"]))
-                for retired in (False, True) for v, m in metrics_summary(con, retired).items()]
+        rows = []
+        for retired in (False, True):
+            calibration = calibration_summary(con, retired)
+            rows += [dict(include_retired=retired, variant_id=v, run_id=run_id,
+                          classification=json.dumps(m["classification"]), roc=json.dumps(m["roc"]),
+                          calibration=json.dumps(calibration[v], default=_jsonable) if v in calibration else None)
+                     for v, m in metrics_summary(con, retired).items()]
         sets = prediction_sets(con)
         pair_rows = []
         for retired in (False, True) if len(sets) >= 2 else ():

@@ -31,6 +31,9 @@ PAGES = [
     ("views/overview.py", "", "Overview", "Metrics per model × prompt version"),
     ("views/errors.py", "errors", "Errors", "False positives"),
     ("views/disagreement.py", "disagreement", "Disagreement", "Cohen's kappa"),
+    ("views/calibration.py", "calibration", "Calibration", "Reliability diagram"),
+    ("views/label_issues.py", "label-issues", "Label issues", "Memes checked"),
+    ("views/slices.py", "slices", "Slices", "Slice by"),
     ("views/heatmaps.py", "heatmaps", "Heatmaps", "Overlay opacity (%)"),
     ("views/modality.py", "modality", "Modality", "--views all"),      # the smoke cache has no derived views
     ("views/faithfulness.py", "faithfulness", "Faithfulness", "Does CLIP look at the caption?"),
@@ -62,10 +65,12 @@ def write(db: Path, statement: str, params: list | None = None) -> None:
 
 
 def prediction_sets(db: Path) -> list[tuple[str, str, str]]:
-    """(variant_id, stage, name) of prediction sets that have rows, in the dashboard's order."""
+    """(variant_id, stage, name) of prediction sets that have rows, in the dashboard's order (the sets of
+    derived views, which only the Modality page shows, left out)."""
     return sql(db, """
         SELECT v.variant_id, v.stage, v.name FROM variants v
         WHERE v.stage IN ('clip', 'vlm') AND EXISTS (SELECT 1 FROM predictions p WHERE p.variant_id = v.variant_id)
+          AND json_extract_string(v.config, '$.meme_view') IS NULL
         ORDER BY list_position(['clip', 'vlm'], v.stage), v.model_id, v.name, v.variant_id""")
 
 

@@ -544,6 +544,8 @@ def test_every_chart_is_valid_vega_lite(dashboard_db, app, monkeypatch):
     monkeypatch.setattr(charts, "spec", validated_spec)
     at = app(dashboard_db)
     goto(at, "views/disagreement.py")
+    goto(at, "views/calibration.py")
+    goto(at, "views/faithfulness.py")
     assert set(drawn) == set(charts.BUILDERS)
 
 
@@ -560,9 +562,9 @@ def test_synth_db_fills_every_table_consistently(tmp_path):
               for t in ("memes", "meme_paths", "variants", "ocr", "predictions", "heatmaps", "runs", "failures")}
     assert counts["memes"] == 60 and all(counts.values()), counts
     assert sql(db, "SELECT stage, count(*) FROM variants WHERE is_smoke GROUP BY stage ORDER BY stage") == \
-        [("cam", 2), ("clip", 2), ("ocr", 2), ("vlm", 2)]
+        [("cam", 2), ("clip", 4), ("embedding", 1), ("faithfulness", 6), ("ocr", 2), ("views", 2), ("vlm", 4)]
     assert sql(db, "SELECT count(*) FROM variants WHERE NOT is_smoke")[0][0] == 0
-    for table in ("ocr", "predictions", "heatmaps"):       # no orphans: every row has its meme and variant
+    for table in ("ocr", "predictions", "heatmaps", "embeddings"):   # no orphans: every row has its meme and variant
         assert sql(db, f"SELECT count(*) FROM {table} t LEFT JOIN memes m USING (meme_id) "
                        f"LEFT JOIN variants v USING (variant_id) WHERE m.meme_id IS NULL OR v.variant_id IS NULL")[0][0] == 0
     assert sql(db, "SELECT count(*) FROM memes WHERE (label IS NULL) <> label_conflict")[0][0] == 0

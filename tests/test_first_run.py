@@ -97,7 +97,9 @@ def test_every_page_that_misses_a_model_says_which_and_the_fix(demo_project, mon
     project, _ = demo_project
     at = open_app(monkeypatch, project / demo.DEMO_DB)
     needs = {"": {"clip", "vlm", "cam"}, "errors": {"clip", "vlm"}, "disagreement": {"clip", "vlm"},
-             "heatmaps": {"cam"}, "meme": {"clip", "vlm", "cam"}, "runs": set()}
+             "calibration": {"clip", "vlm"}, "label-issues": {"clip", "vlm"}, "slices": {"clip", "vlm"},
+             "heatmaps": {"cam"}, "modality": {"clip", "vlm"}, "faithfulness": {"cam", "vlm"},
+             "meme": {"clip", "vlm", "cam"}, "runs": set()}
     for page, path, *_ in PAGES:
         at.query_params.clear()
         at.switch_page(page)

@@ -36,6 +36,7 @@ TECH_TERMS = {
     "Holm", "MOVER", "Newcombe", "Hanley", "McNeil", "Qwen", "SigLIP", "DuckDB", "Parquet", "HTML", "JSON",
     "URL", "SHA", "GIF", "WebP", "JPEG", "PNG", "KiB", "MiB", "UTC", "VLMemes", "git", "logit",
     "Language", "English", "easyocr", "tesseract", "eigencam", "gradcam",
+    "ECE", "pHash", "Cleanlab", "confident", "learning", "zero-shot", "zero",   # issue 17: method names
 }
 WORD = re.compile(r"[A-Za-z][A-Za-z'-]*[A-Za-z]|[A-Za-z]")
 _CODE_SPAN = re.compile(r"`[^`]*`")

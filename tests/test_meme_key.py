@@ -30,10 +30,16 @@ def _keys_consistent(db: Path) -> None:
         assert wrong == 0, table
 
 
+PRE_KEY_TABLES = ("memes", "meme_paths", "ocr", "predictions", "heatmaps")   # the tables caches had before the key
+
+
 def _drop_keys(db: Path) -> None:
-    """Make `db` look like a cache written before the integer key."""
-    for table in ("memes", *KEYED_TABLES):
+    """Make `db` look like a cache written before the integer key: the tables it had then lose the column,
+    the stage tables added after the key (created with it) are not there."""
+    for table in PRE_KEY_TABLES:
         write(db, f"ALTER TABLE {table} DROP COLUMN meme_key")
+    for table in set(KEYED_TABLES) - set(PRE_KEY_TABLES):
+        write(db, f"DROP TABLE IF EXISTS {table}")
 
 
 def test_keys_follow_scan_order_and_stay_across_reruns(tmp_path, synthetic_memes):

@@ -71,6 +71,11 @@ def test_a_ray_run_gives_the_rows_of_a_local_run(cluster, tmp_path, synthetic_me
                        ("predictions", "meme_id, variant_id, label, raw_answer, round(score, 5)"),
                        ("heatmaps", "meme_id, variant_id, grid_h, grid_w")):
         assert table(local, name, cols) == table(remote, name, cols), name
+    # the CLIP stage's image embeddings (issue 17): the same keys, the same vectors up to float16 rounding
+    embeddings = [{(m, v): e for m, v, e in sql(db, "SELECT meme_id, variant_id, embedding FROM embeddings")}
+                  for db in (local, remote)]
+    assert len(embeddings[0]) == 4 and embeddings[0].keys() == embeddings[1].keys()
+    assert all(max(abs(a - b) for a, b in zip(e, embeddings[1][k])) < 1e-3 for k, e in embeddings[0].items())
     assert sql(remote, "SELECT count(*) FROM failures")[0][0] == 0
     device = sql(remote, "SELECT device FROM runs")[0][0]
     assert f"at {cluster}: 1 node(s), 2 CPU, 0 GPU" in device, device

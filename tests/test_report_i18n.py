@@ -31,13 +31,15 @@ from pipeline.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "pipeline" / "templates" / "report.html.j2"
-SOURCES = [ROOT / "pipeline" / "export.py", ROOT / "pipeline" / "metrics.py"]
+SOURCES = [ROOT / "pipeline" / "export.py", ROOT / "pipeline" / "metrics.py", ROOT / "pipeline" / "calibration.py",
+           ROOT / "pipeline" / "label_issues.py"]
 
 # Technical terms and names a Russian report may write in Latin letters (compared case-insensitively).
 ALLOWED = {
     "AUROC", "ROC", "CLIP", "VLM", "OCR", "CAM", "Grad-CAM", "GradCAM", "EigenCAM", "Wilson", "BCa", "DeLong",
     "McNemar", "Holm", "Newcombe", "Bonferroni", "Hanley", "McNeil", "MOVER", "Qwen", "SigLIP", "DuckDB",
     "HTML", "Markdown", "JPEG", "PNG", "GIF", "WEBP", "UTC", "VLMemes", "logit", "kappa", "CPU", "CUDA", "GPU",
+    "ECE", "Cleanlab", "confident", "learning", "zero-shot",
 }
 
 

@@ -1,4 +1,5 @@
-"""Meme: one meme in full (?meme=<id>): image, OCR per engine, every model's answers, heatmaps.
+"""Meme: one meme in full (?meme=<id>): image, OCR per engine, every model's answers, heatmaps, and the memes
+most similar to it by CLIP image embedding (issue 17; ?emb=<embedding variant> when there are several).
 Without an id: a search by file name (?file=), listing the matching memes with a link to each."""
 from __future__ import annotations
 
@@ -68,7 +69,9 @@ st.code(meme_id, language=None)
 predictions = db.fetch(q.meme_predictions, meme_id)
 heatmaps = db.fetch(q.meme_heatmaps, meme_id)
 faith = db.fetch(q.meme_faithfulness, meme_id)          # per CAM method / VLM set (faithfulness stage)
-c.smoke_banner([p["is_smoke"] for p in predictions] + [h["is_smoke"] for h in heatmaps])
+embeddings = db.fetch(q.meme_embedding_variants, meme_id)   # per image model (the CLIP stage's embeddings)
+c.smoke_banner([p["is_smoke"] for p in predictions] + [h["is_smoke"] for h in heatmaps]
+               + [e["is_smoke"] for e in embeddings])
 
 # ------------------------------------------------------------------------------------ image + facts
 left, right = st.columns([3, 2])
@@ -196,6 +199,43 @@ else:
             if f and f["caption_mass"] is not None:
                 st.caption(_("CAM mass on the caption {mass} · its share of the area {area}",
                              mass=f"{f['caption_mass']:.2f}", area=f"{f['caption_area']:.2f}"))
+
+
+# ------------------------------------------------------------------------------------ similar memes (issue 17)
+def similar_card(r: dict, answers: list[dict]) -> None:
+    """One neighbour: its thumbnail (behind the content warning), true label, similarity, every prediction
+    set's answer (set names and model ids are data: plain text) and its 'Open meme' link."""
+    c.meme_image(r["thumbnail"], r["meme_id"], r["label"], ctx="similar")
+    st.markdown(c.truth_line(r["label"], show_pred=False) + " · "
+                + _("similarity {similarity}", similarity=f"{r['similarity']:.3f}"))
+    for a in answers:
+        st.text(f"{a['stage'].upper()} {public_name(a['model_id'])} · {a['name']}: "
+                f"{c.answer_text(a['label'])} ({c.fmt_score(a['score'])})")
+    c.meme_link(r["meme_id"])
+
+
+st.subheader(_("Similar memes"))
+if not embeddings:
+    st.info(_("No image embedding of this meme is stored yet. The CLIP stage stores one per image model "
+              "(from the same image pass as its answers):"))
+    st.code(c.fill_command("clip"), language="bash")
+else:
+    if len(embeddings) > 1:
+        emb = c.pick_variant(_("Image embedding of"), embeddings, "emb", default_id=embeddings[0]["variant_id"])
+    else:
+        emb = embeddings[0]
+    st.caption(_("The memes (at most {n}) whose CLIP image embedding ({model}) is closest to this one's by cosine "
+                 "similarity (1: the same direction), most similar first, each with its true label and the answers "
+                 "of every prediction set. Near-copies with another label, or other answers, are worth a look.",
+                 n=q.SIMILAR_LIMIT, model=public_name(emb["model_id"])), help=c.model_help([emb["model_id"]]))
+    near = db.fetch_page(q.similar_memes, meme_id, emb["variant_id"], c.include_retired())
+    if not near:
+        st.info(_("No other meme has an image embedding of this model."))
+    else:
+        answers: dict[str, list[dict]] = {}
+        for a in db.fetch(q.memes_set_answers, [r["meme_id"] for r in near]):
+            answers.setdefault(a["meme_id"], []).append(a)
+        c.grid(near, lambda r: similar_card(r, answers.get(r["meme_id"], [])))
 
 failures = db.fetch(q.meme_failures, meme_id)
 if len(failures):

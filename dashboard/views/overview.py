@@ -39,6 +39,53 @@ with right:
     st.caption(_("Per file format: pixel sizes and file size"))
     st.dataframe(db.fetch(q.size_summary, retired), hide_index=True, column_config=c.columns())
 
+# ------------------------------------------------------------------------------------ near-duplicates
+st.subheader(_("Near-duplicates"))
+dups = db.fetch(q.near_duplicate_report, retired)
+if not dups["n_hashed"]:
+    st.info(_("No perceptual hashes stored yet: the next precompute's scan stores one per image."))
+else:
+    d1, d2, d3, d4 = st.columns(4)
+    d1.metric(_("Memes hashed"), f"{dups['n_hashed']:,}", help=_("perceptual hash (pHash, 64 bits) of the first "
+                                                                  "frame, stored by the scan"))
+    d2.metric(_("Near-duplicate groups"), f"{dups['n_groups']:,}",
+              help=_("memes whose hashes differ in at most {d} of 64 bits, joined transitively: resized, "
+                     "recompressed or slightly edited copies of one picture", d=dups["max_distance"]))
+    d3.metric(_("Memes in a group"), f"{dups['n_in_groups']:,}")
+    d4.metric(_("Groups with both labels"), f"{dups['n_mixed']:,}",
+              help=_("the same picture under both labels: label noise, or a caption that changes the class; "
+                     "either way the two copies are not independent test cases"))
+    if dups["n_mixed"]:
+        st.warning(_("{n} near-duplicate groups carry both labels: look at them (label noise or leakage between "
+                     "the classes).", n=f"{dups['n_mixed']:,}"))
+    if dups["groups"]:
+        table = pd.DataFrame([{"group": i + 1, "memes": len(g["memes"]), "toxic": g["toxic"],
+                               "non_toxic": g["non_toxic"], "both labels": g["mixed"], "first meme": g["memes"][0]}
+                              for i, g in enumerate(dups["groups"])])
+        with st.expander(_("Near-duplicate groups ({shown} of {n}, groups with both labels first)",
+                           shown=len(dups["groups"]), n=f"{dups['n_groups']:,}"), expanded=bool(dups["n_mixed"])):
+            st.dataframe(table, hide_index=True, column_config={
+                **c.columns(),
+                "group": st.column_config.NumberColumn(_("group")),
+                "toxic": st.column_config.NumberColumn(_("toxic")),
+                "non_toxic": st.column_config.NumberColumn(_("non-toxic")),
+                "both labels": st.column_config.CheckboxColumn(_("both labels")),
+                "first meme": st.column_config.TextColumn(_("first meme")),
+            })
+            mixed = [g for g in dups["groups"] if g["mixed"]][:3]
+            if mixed:
+                cards = {r["meme_id"]: r for r in db.fetch_page(q.meme_cards, [m for g in mixed for m in g["memes"][:4]])}
+                for i, g in enumerate(mixed):
+                    st.caption(_("Group {i}: {toxic} toxic, {non} non-toxic", i=dups["groups"].index(g) + 1,
+                                 toxic=g["toxic"], non=g["non_toxic"]))
+                    cols = st.columns(4)
+                    for col, meme_id in zip(cols, g["memes"][:4]):
+                        with col:
+                            card = cards.get(meme_id, {})
+                            c.meme_image(card.get("thumbnail"), meme_id, card.get("truth"), ctx=f"dup-{i}")
+                            st.caption(c.label_text(card.get("truth")))
+                            c.meme_link(meme_id)
+
 # ------------------------------------------------------------------------------------ OCR
 st.subheader(_("OCR coverage"))
 ocr_rows = c.variant_rows("ocr")

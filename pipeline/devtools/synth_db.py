@@ -6,7 +6,7 @@
 Every table of pipeline/store.py is filled the way a precompute fills it: memes (with JPEG
 thumbnails), meme_paths, variants, ocr (two engines, text + boxes), predictions (two CLIP and two
 VLM prediction sets, a few unparseable VLM answers), heatmaps (eigencam and gradcam overlays),
-runs and failures. Rows are built as Arrow columns (numpy draws over all memes, tables made
+embeddings (one EMBEDDING_DIM-dimensional CLIP image vector per meme, see `embeddings`), runs and failures. Rows are built as Arrow columns (numpy draws over all memes, tables made
 CHUNK_MEMES memes at a time) and appended with `Store.append_table`, one transaction per chunk, so
 memory stays bounded whatever n (1M memes: see docs/benchmarks.md "Scale: 1,000,000 memes").
 
@@ -48,6 +48,7 @@ from pipeline.faithfulness import (
     caption_quote,
     possible_contradiction,
 )
+from pipeline.stages.clip import EMBEDDING_NAME, EMBEDDING_STAGE, embedding_variant
 from pipeline.stages.clip_prompts import CENTER_CROP
 from pipeline.stages.vlm_answer import PARSER_VERSION
 from pipeline.store import Store, short_hash
@@ -75,6 +76,13 @@ DERIVED_OF = (0, 2)
 VIEW_KEEPS = ((CAPTION_REMOVED, 0.4), (CAPTION_ONLY, 0.8))
 OCR_ENGINES = (("tesseract", "5.3.0"), ("easyocr", "1.7.2"))
 CAM_GRID = 16
+# CLIP image embeddings (issue 17): clustered random unit vectors. Every template has a centre and
+# EMBEDDING_SUBCLUSTERS sub-centres (the same picture in a few variations); a meme's vector is its template's
+# centre plus a sub-centre plus noise, L2-normalised and rounded to float16 as the CLIP stage stores it
+# (cosine ~0.9 within a sub-cluster, ~0.7 within a template, ~0 across templates).
+EMBEDDING_DIM = 768
+EMBEDDING_SUBCLUSTERS = 20
+EMBEDDING_SUB_WEIGHT, EMBEDDING_NOISE = 0.6, 0.35   # lengths of the sub-centre and noise parts (centre: 1)
 
 EXPLANATIONS = {
     TOXIC: ("Подпись оскорбляет адресата.", "Текст унижает человека.", "Есть грубое обращение.",
@@ -199,6 +207,22 @@ def _interleave(tables: list[pa.Table]) -> pa.Table:
     return pa.concat_tables(tables).take(pa.array(order))
 
 
+
+DUPLICATE_EVERY = 40            # synthetic near-duplicates: meme i (i % 40 == 1) is a near copy of meme i - 1
+
+
+def _planted_hashes(n: int, seed: int) -> np.ndarray:
+    """Perceptual hashes (signed int64) of the synthetic memes: random, except that every
+    DUPLICATE_EVERY-th meme is a near copy of the one before (its hash with 2 bits flipped), so the
+    Overview finds n / DUPLICATE_EVERY near-duplicate pairs, about half of them under both labels.
+    Drawn from a generator of their own, so the other synthetic columns stay as they were."""
+    rng = np.random.default_rng(seed + 104_729)
+    h = rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max, n, dtype=np.int64, endpoint=True)
+    for i in range(1, n, DUPLICATE_EVERY):
+        flip = np.int64(1) << np.int64(rng.integers(0, 62)) | np.int64(1) << np.int64(62)
+        h[i] = h[i - 1] ^ flip
+    return h
+
 class _Plan:
     """Per-meme draws (numpy arrays over all memes) that every table's rows are built from, a chunk
     of memes at a time (`tables(lo, hi)`), so memory stays bounded whatever `n`."""
@@ -221,6 +245,7 @@ class _Plan:
         self.text_free = rng.random(n) < 0.15         # OCR finds no text
         self.fail_kind = np.where(rng.random(n) < 0.004, rng.integers(0, len(FAILURE_KINDS), n), -1)
         self.difficulty = rng.normal(0, 1.0, n)       # shared by all prediction sets: they agree more than chance
+        self.phash = _planted_hashes(n, seed)
         self.ocr_conf = [np.round(np.clip(rng.normal(0.8 - 0.1 * e, 0.1, n), 0.05, 1.0), 3)
                          for e in range(len(OCR_ENGINES))]
         y = np.where(self.toxic, 1.0, -1.0)
@@ -247,6 +272,14 @@ class _Plan:
                               2 if stage == "clip" else 3)
         for method in CAM_METHODS:
             self._add_variant("cam", CLIP_MODEL, method, {"method": method, "synthetic": True}, 4)
+        ev = embedding_variant(CLIP_MODEL, "bf16", True)
+        self._add_variant(EMBEDDING_STAGE, CLIP_MODEL, EMBEDDING_NAME, dict(ev.config, synthetic=True), 2)
+        erng = np.random.default_rng([seed, 17])
+        unit = lambda a: a / np.linalg.norm(a, axis=-1, keepdims=True)     # noqa: E731
+        self.embedding_centres = unit(erng.standard_normal((len(self.templates), EMBEDDING_DIM)).astype(np.float32))
+        self.embedding_subs = EMBEDDING_SUB_WEIGHT * unit(erng.standard_normal(
+            (len(self.templates), EMBEDDING_SUBCLUSTERS, EMBEDDING_DIM)).astype(np.float32))
+        self.embedding_sub = erng.integers(0, EMBEDDING_SUBCLUSTERS, n)
         tesseract = self.variant_keys[("ocr", OCR_ENGINES[0][0], OCR_ENGINES[0][0])][0]
         view_config = {"view_version": VIEW_VERSION, "ocr_source": tesseract, "synthetic": True}
         for view, _ in VIEW_KEEPS:
@@ -318,6 +351,7 @@ class _Plan:
             yield "predictions", _interleave([self.predictions(k, lo, hi, ids, d) for d, (k, *_) in
                                               enumerate(self.derived) if PREDICTION_SETS[k][0] == stage])
         yield "heatmaps", _interleave([self.heatmaps(method, lo, hi, ids) for method in CAM_METHODS])
+        yield "embeddings", self.embeddings(lo, hi, ids)
         for j in range(len(self.measured)):
             yield "faithfulness", self.faithfulness(j, lo, hi, ids)
 
@@ -385,7 +419,7 @@ class _Plan:
             n_bytes=pa.array((w * h * 0.35).astype(np.int64) + 1000), n_frames=pa.array(np.where(fmt == "GIF", 12, 1), pa.int32()),
             thumbnail=pa.array(thumbs, pa.binary()), thumbnail_mime=_const("image/jpeg", m, pa.string()),
             first_run_id=pa.array(np.ones(m, np.int32)), last_seen_run_id=pa.array(np.where(retired, 1, 4).astype(np.int32)),
-            retired=pa.array(retired)))
+            retired=pa.array(retired), phash=pa.array(self.phash[lo:hi], pa.int64())))
 
     def meme_paths(self, lo: int, hi: int, ids: np.ndarray) -> pa.Table:
         toxic, retired = self.toxic[lo:hi], self.retired[lo:hi]
@@ -490,6 +524,31 @@ class _Plan:
             seconds=pa.array(np.full(m, 0.05 if stage == "clip" else 1.3)),
             run_id=pa.array(np.full(m, 2 if stage == "clip" else 3, np.int32)),
             created_at=_timestamps(self.run_times[1 if stage == "clip" else 2], idx, 50)))
+
+    def embedding_vectors(self, lo: int, hi: int) -> np.ndarray:
+        """The (hi - lo, EMBEDDING_DIM) float32 vectors of memes lo..hi, unit length, float16-rounded
+        (drawn per chunk from (seed, lo): the same whatever else is drawn)."""
+        rng = np.random.default_rng([self.seed, 23, lo])
+        t, sub = self.template[lo:hi], self.embedding_sub[lo:hi]
+        noise = rng.standard_normal((hi - lo, EMBEDDING_DIM), dtype=np.float32)
+        noise *= EMBEDDING_NOISE / np.sqrt(EMBEDDING_DIM)
+        v = self.embedding_centres[t] + self.embedding_subs[t, sub] + noise
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        return v.astype(np.float16).astype(np.float32)
+
+    def embeddings(self, lo: int, hi: int, ids: np.ndarray) -> pa.Table:
+        idx = self.kept("clip", lo, hi)
+        m = len(idx)
+        vectors = self.embedding_vectors(lo, hi)[idx - lo]
+        flat = pa.array(vectors.ravel(), pa.float32())
+        lists = pa.ListArray.from_arrays(pa.array(np.arange(0, m * EMBEDDING_DIM + 1, EMBEDDING_DIM, dtype=np.int32)),
+                                         flat)
+        return pa.table(dict(
+            meme_id=_strings(ids[idx - lo]), meme_key=_keys(idx), **self._key(EMBEDDING_STAGE, CLIP_MODEL,
+                                                                             EMBEDDING_NAME, m),
+            dim=pa.array(np.full(m, EMBEDDING_DIM, np.int32)), embedding=lists,
+            is_smoke=pa.array(np.ones(m, bool)), seconds=pa.array(np.full(m, 0.0)),
+            run_id=pa.array(np.full(m, 2, np.int32)), created_at=_timestamps(self.run_times[1], idx, 50)))
 
     def heatmaps(self, method: str, lo: int, hi: int, ids: np.ndarray) -> pa.Table:
         idx = self.kept("cam", lo, hi)

@@ -11,7 +11,10 @@ run on the cluster, with Ray Data:
   where the cluster has GPUs (a served VLM backend: light actors that each ask the server);
 - results stream back to the driver as they finish and go to the one store writer in the runner,
   batch by batch, with the same cache keys: a Ray run and a local run give the same rows, and a rerun
-  skips what either made.
+  skips what either made. A batch whose variants write to several tables (the CLIP stage: its prediction
+  sets to `predictions`, its image embeddings — plain float lists — to `embeddings`) is written to each, in
+  one transaction (runner._write_batch); a CLIP batch carries every variant its memes lack, so one actor
+  encodes each image once for all of them.
 
 Faults: Ray retries a task whose worker died and restarts a dead actor (Ray Data's defaults: no
 limit); a batch the driver already wrote is not written twice. If the driver dies, what it wrote

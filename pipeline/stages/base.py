@@ -27,6 +27,10 @@ the caption alone) is `view_variant(full_variant, view)`: the same config plus t
 full variant's id (`of`), reading OCR (its boxes and text make the view). `MemeInput.view_image(view)` renders
 the view; `Stage.inapplicable` leaves out the memes without OCR text (no derived view: the views stage records
 them, the Modality page counts them).
+
+Tables: a variant's rows go to the stage's `table` unless the variant names its own (`Variant.table`, read
+through `Stage.table_of`): the CLIP stage's image-embedding variant (issue 17) writes to `embeddings` from the
+same vision pass as its prediction sets. The runner looks up, writes and counts per variant table.
 """
 from __future__ import annotations
 
@@ -57,6 +61,9 @@ class Variant:
     stage_version: str = "1"
     is_smoke: bool = False      # random-weight model: never results
     reads_ocr: bool = False     # its input includes the meme's OCR text (config then names the OCR source)
+    # the table its rows go to when not the stage's own (Stage.table_of): the CLIP stage's image embeddings
+    # go to `embeddings`. Not part of the cache key.
+    table: str | None = None
 
     @property
     def config_hash(self) -> str:
@@ -155,6 +162,10 @@ class Stage:
     def row_columns(self, variant: Variant) -> dict[str, Any]:
         """Columns of this stage's table that come from the variant, not from process()."""
         return {}
+
+    def table_of(self, variant: Variant) -> str:
+        """The table `variant`'s rows go to: its own `table` if it names one, else the stage's."""
+        return variant.table or self.table
 
     def inapplicable(self, store, variant: Variant, memes: list[MemeInput]) -> set[str]:
         """The memes `variant` has no input for, left out of the plan: a derived view's memes without OCR

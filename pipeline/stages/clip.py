@@ -30,7 +30,17 @@ computed on the meme with its caption inpainted away and on its caption drawn al
 
 Work done once per run: the model is loaded once (`load_clip`, shared with the CAM stage), fixed
 class prompts are encoded once, and each meme's image embedding is computed once and reused by
-every prompt set (cached by meme_id inside the stage).
+every prompt set (cached by meme_id inside the stage). The runner hands each batch of memes with every
+variant it lacks at once (shares_meme_across_variants), so this holds on Ray workers too, and the cache
+is emptied after each batch.
+
+Image embeddings (issue 17): one more variant per image model, `image-embedding` (variants.stage
+"embedding", so no reader takes it for a prediction set), whose rows go to the `embeddings` table
+(`Variant.table`): the L2-normalised image features of the pad-square view of the full meme, rounded to
+float16 precision (stored as FLOAT[]). They are the very features the pad-square prompt sets (the default)
+score, taken from the same vision pass; a run of centre-crop sets only pays one pad-square pass more.
+Its config (embedding_version, dtype, view, precision) is its own cache key: adding it left every
+prediction set's key as it was. The Meme page lists a meme's nearest neighbours by cosine similarity.
 
 torch and transformers are imported inside the functions that use them, not at module import:
 building the stage and asking its `variants()` (all a fully cached rerun does) needs neither.
@@ -52,6 +62,31 @@ from pipeline.views import FULL, base_name, selected_views, view_of
 if TYPE_CHECKING:
     import torch
     from PIL import Image
+
+EMBEDDING_TABLE = "embeddings"      # where the image-embedding variant's rows go (pipeline/store.py)
+EMBEDDING_STAGE = "embedding"       # its variants.stage: not "clip", so no reader lists it as a prediction set
+EMBEDDING_NAME = "image-embedding"
+EMBEDDING_VERSION = "1"             # bump when what is stored changes (view, rounding, normalisation)
+EMBEDDING_DTYPE = "float16"         # the precision the stored values are rounded to
+EMBEDDING_VIEW = PAD_SQUARE         # the whole meme, as the default prompt sets see it
+
+
+def embedding_variant(model: str, precision: str, is_smoke: bool, stage_version: str = "1") -> Variant:
+    """The image-embedding variant of `model` computed at `precision` (its rows: table `embeddings`)."""
+    return Variant(stage=EMBEDDING_STAGE, model_id=model, name=EMBEDDING_NAME,
+                   config=dict(embedding_version=EMBEDDING_VERSION, dtype=EMBEDDING_DTYPE, view=EMBEDDING_VIEW,
+                               normalised="l2", precision=precision),
+                   stage_version=stage_version, is_smoke=is_smoke, table=EMBEDDING_TABLE)
+
+
+def is_embedding(variant: Variant) -> bool:
+    return variant.table == EMBEDDING_TABLE
+
+
+def stored_embedding(features: torch.Tensor) -> list[float]:
+    """One L2-normalised feature vector as stored: rounded to float16 precision, as Python floats."""
+    import torch
+    return features.detach().to(torch.float16).to(torch.float32).cpu().tolist()
 
 
 
@@ -282,11 +317,15 @@ class ClipStage(Stage):
     table = "predictions"
     version = "1"
     needs_ocr_text = True
+    shares_meme_across_variants = True      # one vision pass per meme serves every prompt set and the embedding
 
     def __init__(self, model: str = DEFAULTS.clip_model, prompt_sets: str | Sequence[str] | None = None,
                  device: str = DEFAULTS.device, precision: str = DEFAULTS.precision, batch_size: int = DEFAULTS.batch_size,
-                 views: Sequence[str] = DEFAULTS.views):
+                 views: Sequence[str] = DEFAULTS.views, embeddings: bool = False):
         self.model = model
+        # also store the image embedding (variant image-embedding): every precompute does (from_options); off
+        # for a stage built directly (tests, benchmarks), whose variants() are then its prediction sets only
+        self.embeddings = embeddings
         self.prompt_sets: list[PromptSet] = get_prompt_sets(prompt_sets)
         self.views = [v for v in selected_views(views) if v != FULL]     # derived views of the sets without OCR text
         self.needs_ocr_boxes = bool(self.views)
@@ -306,7 +345,7 @@ class ClipStage(Stage):
     @classmethod
     def from_options(cls, o: Options) -> ClipStage:
         return cls(model=o.clip_model, prompt_sets=list(o.clip_prompts) if o.clip_prompts else None,
-                   device=o.device, precision=o.precision, batch_size=o.batch_size, views=o.views)
+                   device=o.device, precision=o.precision, batch_size=o.batch_size, views=o.views, embeddings=True)
 
     def make_variants(self) -> list[Variant]:
         """One variant per prompt set; with derived --views, each set that does not fold OCR text into its
@@ -318,21 +357,25 @@ class ClipStage(Stage):
                         config=dict(ps.describe(), precision=precision, **text),
                         stage_version=self.version, is_smoke=smoke, reads_ocr=ps.uses_ocr)
                 for ps in self.prompt_sets]
-        return full + [view_variant(v, view) for view in self.views for v, ps in zip(full, self.prompt_sets)
-                       if not ps.uses_ocr]
+        derived = [view_variant(v, view) for view in self.views for v, ps in zip(full, self.prompt_sets)
+                   if not ps.uses_ocr]
+        embedding = [embedding_variant(self.model, precision, smoke, self.version)] if self.embeddings else []
+        return full + derived + embedding
 
     def row_columns(self, variant: Variant) -> dict:
+        if is_embedding(variant):
+            return dict(is_smoke=variant.is_smoke)
         return prediction_row_columns(variant)
 
     def describe(self) -> str:
         note = next((n for ps in self.prompt_sets if (n := language_note(self.model, ps))), None)
-        return (f"{self.model} ({self._precision_name()}; prompts {', '.join(p.version for p in self.prompt_sets)})"
-                + (f" [note: {note}]" if note else ""))
+        return (f"{self.model} ({self._precision_name()}; prompts {', '.join(p.version for p in self.prompt_sets)}"
+                + ("; image embedding" if self.embeddings else "") + ")" + (f" [note: {note}]" if note else ""))
 
     def load(self) -> None:
         device = pick_device(self.device)
         self._model, self._processor = load_clip(self.model, device, pick_dtype(device, self.precision))
-        for v in self.variants()[:1]:
+        for v in [v for v in self.variants() if not is_embedding(v)][:1]:
             check_text_inputs(self._model, v)
 
     # -- encoding with the per-run caches
@@ -362,9 +405,31 @@ class ClipStage(Stage):
                 self._text_cache[t] = e
         return {t: self._text_cache.get(t, embs.get(t)) for t in texts}
 
+    def process_variants(self, memes: list[MemeInput], variants: list[Variant]) -> dict[str, list[dict | Exception]]:
+        """Every variant these memes lack, from one image encoding per meme and view (the runner batches each
+        meme once per stage, so its encodings are dropped afterwards: memory stays bounded)."""
+        try:
+            return {v.variant_id: self.process(memes, v) for v in variants}
+        finally:
+            done = {m.meme_id for m in memes}
+            self._image_cache = {k: e for k, e in self._image_cache.items() if k[2] not in done}
+
+    def _embedding_rows(self, memes: list[MemeInput]) -> list[dict | Exception]:
+        """The image-embedding variant's rows: the features the pad-square prompt sets score, as stored."""
+        out: list[dict | Exception] = []
+        for emb in self._image_embeddings(memes, EMBEDDING_VIEW, FULL):
+            if isinstance(emb, Exception):
+                out.append(emb)
+            else:
+                vector = stored_embedding(emb)
+                out.append(dict(dim=len(vector), embedding=vector))
+        return out
+
     def process(self, memes: list[MemeInput], variant: Variant) -> list[dict | Exception]:
         if self._model is None:
             self.load()
+        if is_embedding(variant):
+            return self._embedding_rows(memes)
         check_text_inputs(self._model, variant)
         ps = PROMPT_SETS[base_name(variant.name)]
         tokenizer, limit = self._processor.tokenizer, max_text_tokens(self._model)

@@ -115,4 +115,27 @@ MESSAGES: dict[str, object] = {
         "AUROC — каждый своё семейство)",
         "поправка Холма — Бонферрони (пошаговая) по показанным парам ({n} пар; тест Мак-Немара и "
         "AUROC — каждый своё семейство)"),
+    # ---------------------------------------------------------------- calibration (pipeline/calibration.py)
+    "BCa bootstrap over memes": "бутстрэп BCa по мемам",
+    "not estimable at this n: fewer than 10 memes with a score":
+        "не оценивается при таком n: меньше 10 мемов с оценкой",
+    "undefined: both classes are needed among the memes with a score":
+        "не определено: среди мемов с оценкой нужны оба класса",
+    "threshold chosen by cross-validation: for each fold the F1-best threshold on the other folds, F1 counted on "
+    "the held-out fold only":
+        "порог выбран кросс-валидацией: для каждой части — лучший по F1 порог на остальных частях, F1 считается "
+        "только на отложенной части",
+    "not estimable at this n: cross-validation needs at least 2 memes of each class":
+        "не оценивается при таком n: кросс-валидации нужно хотя бы 2 мема каждого класса",
+    "threshold chosen on the same memes it is evaluated on: its F1 is optimistic":
+        "порог выбран на тех же мемах, на которых оценён: его F1 завышен",
+    # ---------------------------------------------------------------- label issues (pipeline/label_issues.py)
+    "too few memes for confident learning: ranked by self-confidence alone (candidates are the memes whose mean "
+    "score favours the other label)":
+        "слишком мало мемов для confident learning: ранжировано только по уверенности в метке (кандидаты — мемы, "
+        "чья средняя оценка за другую метку)",
+    "all labelled memes with a score have one label: the other label's confident threshold is undefined, 0.5 is "
+    "used":
+        "у всех размеченных мемов с оценкой одна метка: порог уверенности другой метки не определён, взят 0.5",
+    "undefined: no labelled memes with a score": "не определено: нет размеченных мемов с оценкой",
 }
