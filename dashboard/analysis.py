@@ -41,7 +41,11 @@ def calibration(include_retired: bool) -> tuple[dict[str, dict], int | None]:
 
 
 def label_issues(variant_ids: list[str], include_retired: bool, min_sets_against: int) -> dict:
-    """pipeline.summary.label_issues of these sets, memoised per cache state."""
+    """pipeline.summary.label_issues of these sets: the one a precompute stored for its default sets (every
+    scored set, two of them against) while current, else computed now (memoised per cache state)."""
+    stored = db.fetch(q.stored_analysis, "label_issues", include_retired, db.fetch(q.summary_current))
+    if stored and stored.get("variant_ids") == list(variant_ids) and stored["min_sets_against"] == int(min_sets_against):
+        return stored
     with st.spinner(_("Ranking possible label issues…")):
         return db.fetch(q.label_issue_report, tuple(variant_ids), include_retired, int(min_sets_against))
 

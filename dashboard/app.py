@@ -46,6 +46,7 @@ PAGES = [
     st.Page("views/calibration.py", title=_("Calibration"), icon=":material/straighten:", url_path="calibration"),
     st.Page("views/label_issues.py", title=_("Label issues"), icon=":material/flag:", url_path="label-issues"),
     st.Page("views/slices.py", title=_("Slices"), icon=":material/view_column:", url_path="slices"),
+    st.Page("views/map.py", title=_("Map"), icon=":material/scatter_plot:", url_path="map"),
     st.Page("views/heatmaps.py", title=_("Heatmaps"), icon=":material/local_fire_department:", url_path="heatmaps"),
     st.Page("views/modality.py", title=_("Modality"), icon=":material/splitscreen:", url_path="modality"),
     st.Page("views/faithfulness.py", title=_("Faithfulness"), icon=":material/fact_check:", url_path="faithfulness"),

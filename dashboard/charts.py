@@ -23,7 +23,7 @@ from dashboard.lang import N_, _
 LABELS = {"toxic": N_("toxic"), "non_toxic": N_("non-toxic"), "no label (conflict)": N_("no label (conflict)")}
 LABEL_RANGE = ["#d62728", "#1f77b4", "#999999"]
 HEIGHTS = {"caption_mass_histogram": 240, "reliability_diagram": 380, "threshold_curves": 320, "size_histogram": 260,
-           "text_length_histogram": 220, "roc_curves": 380, "score_scatter": 400}
+           "text_length_histogram": 220, "roc_curves": 380, "score_scatter": 400, "map_scatter": 560}
 CELLS = {"both_right": N_("Both right"), "only_a_right": N_("Only A right"), "only_b_right": N_("Only B right"),
          "both_wrong": N_("Both wrong")}
 CELL_RANGE = ["#2ca02c", "#1f77b4", "#ff7f0e", "#d62728"]
@@ -196,9 +196,96 @@ def threshold_curves(df: pd.DataFrame, marks: pd.DataFrame) -> alt.Chart:
     return lines + rules + labels
 
 
+# ------------------------------------------------------------------------------------------- the Map page
+# The map is drawn from a spec without data (memoised like the others) and the points as a separate Arrow
+# table (x, y and one category column: ~1 MB at 100k memes), with a box selection named MAP_BRUSH.
+MAP_BRUSH = "brush"
+MAP_COLOURINGS = {"truth": N_("true label"), "correct": N_("right or wrong (set A)"),
+                  "agree": N_("where A and B disagree")}
+MAP_CORRECT = {"right": N_("right"), "wrong": N_("wrong"), "unparseable": N_("unparseable"),
+               "none": N_("no answer or no true label")}
+MAP_AGREE = {**CELLS, "none": N_("not answered by both")}
+MAP_CATEGORIES = {"truth": (LABELS, LABEL_RANGE), "correct": (MAP_CORRECT, ["#2ca02c", "#d62728", "#ff7f0e", "#c7c7c7"]),
+                  "agree": (MAP_AGREE, [*CELL_RANGE, "#c7c7c7"])}
+
+
+def map_codes(df: pd.DataFrame, colouring: str):
+    """The category index (into MAP_CATEGORIES[colouring]) of every point of queries.map_points_for's rows
+    (truth 0 no label / 1 non_toxic / 2 toxic; answers a, b: 0 none, 1 unparseable, 2 non_toxic, 3 toxic)."""
+    import numpy as np
+    truth, a, b = (df[k].to_numpy(dtype=np.int8) for k in ("truth", "a", "b"))
+    if colouring == "truth":
+        return np.choose(truth, [2, 1, 0]).astype(np.int8)          # LABELS: toxic, non-toxic, no label
+    right_a, right_b = (a == truth + 1) & (truth > 0), (b == truth + 1) & (truth > 0)
+    if colouring == "correct":
+        code = np.where(right_a, 0, np.where(a == 1, 2, 1))
+        return np.where((a == 0) | (truth == 0), 3, code).astype(np.int8)
+    code = np.where(right_a & right_b, 0, np.where(right_a, 1, np.where(right_b, 2, 3)))
+    return np.where((a == 0) | (b == 0) | (truth == 0), 4, code).astype(np.int8)
+
+
+def map_data(df: pd.DataFrame, colouring: str) -> pd.DataFrame:
+    """What the map chart is given: x, y and the category `c` (in the visitor's language) of every point."""
+    words, _range = MAP_CATEGORIES[colouring]
+    return pd.DataFrame({"x": df["x"].to_numpy(), "y": df["y"].to_numpy(), "c": pd.Categorical.from_codes(
+        map_codes(df, colouring), categories=[shown(t) for t in words.values()])})
+
+
+def map_scatter(colouring: str) -> alt.Chart:
+    """The Map page's scatter (no data: the page passes map_data's table), coloured by `colouring` (a key of
+    MAP_COLOURINGS), with a box selection (MAP_BRUSH) over x and y."""
+    words, colours = MAP_CATEGORIES[colouring]
+    brush = alt.selection_interval(name=MAP_BRUSH, encodings=["x", "y"])
+    return (alt.Chart().mark_circle(size=10, opacity=0.6)
+            .encode(x=alt.X("x:Q", title=None, axis=alt.Axis(labels=False, ticks=False), scale=alt.Scale(zero=False)),
+                    y=alt.Y("y:Q", title=None, axis=alt.Axis(labels=False, ticks=False), scale=alt.Scale(zero=False)),
+                    color=alt.Color("c:N", title=shown(MAP_COLOURINGS[colouring]),
+                                    scale=alt.Scale(domain=[shown(t) for t in words.values()], range=colours),
+                                    legend=alt.Legend(orient="bottom", labelLimit=400)),
+                    tooltip=[alt.Tooltip("c:N", title=shown(MAP_COLOURINGS[colouring]))])
+            .add_params(brush))
+
+
+def parse_box(raw: str | None) -> tuple[float, float, float, float] | None:
+    """A box "x0,x1,y0,y1" (the page's ?box=) as floats, ordered; None when absent or malformed."""
+    try:
+        x0, x1, y0, y1 = (float(v) for v in (raw or "").split(","))
+    except ValueError:
+        return None
+    if not all(map(lambda v: v == v and abs(v) != float("inf"), (x0, x1, y0, y1))):
+        return None
+    return min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
+
+
+def box_of(selection: Any) -> tuple[float, float, float, float] | None:
+    """The box of a chart selection event (st.vega_lite_chart(on_select=...)'s value: {"selection":
+    {MAP_BRUSH: {"x": [x0, x1], "y": [y0, y1]}}}); None when nothing is selected."""
+    try:
+        brush = (selection or {}).get("selection", {}).get(MAP_BRUSH) or {}
+        (x0, x1), (y0, y1) = brush["x"], brush["y"]
+        return parse_box(f"{float(x0)},{float(x1)},{float(y0)},{float(y1)}")
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def in_box(df: pd.DataFrame, box: tuple[float, float, float, float] | None) -> pd.DataFrame:
+    """The rows of `df` (x, y, ...) inside the box (edges included); none without a box."""
+    if box is None:
+        return df.iloc[0:0]
+    x0, x1, y0, y1 = box
+    return df[(df["x"] >= x0) & (df["x"] <= x1) & (df["y"] >= y0) & (df["y"] <= y1)]
+
+
+def show_map(df: pd.DataFrame, colouring: str, key: str) -> Any:
+    """Draw the map of queries.map_points_for's rows; returns the selection event (box_of reads it)."""
+    return st.vega_lite_chart(map_data(df, colouring), spec=spec("map_scatter", (colouring,), lang.current()),
+                              width="stretch", height=HEIGHTS["map_scatter"], on_select="rerun",
+                              selection_mode=MAP_BRUSH, key=key)
+
+
 BUILDERS = {f.__name__: f for f in (label_bars, size_histogram, text_length_histogram, confusion_matrices,
                                      roc_curves, score_scatter, caption_mass_histogram, reliability_diagram,
-                                     threshold_curves)}
+                                     threshold_curves, map_scatter)}
 
 
 @st.cache_data(max_entries=256, show_spinner=False)

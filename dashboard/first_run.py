@@ -26,7 +26,7 @@ from pipeline.names import is_local_path
 # The model stages each page shows results of.
 PAGE_NEEDS = {"overview": ("clip", "vlm", "cam"), "errors": ("clip", "vlm"),
               "disagreement": ("clip", "vlm"), "calibration": ("clip", "vlm"), "label-issues": ("clip", "vlm"),
-              "slices": ("clip", "vlm"), "heatmaps": ("cam",), "modality": ("clip", "vlm"),
+              "slices": ("clip", "vlm"), "map": ("clip",), "heatmaps": ("cam",), "modality": ("clip", "vlm"),
               "faithfulness": ("cam", "vlm"), "meme": ("clip", "vlm", "cam")}
 MODEL_OPTION = {"clip": "clip_model", "cam": "clip_model", "vlm": "vlm_model"}
 FLAG = {"clip_model": "--clip-model", "vlm_model": "--vlm-model"}

@@ -26,7 +26,8 @@ answer_summary). The Calibration section: per shown set with scores, ECE and Bri
 ECE a calibrated model shows at that n, a reliability diagram, and for CLIP sets the F1 at the 0.5 rule, at a
 threshold chosen by cross-validation (held out) and at one chosen on the same memes (labelled optimistic)
 (pipeline.summary.calibration_summary). The Label issues section: the memes that at least two shown scored sets
-confidently contradict, ranked by confident learning (pipeline.summary.label_issues), with every set's answer.
+confidently contradict, ranked by confident learning (pipeline.summary.label_issues), with every set's answer. The Map section: the first stored embedding map (pipeline/embedding_map.py) as an
+image, points coloured by true label (an even sample of MAP_POINTS_DRAWN above that many memes).
 
 Language: every fixed text of the report (headings, table headers, notes, captions, chart titles
 and axes, the statistical readings) is in `lang`, English or Russian (pipeline/i18n.py; Russian in
@@ -96,6 +97,7 @@ VIEWS_COMMAND = "vlmemes precompute --db {db} --stages ocr,views,clip,vlm --view
 FAITHFULNESS_COMMAND = "vlmemes precompute --db {db} --stages ocr,cam,vlm,faithfulness"
 CONTRADICTIONS_SHOWN = 5      # possible contradictions listed per VLM set
 LABEL_ISSUES_SHOWN = 12       # possible label issues listed (worst first)
+MAP_POINTS_DRAWN = 4000       # points of the embedding map drawn in the report (an even sample above)
 # the Faithfulness page's names of pipeline.faithfulness.GROUPS
 FAITH_GROUP_NAMES = {"all": N_("all memes"), TOXIC: N_("true label toxic"), NON_TOXIC: N_("true label non-toxic"),
                      "correct": N_("answer right"), "wrong": N_("answer wrong")}
@@ -504,6 +506,38 @@ def _label_issues_report(con, calibration: dict) -> dict:
     return dict(sets=sets, issues=report["issues"][:LABEL_ISSUES_SHOWN], total=len(report["issues"]), report=report)
 
 
+def _map_report(con) -> dict:
+    """The Map page's map as a static image: the first stored map (by model), its points coloured by true label,
+    an evenly spaced sample of MAP_POINTS_DRAWN when there are more (pipeline/embedding_map.py stores them)."""
+    maps = queries.map_variants(con) if "maps" in queries.table_names(con) else []
+    if not maps:
+        return dict(map=None, points=None, n=0, model=None)
+    m = maps[0]
+    df = queries.map_points_for(con, m["variant_id"], None, None, False)
+    n = len(df)
+    if n > MAP_POINTS_DRAWN:
+        df = df.iloc[[round(i * (n - 1) / (MAP_POINTS_DRAWN - 1)) for i in range(MAP_POINTS_DRAWN)]]
+    return dict(map=m, points=df, n=n, model=public_name(m["model_id"]))
+
+
+def map_chart(points, lang: str = "en") -> Markup | None:
+    """The embedding map's points coloured by true label (toxic, non-toxic, no label)."""
+    import altair as alt
+
+    if points is None or not len(points):
+        return None
+    words = {0: translate(N_("no label (conflict)"), lang), 1: translate(N_("non-toxic"), lang),
+             2: translate(N_("toxic"), lang)}
+    df = points.assign(label=points["truth"].map(words))[["x", "y", "label"]].round(3)
+    chart = alt.Chart(df).mark_circle(size=12, opacity=0.6).encode(
+        x=alt.X("x:Q", title=None, axis=alt.Axis(labels=False, ticks=False), scale=alt.Scale(zero=False)),
+        y=alt.Y("y:Q", title=None, axis=alt.Axis(labels=False, ticks=False), scale=alt.Scale(zero=False)),
+        color=alt.Color("label:N", title=translate(N_("true label"), lang),
+                        scale=alt.Scale(domain=list(words.values()), range=["#999999", "#1f77b4", "#d62728"])))
+    title = translate(N_("Map of the memes by their CLIP image embeddings"), lang)
+    return _svg(chart.properties(width=420, height=420, title=title), title)
+
+
 def reliability_chart(rows: list[dict], lang: str = "en") -> Markup | None:
     """Reliability diagram of the shown scored sets: toxic share per score bin (Wilson interval) against the
     bin's mean p(toxic), the diagonal = calibrated."""
@@ -585,6 +619,7 @@ def build_report(db: str | Path, models: list[str] | None = None, images: bool =
             shown += pr["disagree"]
         calibration_report = _calibration_report(con, sets)
         label_issue_report = _label_issues_report(con, calibration_report)
+        map_report = _map_report(con)
         shown += [i["meme_id"] for i in label_issue_report["issues"]]
         cards = _card_details(con, list(dict.fromkeys(shown)), sets, cams, images)
         modality_report = _modality_report(con, data)
@@ -595,6 +630,7 @@ def build_report(db: str | Path, models: list[str] | None = None, images: bool =
     for c in cards.values():
         c["toxic"] = truth.get(c["meme"]["meme_id"]) == TOXIC
     calibration_report["svg"] = reliability_chart(calibration_report["sets"], lang)
+    map_report["svg"] = map_chart(map_report.pop("points"), lang)
     for sr in set_reports:
         sr["roc_svg"] = roc_chart(sr["roc"], translate(N_("ROC: {name}"), lang, name=sr["set"].label), lang)
     chart_rows = [dict(set=sr["set"].label, metric=k, **{x: (sr["metrics"][k] or {}).get(x) for x in ("value", "low", "high")})
@@ -619,7 +655,7 @@ def build_report(db: str | Path, models: list[str] | None = None, images: bool =
         failure_kinds=failure_kinds, failure_kind_names=faithfulness.FAILURE_KINDS, faithfulness=faithfulness_report,
         faithfulness_command=FAITHFULNESS_COMMAND.format(db=shlex.quote(Path(db).name)),
         quote_min_words=faithfulness.QUOTE_MIN_WORDS, contradictions_shown=CONTRADICTIONS_SHOWN,
-        calibration=calibration_report, label_issues=label_issue_report,
+        calibration=calibration_report, label_issues=label_issue_report, map=map_report,
     )
 
 

@@ -93,12 +93,33 @@ def fingerprint(con) -> str:
     """The metrics code's version, and counts and hash sums of memes (key, label, retired) and
     predictions (key, set, answer, score): equal fingerprints mean equal metrics (a collision of
     64-bit hash sums is negligible)."""
-    row = con.execute("""
+    hashed = "count(phash)" if _has_column(con, "memes", "phash") else "0"   # a hash filled in by a later scan
+    row = con.execute(f"""
         SELECT (SELECT count(*) FROM memes), (SELECT coalesce(sum(hash(meme_key, label, retired)), 0) FROM memes),
                (SELECT count(*) FROM predictions),
-               (SELECT coalesce(sum(hash(meme_key, variant_id, label, score)), 0) FROM predictions)
+               (SELECT coalesce(sum(hash(meme_key, variant_id, label, score)), 0) FROM predictions),
+               (SELECT {hashed} FROM memes)
     """).fetchall()[0]
     return ":".join([f"m{METRICS_VERSION}", *(str(v) for v in row)])
+
+
+def _has_column(con, table: str, column: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = $t "
+                            "AND column_name = $c", {"t": table, "c": column}).fetchall()[0][0])
+
+
+@query
+def stored_analysis(con, kind: str, include_retired: bool, current: bool | None = None) -> dict | None:
+    """An analysis a precompute stored with the metrics (table analysis_summaries: "near_duplicates",
+    "label_issues"; pipeline/summary.py), or None when not stored or not current (the same fingerprint)."""
+    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' "
+                       "AND table_name = 'analysis_summaries'").fetchall()[0][0]:
+        return None
+    rows = con.execute("SELECT body FROM analysis_summaries WHERE kind = $kind AND include_retired = $retired",
+                       {"kind": kind, "retired": include_retired}).fetchall()
+    if not rows or not (summary_current(con) if current is None else current):
+        return None
+    return json.loads(rows[0][0])
 
 
 def stored_fingerprint(con) -> str | None:
@@ -179,6 +200,12 @@ def variants_overview(con) -> pd.DataFrame:
             UNION ALL
             SELECT variant_id, run_id, count(*), min(created_at), max(created_at), FALSE
             FROM view_images GROUP BY ALL
+            UNION ALL
+            SELECT variant_id, run_id, count(*), min(created_at), max(created_at), FALSE
+            FROM faithfulness GROUP BY ALL
+            UNION ALL
+            SELECT variant_id, run_id, count(*), min(created_at), max(created_at), bool_or(is_smoke)
+            FROM embeddings GROUP BY ALL
         ), rows AS (
             SELECT variant_id, CAST(sum(n) AS BIGINT) AS n_rows, min(first_at) AS first_at, max(last_at) AS last_at,
                    string_agg(CAST(run_id AS VARCHAR), ', ' ORDER BY run_id) AS run_ids, bool_or(smoke) AS rows_smoke
@@ -189,7 +216,8 @@ def variants_overview(con) -> pd.DataFrame:
                coalesce(r.n_rows, 0) AS n_rows, r.first_at, r.last_at, r.run_ids, v.first_run_id,
                json_extract_string(v.config, '$.meme_view') AS meme_view
         FROM variants v LEFT JOIN rows r USING (variant_id)
-        ORDER BY list_position(['ocr', 'views', 'clip', 'vlm', 'cam'], v.stage), v.model_id, v.name, v.variant_id
+        ORDER BY list_position(['ocr', 'views', 'clip', 'embedding', 'vlm', 'cam', 'faithfulness'], v.stage),
+                 v.model_id, v.name, v.variant_id
     """)
 
 
@@ -362,7 +390,8 @@ def stored_calibration(con, include_retired: bool, current: bool | None = None) 
 def live_calibration(con, include_retired: bool) -> dict[str, dict]:
     """The same calibration computed now: pipeline.summary.calibration_summary."""
     from pipeline import summary
-    return json.loads(json.dumps(summary.calibration_summary(con, include_retired), default=summary._jsonable))
+    return json.loads(json.dumps(summary.calibration_summary(con, include_retired, prediction_sets(con)),
+                                 default=summary._jsonable))
 
 
 @query
@@ -623,6 +652,16 @@ NEAR_DUPLICATE_GROUPS_SHOWN = 200     # groups listed (mixed-label first, then b
 
 @query
 def near_duplicate_report(con, include_retired: bool, max_distance: int | None = None) -> dict:
+    """live_near_duplicates, as a precompute stored it while current (the default max_distance only)."""
+    if max_distance is None:
+        stored = stored_analysis(con, "near_duplicates", include_retired)
+        if stored is not None:
+            return stored
+    return live_near_duplicates(con, include_retired, max_distance)
+
+
+@query
+def live_near_duplicates(con, include_retired: bool, max_distance: int | None = None) -> dict:
     """Groups of near-duplicate images by perceptual hash (memes.phash, stored by the scan;
     pipeline.near_duplicates.near_duplicate_groups, within max_distance bits, transitively):
     {"n_memes", "n_hashed", "n_groups", "n_in_groups", "n_mixed", "max_distance", "groups": the first
@@ -1384,3 +1423,82 @@ def memes_set_answers(con, meme_ids: list[str]) -> list[dict]:
           AND v.stage IN (SELECT unnest($stages)) AND {_VIEW_OF} IS NULL
         ORDER BY m.meme_id, list_position(['clip', 'vlm'], v.stage), v.model_id, v.name, v.variant_id""",
                     {"ids": list(meme_ids), "stages": list(PREDICTION_STAGES)})
+
+
+# =============================================================================== map (issue 17, the Map page)
+# ---- this section: pipeline/embedding_map.py and dashboard/views/map.py (edit only these functions here)
+# The 2-D layout of each embedding variant's vectors (UMAP, or PCA for a few memes), computed by a precompute
+# (pipeline/embedding_map.py) into `map_points`, with one `maps` row per variant: its fingerprint, method and
+# size. A cache from before the tables reads them as empty temporary tables (store.LATER_TABLES).
+MAP_VERSION = "1"               # bump when the layout changes (method, parameters): stored maps count as stale
+# answer codes of map_points_for: 0 = no answer, 1 = unparseable, 2 = non_toxic, 3 = toxic; truth: 0 = no label
+MAP_ANSWERS = (None, "unparseable", "non_toxic", "toxic")
+MAP_TRUTHS = (None, "non_toxic", "toxic")
+
+
+@query
+def map_fingerprints(con) -> dict[str, str]:
+    """{embedding variant: "p<MAP_VERSION>:<count>:<hash sum>"} over the non-retired memes with a vector of
+    that variant: what a stored map was computed from (equal: the map is current)."""
+    return {v: f"p{MAP_VERSION}:{n}:{h}" for v, n, h in con.execute("""
+        SELECT e.variant_id, count(*), coalesce(sum(hash(e.meme_key, m.meme_id)), 0)
+        FROM embeddings e JOIN memes m USING (meme_key) WHERE NOT m.retired
+        GROUP BY ALL ORDER BY 1""").fetchall()}
+
+
+@query
+def stored_map_fingerprints(con) -> dict[str, str]:
+    """{embedding variant: the fingerprint its stored map was computed from}."""
+    return dict(con.execute("SELECT variant_id, fingerprint FROM maps ORDER BY 1").fetchall())
+
+
+def map_vectors(con, variant_id: str) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """(meme keys, meme ids, n x dim float32 matrix) of the non-retired memes' `variant_id` vectors, by key.
+    Not memoised by the dashboard (~300 MB at 100k memes x 768)."""
+    tab = con.sql("""
+        SELECT e.meme_key, m.meme_id, e.embedding FROM embeddings e JOIN memes m USING (meme_key)
+        WHERE e.variant_id = $v AND NOT m.retired ORDER BY e.meme_key""", params={"v": variant_id}).to_arrow_table()
+    keys = np.asarray(tab.column("meme_key").to_numpy(), dtype=np.int64)
+    ids = tab.column("meme_id").to_pylist()
+    emb = tab.column("embedding").combine_chunks()
+    if len(keys) == 0:
+        return keys, ids, np.zeros((0, 0), np.float32)
+    flat = np.asarray(emb.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+    return keys, ids, flat.reshape(len(keys), -1)
+
+
+@query
+def map_variants(con) -> list[dict]:
+    """The stored maps, by model: variant_id, model_id, name, is_smoke, method, n (memes laid out), run_id,
+    seconds, map_version, current (computed from the embeddings as they are now)."""
+    rows = _records(con, """
+        SELECT mp.variant_id, coalesce(v.model_id, mp.variant_id) AS model_id,
+               coalesce(v.name, 'image-embedding') AS name, coalesce(v.is_smoke, FALSE) AS is_smoke,
+               mp.method, mp.n, mp.run_id, mp.seconds, mp.map_version, mp.fingerprint
+        FROM maps mp LEFT JOIN variants v USING (variant_id)
+        ORDER BY model_id, mp.variant_id""")
+    now = map_fingerprints(con) if rows else {}
+    for r in rows:
+        r["current"] = now.get(r["variant_id"]) == r.pop("fingerprint")
+    return rows
+
+
+@query
+def map_points_for(con, variant_id: str, set_a: str | None, set_b: str | None, include_retired: bool
+                   ) -> pd.DataFrame:
+    """The stored map of `variant_id`, one row per meme (retired ones only with include_retired), by key:
+    meme_key, meme_id, x, y (float32), truth (int8: 0 no label, 1 non_toxic, 2 toxic) and a, b (int8: the
+    answers of prediction sets `set_a`, `set_b`; 0 no answer or no set, 1 unparseable, 2 non_toxic, 3 toxic)."""
+    return _df(con, """
+        SELECT mp.meme_key, mp.meme_id, mp.x, mp.y,
+               (CASE m.label WHEN 'non_toxic' THEN 1 WHEN 'toxic' THEN 2 ELSE 0 END)::TINYINT AS truth,
+               (CASE WHEN a.meme_key IS NULL THEN 0 WHEN a.label = 'non_toxic' THEN 2 WHEN a.label = 'toxic' THEN 3
+                     ELSE 1 END)::TINYINT AS a,
+               (CASE WHEN b.meme_key IS NULL THEN 0 WHEN b.label = 'non_toxic' THEN 2 WHEN b.label = 'toxic' THEN 3
+                     ELSE 1 END)::TINYINT AS b
+        FROM map_points mp JOIN memes m USING (meme_key)
+        LEFT JOIN predictions a ON a.meme_key = mp.meme_key AND a.variant_id = $a
+        LEFT JOIN predictions b ON b.meme_key = mp.meme_key AND b.variant_id = $b
+        WHERE mp.variant_id = $v AND (NOT m.retired OR $retired)
+        ORDER BY mp.meme_key""", {"v": variant_id, "a": set_a or "", "b": set_b or "", "retired": include_retired})
+# ---- end of the map section

@@ -10,8 +10,9 @@ The flow of `precompute`:
      are any; process them in batches, writing each batch (results + failures) in one transaction;
      then let the stage go, so its model is freed before the next stage loads one;
   Progress (stage, done/total) goes to `<db>.progress.json` for the dashboard (pipeline/progress.py).
-  4. store the metrics summary the dashboard shows first (pipeline/summary.py), print a summary
-     and store it in `runs`.
+  4. store the metrics summary the dashboard shows first (pipeline/summary.py) and, unless interrupted,
+     the Map page's layout of the embeddings where they changed (pipeline/embedding_map.py; a failure
+     there is recorded, never fails the run), print a summary and store it in `runs`.
 Ctrl-C stops after the current batch; everything written so far stays.
 """
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pipeline import dataset, summary
+from pipeline import dataset, embedding_map, summary
 from pipeline.config import PROJECT_ROOT, THUMBNAIL_MAX_SIDE, THUMBNAIL_QUALITY
 from pipeline.engines.local import BatchResult, LocalEngine
 from pipeline.errors import first_line
@@ -347,6 +348,8 @@ def precompute(memes_dir: Path, db: Path, stage_names: list[str], build_stage: C
             with _sigint_ignored():     # a further Ctrl-C must not cut the run's own record short
                 engine.close()
                 _write_summary(store, run_id)
+                if status != "interrupted":
+                    _write_map(store, run_id)
                 store.update_run(run_id, status=status, finished_at=now(), counts=counts, error=error)
                 progress.finish(status)
         print(format_summary(summaries, scan_line))
@@ -373,6 +376,20 @@ def _write_summary(store: Store, run_id: int) -> None:
     except Exception as e:                  # noqa: BLE001 - never lose the run record over the summary
         print(f"note: metrics summary not stored ({type(e).__name__}: {e}); the dashboard computes it",
               file=sys.stderr)
+
+
+def _write_map(store: Store, run_id: int) -> None:
+    """Store the Map page's 2-D layout of the embeddings (pipeline/embedding_map.py) where they changed.
+    A failure is printed and recorded in `failures` (stage `map`), and never fails the run: the page then
+    shows the map stored before, or none."""
+    try:
+        embedding_map.write(store, run_id)
+    except Exception as e:                  # noqa: BLE001 - never lose the run record over the map
+        print(f"note: map of the embeddings not stored ({type(e).__name__}: {e}); the next precompute retries",
+              file=sys.stderr)
+        with contextlib.suppress(Exception):
+            store.record_failures(run_id, [dict(stage="map", meme_id=None, path=None, error_type=type(e).__name__,
+                                                message=str(e)[:500] or type(e).__name__)])
 
 
 def _safe_variants(stage: Stage) -> list[Variant]:

@@ -170,6 +170,23 @@ CREATE TABLE IF NOT EXISTS embeddings (    -- CLIP stage: each meme's image embe
     PRIMARY KEY (meme_id, variant_id)
 );
 
+CREATE TABLE IF NOT EXISTS map_points (    -- pipeline/embedding_map.py: the Map page, a 2-D layout per embedding variant
+    variant_id VARCHAR,             -- the embedding variant (image model) laid out
+    meme_key INTEGER, meme_id VARCHAR,
+    x FLOAT, y FLOAT,               -- the layout's coordinates (rounded to 3 decimals; no unit)
+    method VARCHAR,                 -- umap | pca (fewer than embedding_map.MIN_UMAP_MEMES memes)
+    map_version VARCHAR,            -- embedding_map.MAP_VERSION
+    run_id INTEGER,                 -- the run that computed it
+    PRIMARY KEY (variant_id, meme_key)
+);
+
+CREATE TABLE IF NOT EXISTS maps (          -- pipeline/embedding_map.py: one row per stored map
+    variant_id VARCHAR PRIMARY KEY,
+    fingerprint VARCHAR,            -- queries.map_fingerprints of the embeddings it was computed from
+    method VARCHAR, n INTEGER, map_version VARCHAR, run_id INTEGER,
+    seconds DOUBLE                  -- reading the vectors and laying them out
+);
+
 CREATE TABLE IF NOT EXISTS summaries (  -- pipeline/summary.py: metrics per prediction set, computed by run_id
     include_retired BOOLEAN, variant_id VARCHAR, run_id INTEGER,
     classification VARCHAR,         -- JSON: pipeline.metrics ClassificationReport.as_dict()
@@ -209,6 +226,13 @@ ALTER TABLE meme_paths ADD COLUMN IF NOT EXISTS meme_key INTEGER;   -- = memes.m
 ALTER TABLE ocr ADD COLUMN IF NOT EXISTS meme_key INTEGER;
 ALTER TABLE predictions ADD COLUMN IF NOT EXISTS meme_key INTEGER;
 ALTER TABLE heatmaps ADD COLUMN IF NOT EXISTS meme_key INTEGER;
+CREATE TABLE IF NOT EXISTS analysis_summaries (    -- pipeline/summary.py: analyses stored with the metrics
+    include_retired BOOLEAN,
+    kind VARCHAR,                   -- near_duplicates | label_issues
+    run_id INTEGER,
+    body VARCHAR,                   -- JSON: queries.live_near_duplicates() / summary.label_issues() of the default sets
+    PRIMARY KEY (include_retired, kind)
+);
 ALTER TABLE summaries ADD COLUMN IF NOT EXISTS calibration VARCHAR;   -- JSON: summary.calibration_summary() of a scored set
 ALTER TABLE memes ADD COLUMN IF NOT EXISTS phash BIGINT;                  -- perceptual hash (pipeline/near_duplicates.py)
 """
@@ -283,7 +307,8 @@ def connect(path: str | Path, read_only: bool, retry_seconds: float = LOCK_RETRY
             raise StoreError(f"{path} could not be opened as a DuckDB database: {e}") from None
 
 
-LATER_TABLES = ("view_images", "faithfulness", "embeddings")    # stage tables added after the first caches shipped
+# tables added after the first caches shipped (stage tables; the Map page's)
+LATER_TABLES = ("view_images", "faithfulness", "embeddings", "map_points", "maps")
 
 
 def _table_ddl(table: str) -> str:
@@ -597,7 +622,8 @@ class Store:
                 self.insert_rows(con, name, table_rows)
             self.insert_rows(con, "failures", [dict(run_id=run_id, created_at=now(), **f) for f in failures])
 
-    def save_summaries(self, rows: list[dict], fingerprint: str, pair_rows: list[dict] | None = None) -> None:
+    def save_summaries(self, rows: list[dict], fingerprint: str, pair_rows: list[dict] | None = None,
+                       analysis_rows: list[dict] | None = None) -> None:
         """Replace the stored summary (pipeline/summary.py) with `rows` (metrics per set), `pair_rows`
         (paired tests) and the fingerprint of the data they describe (meta key summary_fingerprint),
         in one transaction."""
@@ -606,7 +632,19 @@ class Store:
             self.insert_rows(con, "summaries", rows)
             con.execute("DELETE FROM pair_summaries")
             self.insert_rows(con, "pair_summaries", pair_rows or [])
+            con.execute("DELETE FROM analysis_summaries")
+            self.insert_rows(con, "analysis_summaries", analysis_rows or [])
             con.execute("INSERT OR REPLACE INTO meta VALUES ('summary_fingerprint', ?)", [fingerprint])
+
+    def save_map_points(self, variant_ids: list[str], points: pa.Table | None, maps: list[dict]) -> None:
+        """Replace the stored maps of `variant_ids` (pipeline/embedding_map.py) with `points` (map_points
+        rows, None: none) and `maps` (their `maps` rows), in one transaction."""
+        with self.transaction() as con:
+            con.execute("DELETE FROM map_points WHERE variant_id IN (SELECT unnest(?))", [list(variant_ids)])
+            con.execute("DELETE FROM maps WHERE variant_id IN (SELECT unnest(?))", [list(variant_ids)])
+            if points is not None:
+                self.append_table(con, "map_points", points)
+            self.insert_rows(con, "maps", maps)
 
     def merge_from(self, source: Path, origin: str, merge_run_id: int) -> dict[str, Any]:
         """Unite the cache `source` into this one in one transaction (`vlmemes merge`, pipeline/merge.py).

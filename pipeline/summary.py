@@ -28,6 +28,7 @@ from pipeline.queries import (
     ROC_MAX_POINTS,
     fingerprint,
     labelled_meme_ids,
+    live_near_duplicates,
     prediction_counts,
     prediction_sets,
     set_answers,
@@ -87,14 +88,14 @@ def calibration_from_scores(y, s) -> dict:
                           "in_sample": cal.in_sample_best_threshold(labels, scores), "cv": cv}}
 
 
-def calibration_summary(con, include_retired: bool) -> dict[str, dict]:
+def calibration_summary(con, include_retired: bool, variant_ids: list[str] | None = None) -> dict[str, dict]:
     """{variant_id: calibration_from_scores(...) plus "n_no_score" (memes with a true label and an answer
-    but no score)} for every set in `predictions` with scores, from the same counts as metrics_summary
-    (memes per distinct score and true label)."""
+    but no score)} for every set with scores (of `variant_ids`, else of every set in `predictions`), from the
+    same counts as metrics_summary (memes per distinct score and true label)."""
     import numpy as np
     out = {}
     for variant_id, c in prediction_counts(con, include_retired).items():
-        if c["scores"] is None:
+        if c["scores"] is None or (variant_ids is not None and variant_id not in variant_ids):
             continue
         scores, neg, pos = c["scores"]
         s = np.concatenate([np.repeat(scores, neg), np.repeat(scores, pos)])
@@ -186,21 +187,32 @@ def _jsonable(x):
 def write(store, run_id: int) -> int:
     """At the end of run `run_id`: store the summary of the cache as it is now (both settings of
     include_retired) with its fingerprint, replacing the previous one: the metrics of every prediction
-    set (with its calibration when it has scores), and the paired tests of every pair of them (the Disagreement page: DeLong over every meme,
-    seconds at 1M memes); nothing is computed when the fingerprint is unchanged. Returns the number of
+    set (with its calibration when it has scores), the paired tests of every pair of them (the
+    Disagreement page: DeLong over every meme, seconds at 1M memes), the near-duplicate groups and the label
+    issues of the default sets (table analysis_summaries); nothing is computed when the fingerprint is unchanged. Returns the number of
     metric rows written (0: unchanged, or no prediction set)."""
     with store.reader() as con:
         current = fingerprint(con)
         if stored_fingerprint(con) == current:
             return 0
         rows = []
+        shown = prediction_sets(con)                # derived-view sets: metrics, but no calibration of their own
         for retired in (False, True):
-            calibration = calibration_summary(con, retired)
+            calibration = calibration_summary(con, retired, shown)
             rows += [dict(include_retired=retired, variant_id=v, run_id=run_id,
                           classification=json.dumps(m["classification"]), roc=json.dumps(m["roc"]),
                           calibration=json.dumps(calibration[v], default=_jsonable) if v in calibration else None)
                      for v, m in metrics_summary(con, retired).items()]
         sets = prediction_sets(con)
+        analysis_rows = []
+        for retired in (False, True):
+            analysis_rows.append(dict(include_retired=retired, kind="near_duplicates", run_id=run_id,
+                                      body=json.dumps(live_near_duplicates(con, retired), default=_jsonable)))
+            scored = [v for v in sets if v in calibration_sets(rows, retired)]
+            if scored:
+                issues = label_issues(con, scored, retired, min(2, len(scored)))
+                analysis_rows.append(dict(include_retired=retired, kind="label_issues", run_id=run_id,
+                                          body=json.dumps(dict(issues, variant_ids=scored), default=_jsonable)))
         pair_rows = []
         for retired in (False, True) if len(sets) >= 2 else ():
             answers = set_answers(con, sets, retired)
@@ -208,5 +220,10 @@ def write(store, run_id: int) -> int:
             pair_rows.append(dict(include_retired=retired, variant_ids=json.dumps(sets), run_id=run_id,
                                   tests=json.dumps(pair_tests(con, sets, retired, answers), default=_jsonable),
                                   tables=json.dumps(tables)))
-    store.save_summaries(rows, current, pair_rows)
+    store.save_summaries(rows, current, pair_rows, analysis_rows)
     return len(rows)
+
+
+def calibration_sets(rows: list[dict], include_retired: bool) -> set[str]:
+    """The sets with a stored calibration (a score on a labelled meme) among summary rows."""
+    return {r["variant_id"] for r in rows if r["include_retired"] == include_retired and r["calibration"] is not None}

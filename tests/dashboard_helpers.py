@@ -34,6 +34,7 @@ PAGES = [
     ("views/calibration.py", "calibration", "Calibration", "Reliability diagram"),
     ("views/label_issues.py", "label-issues", "Label issues", "Memes checked"),
     ("views/slices.py", "slices", "Slices", "Slice by"),
+    ("views/map.py", "map", "Map", "Colour by"),
     ("views/heatmaps.py", "heatmaps", "Heatmaps", "Overlay opacity (%)"),
     ("views/modality.py", "modality", "Modality", "--views all"),      # the smoke cache has no derived views
     ("views/faithfulness.py", "faithfulness", "Faithfulness", "Does CLIP look at the caption?"),

@@ -188,3 +188,22 @@ def test_report_carries_calibration_and_label_issue_sections(planted, tmp_path):
     first = re.search(r'<div class="label-issue" data-meme-id="([0-9a-f]+)" data-sets-against="(\d+)">', issues)
     assert first.group(1) == planted["target"] and int(first.group(2)) >= 2
     assert f'<article class="card" data-meme-id="{planted["target"]}">' in issues
+
+
+def test_precompute_stores_the_default_label_issues_and_near_duplicates(planted):
+    """What the Label issues page and the Overview show by default is stored at the end of a run (table
+    analysis_summaries) and equals what they would compute now; a change of the data makes it stale."""
+    import duckdb
+    with duckdb.connect(str(planted["db"]), read_only=True) as con:
+        sets = [v for v in q.prediction_sets(con) if v in q.stored_calibration(con, False)["sets"]]
+        stored = q.stored_analysis(con, "label_issues", False)
+        assert stored["variant_ids"] == sets
+        assert {k: v for k, v in stored.items() if k != "variant_ids"} == summary.label_issues(con, sets, False, 2)
+        assert q.stored_analysis(con, "near_duplicates", False) == q.live_near_duplicates(con, False)
+        assert q.near_duplicate_report(con, True) == q.live_near_duplicates(con, True)
+    write(planted["db"], "UPDATE memes SET phash = NULL WHERE meme_id = ?", [planted["target"]])
+    try:
+        with duckdb.connect(str(planted["db"]), read_only=True) as con:
+            assert q.stored_analysis(con, "near_duplicates", False) is None     # a hash filled in later: stale
+    finally:
+        summary.write(Store(planted["db"]), planted["run"])

@@ -546,6 +546,7 @@ def test_every_chart_is_valid_vega_lite(dashboard_db, app, monkeypatch):
     goto(at, "views/disagreement.py")
     goto(at, "views/calibration.py")
     goto(at, "views/faithfulness.py")
+    goto(at, "views/map.py")
     assert set(drawn) == set(charts.BUILDERS)
 
 

@@ -98,7 +98,7 @@ def test_every_page_that_misses_a_model_says_which_and_the_fix(demo_project, mon
     at = open_app(monkeypatch, project / demo.DEMO_DB)
     needs = {"": {"clip", "vlm", "cam"}, "errors": {"clip", "vlm"}, "disagreement": {"clip", "vlm"},
              "calibration": {"clip", "vlm"}, "label-issues": {"clip", "vlm"}, "slices": {"clip", "vlm"},
-             "heatmaps": {"cam"}, "modality": {"clip", "vlm"}, "faithfulness": {"cam", "vlm"},
+             "map": {"clip"}, "heatmaps": {"cam"}, "modality": {"clip", "vlm"}, "faithfulness": {"cam", "vlm"},
              "meme": {"clip", "vlm", "cam"}, "runs": set()}
     for page, path, *_ in PAGES:
         at.query_params.clear()

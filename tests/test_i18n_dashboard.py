@@ -37,6 +37,7 @@ TECH_TERMS = {
     "URL", "SHA", "GIF", "WebP", "JPEG", "PNG", "KiB", "MiB", "UTC", "VLMemes", "git", "logit",
     "Language", "English", "easyocr", "tesseract", "eigencam", "gradcam",
     "ECE", "pHash", "Cleanlab", "confident", "learning", "zero-shot", "zero",   # issue 17: method names
+    "UMAP",                                                                     # issue 17: the Map page
 }
 WORD = re.compile(r"[A-Za-z][A-Za-z'-]*[A-Za-z]|[A-Za-z]")
 _CODE_SPAN = re.compile(r"`[^`]*`")

@@ -39,7 +39,7 @@ ALLOWED = {
     "AUROC", "ROC", "CLIP", "VLM", "OCR", "CAM", "Grad-CAM", "GradCAM", "EigenCAM", "Wilson", "BCa", "DeLong",
     "McNemar", "Holm", "Newcombe", "Bonferroni", "Hanley", "McNeil", "MOVER", "Qwen", "SigLIP", "DuckDB",
     "HTML", "Markdown", "JPEG", "PNG", "GIF", "WEBP", "UTC", "VLMemes", "logit", "kappa", "CPU", "CUDA", "GPU",
-    "ECE", "Cleanlab", "confident", "learning", "zero-shot",
+    "ECE", "Cleanlab", "confident", "learning", "zero-shot", "UMAP", "PCA", "precompute",
 }
 
 

@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from PIL import Image
 
-from pipeline import summary
+from pipeline import embedding_map, summary
 from pipeline.config import MODEL_MAX_SIDE, NON_TOXIC, TOXIC
 from pipeline.devtools.synthetic_memes import NEUTRAL_CAPTIONS, TOXIC_CAPTIONS, draw_meme, expected_text, photo_background
 from pipeline.faithfulness import (
@@ -618,9 +618,11 @@ class _Plan:
 CHUNK_MEMES = 50_000     # memes per write transaction: memory stays bounded whatever n
 
 
-def synth_db(path: str | Path, n: int, seed: int = 0, overwrite: bool = False, thumb_side: int = THUMB_SIDE) -> Path:
+def synth_db(path: str | Path, n: int, seed: int = 0, overwrite: bool = False, thumb_side: int = THUMB_SIDE,
+             with_map: bool = True) -> Path:
     """Write a synthetic cache of `n` memes to `path` (refuses an existing file unless overwrite).
-    `thumb_side`: the long side of the thumbnails and overlays (the pipeline's is 384 px)."""
+    `thumb_side`: the long side of the thumbnails and overlays (the pipeline's is 384 px); `with_map`: store
+    the Map page's layout of the embeddings too (pipeline/embedding_map.py), as a precompute does."""
     path = Path(path)
     if n < 1:
         raise ValueError("n must be at least 1")
@@ -645,6 +647,8 @@ def synth_db(path: str | Path, n: int, seed: int = 0, overwrite: bool = False, t
         Store.insert_rows(con, "meta", [dict(key="synthetic", value=json.dumps({"n": n, "seed": seed,
                                                                               "thumb_side": thumb_side}))])
     summary.write(store, max(r["run_id"] for r in plan.runs()))     # as a precompute does at its end
+    if with_map:                       # the Map page's layout (UMAP: ~4 s at 1,000 memes, plus numba's compilation)
+        embedding_map.write(store, max(r["run_id"] for r in plan.runs()))
     return path
 
 

@@ -212,4 +212,13 @@ MESSAGES: dict[str, object] = {
     "the longer side of the original image": "длинная сторона исходного изображения",
     "whether the meme has a near-duplicate (perceptual hash) among the memes":
         "есть ли у мема почти дубликат (по перцептивному хешу) среди мемов",
+    # ---------------------------------------------------------------- the report's map
+    "Each point is a meme, placed by its CLIP image embedding ({model}, {method}): memes that look alike lie close "
+    "together. Distances between far-apart groups mean little.":
+        "Каждая точка — мем, размещённый по его эмбеддингу изображения CLIP ({model}, {method}): похожие мемы "
+        "лежат рядом. Расстояния между далёкими группами мало что значат.",
+    "An even sample of 4000 of the {n} memes is drawn.": "Нарисована равномерная выборка: 4000 из {n} мемов.",
+    "No map is stored yet: a precompute that runs the CLIP stage lays one out.":
+        "Карта ещё не сохранена: её строит precompute, запускающий этап CLIP.",
+    "Map of the memes by their CLIP image embeddings": "Карта мемов по их эмбеддингам изображений CLIP",
 }
