@@ -95,6 +95,17 @@ def _publish(param: str, value: str | None) -> None:
     seen[param] = value
 
 
+def url_param(param: str) -> str | None:
+    """The raw value of ?param= (a page that parses it itself, e.g. the Map page's box; URL parameters are
+    read here only)."""
+    return st.query_params.get(param)
+
+
+def publish_param(param: str, value: str | None) -> None:
+    """Set (or, with None, remove) ?param= for a value that no widget holds (the Map page's box)."""
+    _publish(param, value)
+
+
 def url_select(label: str, options: Sequence[str], param: str, *, default: str | None = None,
                format_func: Callable[[Any], str] = str, radio: bool = False, help: str | None = None,
                container: Any = None) -> str | None:

@@ -36,9 +36,10 @@ PRE_KEY_TABLES = ("memes", "meme_paths", "ocr", "predictions", "heatmaps")   # t
 def _drop_keys(db: Path) -> None:
     """Make `db` look like a cache written before the integer key: the tables it had then lose the column,
     the stage tables added after the key (created with it) are not there."""
+    later = {r[0] for r in sql(db, "SELECT table_name FROM information_schema.columns WHERE column_name = 'meme_key'")}
     for table in PRE_KEY_TABLES:
         write(db, f"ALTER TABLE {table} DROP COLUMN meme_key")
-    for table in set(KEYED_TABLES) - set(PRE_KEY_TABLES):
+    for table in (later | set(KEYED_TABLES)) - set(PRE_KEY_TABLES):        # stage tables, the map's points
         write(db, f"DROP TABLE IF EXISTS {table}")
 
 

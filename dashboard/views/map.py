@@ -71,9 +71,9 @@ else:
 brush = charts.box_of(event)
 last = st.session_state.setdefault(LAST_BRUSH_KEY, {})       # chart key -> the box it last reported
 if chart_key in last and brush != last[chart_key]:          # the visitor drew or cleared a box on this chart
-    c._publish(BOX_PARAM, None if brush is None else ",".join(f"{v:.3f}" for v in brush))
+    c.publish_param(BOX_PARAM, None if brush is None else ",".join(f"{v:.3f}" for v in brush))
 last[chart_key] = brush
-box = brush if brush is not None else charts.parse_box(st.query_params.get(BOX_PARAM))
+box = brush if brush is not None else charts.parse_box(c.url_param(BOX_PARAM))
 picked = charts.in_box(points, box)
 
 st.subheader(_("Memes in the box"))
