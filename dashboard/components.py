@@ -519,6 +519,16 @@ def page_size_picker(param: str = "n", container: Any = None) -> int:
     return int(value)
 
 
+def fmt_p(p: float | None) -> str:
+    """A p-value: 3 significant digits, '< 0.001' below that, '—' when there is none."""
+    return "—" if p is None else (f"{p:.3g}" if p >= 0.001 else "< 0.001")
+
+
+def fmt_num(x: float | None, digits: int = 3) -> str:
+    """A number with `digits` decimals, '—' when there is none."""
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
 def fmt_estimate(e: dict | None, digits: int = 3) -> str:
     """'0.812 [0.790, 0.833]' from an Estimate dict; '—' when undefined. An interval that cannot be
     estimated is said so in words ('1.000 [not estimable at this n: ...]'), never drawn as [x, x]."""

@@ -203,7 +203,7 @@ def write(store, run_id: int) -> int:
                           classification=json.dumps(m["classification"]), roc=json.dumps(m["roc"]),
                           calibration=json.dumps(calibration[v], default=_jsonable) if v in calibration else None)
                      for v, m in metrics_summary(con, retired).items()]
-        sets = prediction_sets(con)
+        sets = shown
         analysis_rows = []
         for retired in (False, True):
             analysis_rows.append(dict(include_retired=retired, kind="near_duplicates", run_id=run_id,

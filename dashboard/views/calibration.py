@@ -34,14 +34,6 @@ def name(s: dict) -> str:
     return f"{s['stage'].upper()} {public_name(s['model_id'])} · {s['name']}"
 
 
-def fmt_p(p: float | None) -> str:
-    return "—" if p is None else (f"{p:.3g}" if p >= 0.001 else "< 0.001")
-
-
-def fmt(x: float | None, digits: int = 3) -> str:
-    return "—" if x is None else f"{x:.{digits}f}"
-
-
 # ------------------------------------------------------------------------------------------- the table
 st.subheader(_("Calibration per model × prompt version"))
 rows = []
@@ -50,8 +42,8 @@ for s in scored:
     null = cal["ece_null"]
     rows.append({"stage": s["stage"], "model": public_name(s["model_id"]), "prompt": s["name"],
                  "n": cal["n"], "no score": cal.get("n_no_score", 0),
-                 "ECE": c.fmt_estimate(cal["ece"]), "ECE if calibrated": fmt(null.get("null_q95")),
-                 "p": fmt_p(null.get("p_value")), "Brier": c.fmt_estimate(cal["brier"])})
+                 "ECE": c.fmt_estimate(cal["ece"]), "ECE if calibrated": c.fmt_num(null.get("null_q95")),
+                 "p": c.fmt_p(null.get("p_value")), "Brier": c.fmt_estimate(cal["brier"])})
 st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
     **c.columns(),
     "model": c.model_column(s["model_id"] for s in scored),
@@ -114,26 +106,26 @@ charts.show("threshold_curves", long, pd.DataFrame(marks))
 
 d = th["default"]
 cols = st.columns(3)
-cols[0].metric(_("F1 at the 0.5 default"), fmt(d.get("f1")),
+cols[0].metric(_("F1 at the 0.5 default"), c.fmt_num(d.get("f1")),
                help=_("the rule CLIP's answers use: toxic when p(toxic) ≥ 0.5"))
 cols[1].metric(_("F1 held out, threshold chosen by cross-validation"),
-               fmt(cv.get("f1")) if cv.get("f1") is not None else "—",
+               c.fmt_num(cv.get("f1")) if cv.get("f1") is not None else "—",
                help=c.note_text(cv.get("note")))
-cols[2].metric(_("F1 at the threshold chosen on these memes"), fmt(ins.get("f1")),
+cols[2].metric(_("F1 at the threshold chosen on these memes"), c.fmt_num(ins.get("f1")),
                help=c.note_text(ins.get("note")))
 lines = [_("At the 0.5 default: accuracy {acc}, precision {prec}, recall {rec}, F1 {f1} ({n} memes predicted "
-           "toxic).", acc=fmt(d.get("accuracy")), prec=fmt(d.get("precision")), rec=fmt(d.get("recall")),
-           f1=fmt(d.get("f1")), n=d.get("n_pred_toxic"))]
+           "toxic).", acc=c.fmt_num(d.get("accuracy")), prec=c.fmt_num(d.get("precision")), rec=c.fmt_num(d.get("recall")),
+           f1=c.fmt_num(d.get("f1")), n=d.get("n_pred_toxic"))]
 if cv.get("threshold") is not None:
     lines.append(_("Chosen by {k}-fold cross-validation: threshold {t} (median of the folds' {ts}); F1 on the "
                    "held-out folds {f1}. This is the fair estimate of what choosing a threshold from memes like "
-                   "these gives.", k=cv["k"], t=fmt(cv["threshold"]),
-                   ts=", ".join(fmt(t) for t in cv["fold_thresholds"]),
+                   "these gives.", k=cv["k"], t=c.fmt_num(cv["threshold"]),
+                   ts=", ".join(c.fmt_num(t) for t in cv["fold_thresholds"]),
                    f1=c.fmt_estimate(cv.get("f1_estimate"))))
 else:
     lines.append(c.note_text(cv.get("note")))
 if ins.get("threshold") is not None:
     lines.append(_("Chosen on these same memes: threshold {t}, F1 {f1}. Chosen on the memes it is measured on, "
-                   "so optimistic: not a held-out result.", t=fmt(ins["threshold"]), f1=fmt(ins["f1"])))
+                   "so optimistic: not a held-out result.", t=c.fmt_num(ins["threshold"]), f1=c.fmt_num(ins["f1"])))
 for line in lines:
     st.markdown("- " + line)

@@ -57,19 +57,15 @@ def signed(e: dict | None) -> dict | None:
     return {**e, "value": -e["value"], "low": None if high is None else -high, "high": None if low is None else -low}
 
 
-def fmt_p(p: float | None) -> str:
-    return "—" if p is None else (f"{p:.3g}" if p >= 0.001 else "< 0.001")
-
-
 many = len(tests) > 1
 m = st.columns(5)
 m[0].metric(_("Memes compared"), f"{rep['n']:,}")
 m[1].metric(_("Cohen's kappa"), c.fmt_estimate(rep["kappa"], 3),
             help=_("agreement of the two answers beyond chance (unparseable is a third answer); 95% interval: "
                    "{method}", method=c.method_text(rep["kappa"])))
-m[2].metric(_("McNemar p (exact)"), fmt_p(rep["mcnemar_p"]),
+m[2].metric(_("McNemar p (exact)"), c.fmt_p(rep["mcnemar_p"]),
             help=_n(len(tests), "Holm-adjusted over the {n} pair below: {p}", "Holm-adjusted over the {n} pairs below: {p}",
-                    p=fmt_p(pair["mcnemar_p_holm"])) if many else None)
+                    p=c.fmt_p(pair["mcnemar_p_holm"])) if many else None)
 m[3].metric(_("Accuracy A − B"), c.fmt_estimate(signed(pair["accuracy_diff"]), 3),
             help=_("paired difference on the memes both answered; 95% interval: {method}",
                    method=c.method_text(pair["accuracy_diff"])))
@@ -77,14 +73,14 @@ auroc_diff = pair["auroc_diff"]
 m[4].metric(_("AUROC A − B"), c.fmt_estimate(signed(auroc_diff), 3),
             help=None if auroc_diff is None else
             (_("on the {n} memes both scored; 95% interval and p: {method}; p = {p}", n=f"{pair['n_auroc']:,}",
-               method=c.method_text(auroc_diff), p=fmt_p(pair["auroc_p"]))
-             + (_(", Holm-adjusted {p}", p=fmt_p(pair["auroc_p_holm"])) if many else "")))
+               method=c.method_text(auroc_diff), p=c.fmt_p(pair["auroc_p"]))
+             + (_(", Holm-adjusted {p}", p=c.fmt_p(pair["auroc_p_holm"])) if many else "")))
 st.text(c.reading_text(rep, "A", "B"))
 if many:
     st.caption(_("With {n} pairs of prediction sets, p-values are also given adjusted for the number of "
                  "comparisons ({adjustment}): p = {p_mcnemar} for McNemar and {p_auroc} for the AUROC difference "
                  "of this pair.", n=len(tests), adjustment=c.adjustment_text(len(tests)),
-                 p_mcnemar=fmt_p(pair["mcnemar_p_holm"]), p_auroc=fmt_p(pair["auroc_p_holm"])))
+                 p_mcnemar=c.fmt_p(pair["mcnemar_p_holm"]), p_auroc=c.fmt_p(pair["auroc_p_holm"])))
 
 t_all, t_tox, t_non = st.columns(3)
 t_all.caption(_("All memes"))
@@ -98,10 +94,10 @@ with st.expander(_("Every pair of prediction sets ({n}), with Holm-adjusted p-va
     by_id = {s["variant_id"]: s for s in sets}
     st.dataframe(pd.DataFrame([{
         "A": c.set_label(by_id[t["a"]]), "B": c.set_label(by_id[t["b"]]), "memes": t["n"],
-        "accuracy A − B": c.fmt_estimate(t["accuracy_diff"]), "McNemar p": fmt_p(t["mcnemar_p"]),
-        "McNemar p (Holm)": fmt_p(t["mcnemar_p_holm"]),
-        "AUROC A − B": c.fmt_estimate(t["auroc_diff"]), "AUROC p": fmt_p(t["auroc_p"]),
-        "AUROC p (Holm)": fmt_p(t["auroc_p_holm"]),
+        "accuracy A − B": c.fmt_estimate(t["accuracy_diff"]), "McNemar p": c.fmt_p(t["mcnemar_p"]),
+        "McNemar p (Holm)": c.fmt_p(t["mcnemar_p_holm"]),
+        "AUROC A − B": c.fmt_estimate(t["auroc_diff"]), "AUROC p": c.fmt_p(t["auroc_p"]),
+        "AUROC p (Holm)": c.fmt_p(t["auroc_p_holm"]),
     } for t in tests]), hide_index=True, column_config={
         **c.columns(),
         "A": st.column_config.TextColumn("A", help=c.model_help(s["model_id"] for s in sets)),

@@ -34,14 +34,6 @@ def share(e) -> str:
     return c.fmt_estimate(d, 2) + f" · {k}/{d['n']}"
 
 
-def fmt_p(p: float | None) -> str:
-    return "—" if p is None else (f"{p:.3g}" if p >= 0.001 else "< 0.001")
-
-
-def fmt(x: float | None, digits: int = 3) -> str:
-    return "—" if x is None else f"{x:.{digits}f}"
-
-
 # ------------------------------------------------------------------------------------------- CLIP: CAM mass
 st.subheader(_("Does CLIP look at the caption?"))
 cams = [s for s in sources if s["measure"] == "cam"]
@@ -60,10 +52,10 @@ else:
     else:
         st.dataframe(pd.DataFrame([{
             _("Memes"): c.shown(GROUP_NAMES[g["group"]]), "n": g["n"],
-            _("CAM mass on the caption (median)"): fmt(g["mass"]),
-            _("caption's share of the area (median)"): fmt(g["area"]),
-            _("mass / area (median)"): fmt(g["ratio"], 2),
-            _("mass > area"): share(g["above_share"]), _("sign test p"): fmt_p(g["sign_p"]),
+            _("CAM mass on the caption (median)"): c.fmt_num(g["mass"]),
+            _("caption's share of the area (median)"): c.fmt_num(g["area"]),
+            _("mass / area (median)"): c.fmt_num(g["ratio"], 2),
+            _("mass > area"): share(g["above_share"]), _("sign test p"): c.fmt_p(g["sign_p"]),
         } for g in groups]), hide_index=True)
         st.caption(_("Per meme: the share of the heat map's mass inside the OCR boxes, against the share of the "
                      "picture the boxes cover (over the part the model saw). mass / area above 1: the map favours "

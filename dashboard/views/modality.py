@@ -71,18 +71,14 @@ st.dataframe(pd.DataFrame([{
 st.subheader(_("Paired tests between the views"))
 
 
-def fmt_p(p: float | None) -> str:
-    return "—" if p is None else (f"{p:.3g}" if p >= 0.001 else "< 0.001")
-
-
 view_name = {k: c.shown(v) for k, v in modality.VIEW_NAMES.items()}
 st.dataframe(pd.DataFrame([{
     "A": view_name[t["a"]], "B": view_name[t["b"]], _("Memes"): t["n"],
     _("Toxic on A"): t["toxic_a"], _("Toxic on B"): t["toxic_b"],
     _("Toxic on A only"): t["only_a"], _("Toxic on B only"): t["only_b"],
-    _("McNemar p (decisions)"): fmt_p(t["decision_p"]), _("Holm p"): fmt_p(t["decision_p_holm"]),
+    _("McNemar p (decisions)"): c.fmt_p(t["decision_p"]), _("Holm p"): c.fmt_p(t["decision_p_holm"]),
     _("Accuracy A − B"): c.fmt_estimate(t["accuracy"]["accuracy_diff"]),
-    _("McNemar p (correctness, Holm)"): fmt_p(t["accuracy"]["mcnemar_p_holm"]),
+    _("McNemar p (correctness, Holm)"): c.fmt_p(t["accuracy"]["mcnemar_p_holm"]),
 } for t in summary["tests"]]), hide_index=True)
 for t in summary["tests"]:
     st.text(modality.reading_text(t, current()))
