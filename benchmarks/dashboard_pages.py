@@ -1,7 +1,7 @@
 """Dashboard page times and memory on synthetic caches of 1k / 10k / 100k memes.
 
     .venv/bin/python benchmarks/dashboard_pages.py [--sizes 1000,10000,100000] [--dir /tmp/vlmemes-bench]
-                                                   [--repeat 5] [--rebuild]
+                                                   [--repeat 5] [--rebuild] [--slice format=PNG ...]
 
 For each size: build the cache with `python -m pipeline.devtools synth-db` (reused when the file
 is there, unless --rebuild), then, in a fresh process, run every page through
@@ -17,6 +17,7 @@ finishes; then it switches to the measured cache and times:
 "overview (live metrics)" is Overview's first visit when the metrics a precompute stored
 (pipeline/summary.py) are not current (answers or labels changed since), so it counts every answer itself;
 "calibration (live)" the same for the Calibration page (every bootstrap run on the page).
+"<page> (<slice>)": the same page within the sidebar's slice of every page (--slice KEY=VALUE), cold and warm.
 "new process" is the very first page run of the process (on the warm-up cache): what the first
 visitor after `streamlit run` waits for, imports included.
 Targets: <= 0.5 s per page at 100k, <= 600 MB resident.
@@ -74,7 +75,7 @@ def _count_sql() -> dict:
         def __getattr__(self, name):
             return getattr(self._con, name)
 
-    dbmod.Reader.con = lambda self: Counting(original(self))
+    dbmod.Reader.con = lambda self, sliced=True: Counting(original(self, sliced))
     return counter
 
 
@@ -89,8 +90,9 @@ def _first_meme(db: Path) -> str:
         con.close()
 
 
-def measure(db: Path, warmup_db: Path, repeat: int) -> dict:
-    """All pages of one cache, in this process, after every page was drawn once on warmup_db."""
+def measure(db: Path, warmup_db: Path, repeat: int, slices: tuple[str, ...] = ()) -> dict:
+    """All pages of one cache, in this process, after every page was drawn once on warmup_db; then again
+    within each of `slices` (?slice=KEY=VALUE values)."""
     import duckdb
     import psutil
     from streamlit.testing.v1 import AppTest
@@ -128,12 +130,21 @@ def measure(db: Path, warmup_db: Path, repeat: int) -> dict:
             fresh = statistics.median(_goto(at, page, {"q": words[i % len(words)], "group": "fn"})
                                       for i in range(repeat))
         elif page == "slices":
-            fresh = statistics.median(_goto(at, page, {"slice": k})
+            fresh = statistics.median(_goto(at, page, {"by": k})
                                       for k in ("format", "caption_length", "near_duplicate")[:max(1, repeat)])
         elif page in ("heatmaps", "runs"):
             key = "fpage" if page == "runs" else "page"
             fresh = statistics.median(_goto(at, page, {key: str(2 + i), "n": "12"}) for i in range(repeat))
         rows[page] = {"cold": cold, "warm": warm, "fresh": fresh, "sql": n_sql}
+    # the same pages within the sidebar's slice of every page (?slice=): the reader's sliced cursor
+    # (pipeline.store.slice_views), every summary computed live on the slice's memes
+    for key in slices:
+        for page in PAGES:
+            params = {"slice": key, **({"meme": meme_id} if page == "meme" else {})}
+            counter["sql"] = 0
+            cold = _goto(at, page, params)
+            rows[f"{page} ({key})"] = {"cold": cold, "warm": statistics.median(
+                _goto(at, page, params) for _ in range(repeat)), "fresh": None, "sql": counter["sql"]}
     # the same first visit when the stored metrics are not current (answers or labels changed since):
     # every memo dropped, and stored_metrics answering "not current", so the page counts live
     from dashboard import charts
@@ -168,9 +179,9 @@ def _build(size: int, directory: Path, rebuild: bool) -> tuple[Path, float | Non
 WARMUP_SIZE = 200
 
 
-def _child(size: int, directory: Path, repeat: int) -> dict:
+def _child(size: int, directory: Path, repeat: int, slices: tuple[str, ...]) -> dict:
     db = directory / f"synth-{size}.duckdb"
-    result = measure(db, directory / f"synth-{WARMUP_SIZE}.duckdb", repeat)
+    result = measure(db, directory / f"synth-{WARMUP_SIZE}.duckdb", repeat, slices)
     result.update(size=size, file_mb=db.stat().st_size / 2**20)
     return result
 
@@ -181,33 +192,39 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dir", type=Path, default=Path("/tmp/vlmemes-bench"))
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--rebuild", action="store_true", help="rebuild the synthetic caches even if present")
+    p.add_argument("--slice", action="append", default=[], metavar="KEY=VALUE",
+                   help="also time every page within this slice of every page (repeatable), e.g. format=PNG")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
 
     if args.child:
-        print(json.dumps(_child(args.child, args.dir, args.repeat)))
+        print(json.dumps(_child(args.child, args.dir, args.repeat, tuple(args.slice))))
         return 0
 
     results = []
     _build(WARMUP_SIZE, args.dir, args.rebuild)
     for size in (int(s) for s in args.sizes.split(",")):
         _, build_seconds = _build(size, args.dir, args.rebuild)
-        cmd = [sys.executable, __file__, "--child", str(size), "--dir", str(args.dir), "--repeat", str(args.repeat)]
+        cmd = [sys.executable, __file__, "--child", str(size), "--dir", str(args.dir), "--repeat", str(args.repeat),
+               *(f"--slice={k}" for k in args.slice)]
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
         if out.returncode != 0:
             print(out.stderr[-3000:], file=sys.stderr)
             return 1
         results.append(dict(json.loads(out.stdout.strip().splitlines()[-1]), build_seconds=build_seconds))
 
-    print(f"{'memes':>8} {'page':<24} {'cold s':>7} {'warm s':>7} {'fresh s':>8} {'SQL (cold)':>10}"
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from dashboard_load import machine_line
+    print(machine_line())
+    print(f"{'memes':>8} {'page':<34} {'cold s':>7} {'warm s':>7} {'fresh s':>8} {'SQL (cold)':>10}"
           f"   (target <= {TARGET_SECONDS} s)")
     for r in results:
         for page, t in r["pages"].items():
             fresh = "" if t["fresh"] is None else f"{t['fresh']:.3f}"
             flag = "" if max(t["cold"], t["warm"], t["fresh"] or 0) <= TARGET_SECONDS else "  over"
-            print(f"{r['size']:>8} {page:<24} {t['cold']:>7.3f} {t['warm']:>7.3f} {fresh:>8} {t['sql']:>10}{flag}")
+            print(f"{r['size']:>8} {page:<34} {t['cold']:>7.3f} {t['warm']:>7.3f} {fresh:>8} {t['sql']:>10}{flag}")
     print()
     print(f"{'memes':>8} {'file MB':>8} {'build s':>8} {'imports s':>10} {'new process s':>14} {'RSS MB':>7} "
           f"{'peak MB':>8}   (target <= {TARGET_RSS_MB} MB)")

@@ -2,7 +2,8 @@
 
     streamlit run dashboard/app.py -- --db data/vlmemes.duckdb      (or VLMEMES_DB=...; default data/vlmemes.duckdb)
 
-Sets up the page, the sidebar (interface language, content warning, retired memes, which cache),
+Sets up the page, the sidebar (interface language, content warning, retired memes, which cache, the slice
+of every page: dashboard/components.slice_picker),
 the navigation (each page at its own URL path; the root URL goes to /overview), and one read-only
 cache reader for this script run, closed when the run ends, so a running precompute is never
 blocked by an idle dashboard. Every text is translated with dashboard.lang (?lang=ru|en).
@@ -75,6 +76,11 @@ progress.banner(path)           # a precompute in progress: its stage and done/t
 
 with db.script_run(path) as reader:
     try:
+        try:                    # an unusable cache: the page itself says what is wrong, below its title
+            with st.sidebar:
+                db.set_slice(c.slice_picker())
+        except db.CacheUnavailable:
+            db.set_slice(None)
         page.run()
     except db.CacheMissing:
         c.no_cache_notice(path)

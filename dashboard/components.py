@@ -108,15 +108,16 @@ def publish_param(param: str, value: str | None) -> None:
 
 def url_select(label: str, options: Sequence[str], param: str, *, default: str | None = None,
                format_func: Callable[[Any], str] = str, radio: bool = False, help: str | None = None,
-               container: Any = None) -> str | None:
-    """A selectbox (or horizontal radio) bound to ?param=; None when there are no options."""
+               container: Any = None, sticky: bool = False) -> str | None:
+    """A selectbox (or horizontal radio) bound to ?param=; None when there are no options. sticky: a global
+    setting kept across pages (see _sync), left out of the URL while it is the default."""
     options = list(options)
     if not options:
         return None
     container = container or st
-    key = _key(param)
+    key = _key(param, sticky)
     default = default if default in options else options[0]
-    _sync(param, key, lambda raw: raw if raw in options else default)
+    _sync(param, key, lambda raw: raw if raw in options else default, sticky=sticky)
     if st.session_state.get(key) not in options:
         st.session_state[key] = default
     labels = {o: format_func(o) for o in options}     # made now, in this run's language (AppTest calls
@@ -125,7 +126,7 @@ def url_select(label: str, options: Sequence[str], param: str, *, default: str |
         value = container.radio(label, options, key=key, format_func=format_func, horizontal=True, help=help)
     else:
         value = container.selectbox(label, options, key=key, format_func=format_func, help=help)
-    _publish(param, value)
+    _publish(param, None if sticky and value == default else value)
     return value
 
 
@@ -270,6 +271,48 @@ def content_warning_on() -> bool:
     return bool(st.session_state.get(CW_KEY, True))
 
 
+ALL_MEMES = "all"                     # the slice picker's 'no slice' option
+
+
+def slice_picker(container: Any = None) -> db.Slice | None:
+    """The sidebar's slice of every page, bound to ?slice=KEY=VALUE (kept across pages): every slice value
+    of pipeline/slices.py found in the cache, with its memes; read through the default OCR engine and image
+    model (queries.slice_sources). Returns the chosen db.Slice (None: all memes); counted over the whole cache."""
+    from pipeline import slices as sl
+    container = container or st
+    retired = include_retired()
+    sources = db.fetch_all_memes(q.slice_sources)
+    dups = db.fetch_all_memes(q.near_duplicate_report, retired)
+    options, labels, specs = [ALL_MEMES], {ALL_MEMES: _("all memes")}, {}
+    for key, spec in sl.SLICES.items():
+        source = sources.get(spec.source) if spec.source else None
+        if (spec.source and source is None) or (key == "near_duplicate" and not dups["n_hashed"]):
+            continue
+        group_ids = tuple(dups.get("in_group", ())) if key == "near_duplicate" else ()
+        for value, n in db.fetch_all_memes(q.slice_value_counts, key, source, retired, group_ids):
+            option = f"{key}={value}"
+            options.append(option)
+            labels[option] = f"{shown(spec.name)}: {sl.value_text(value, _)} · {n:,}"
+            specs[option] = db.Slice(key, value, source, group_ids)
+    choice = url_select(_("Slice of every page"), options, "slice", default=ALL_MEMES, format_func=labels.get,
+                        sticky=True, container=container,
+                        help=_("Every page then counts only these memes (the number after the dot: memes in it). "
+                               "Kept in the link and across pages."))
+    st.session_state[SLICE_LABEL_KEY] = labels.get(choice, "")
+    return specs.get(choice)
+
+
+SLICE_LABEL_KEY = "_slice_label"
+
+
+def slice_banner() -> None:
+    """On every page while a slice is chosen: which memes its numbers count."""
+    if db.current_slice() is not None:
+        st.info(_("Slice: {slice} memes. Every number and gallery on this page counts only these memes; choose "
+                  "“all memes” in the sidebar to see the whole cache.",
+                  slice=st.session_state.get(SLICE_LABEL_KEY, "")), icon=":material/filter_alt:")
+
+
 # ================================================================================= notices
 def fill_command(stages: str | None = None) -> str:
     cmd = ["python", "-m", "pipeline", "precompute", "--db", str(db.reader().path)]
@@ -326,6 +369,7 @@ def page(title: str, caption: str, table: str, what: str, stages: str | None = N
     st.title(title)
     st.caption(caption)
     first_run.top_notices(st.session_state.get(PAGE_KEY, ""))  # the demo set; models that could not be loaded
+    slice_banner()
     retired = include_retired()
     require(table, what, stages)
     return retired

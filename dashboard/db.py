@@ -105,17 +105,37 @@ def file_state(path: Path) -> tuple | None:
     return (str(path.resolve()), st_db.st_mtime_ns, st_db.st_size, wal)
 
 
+@dataclass(frozen=True)
+class Slice:
+    """The slice of every page (the sidebar's ?slice=): the memes whose value of pipeline.slices.SLICES[key] is
+    `value`, read through `source` (the OCR engine or image model of the slice, None when it needs none);
+    `group_ids`: the memes in a near-duplicate group, for the near_duplicate slice."""
+    key: str
+    value: str
+    source: str | None = None
+    group_ids: tuple[str, ...] = ()
+
+    def cache_key(self) -> tuple:
+        """What the memoised queries are keyed by (the group's ids hashed: thousands of ids need not be hashed
+        again by every query)."""
+        return (self.key, self.value, self.source, len(self.group_ids), hash(self.group_ids))
+
+
 @dataclass
 class Reader:
-    """One script run's access to the cache: a lazily opened read-only connection."""
+    """One script run's access to the cache: a lazily opened read-only connection, and with a `slice` a cursor
+    of it whose temporary views keep only the slice's memes (pipeline.store.slice_views): every query of
+    `fetch` reads the slice, `fetch_all_memes` the whole cache."""
     path: Path
     retry_seconds: float = DEFAULT_RETRY_SECONDS
     connections_opened: int = 0
     queries_run: int = 0                       # SQL executions this run (cache misses)
+    slice: Slice | None = None
     _con: duckdb.DuckDBPyConnection | None = field(default=None, repr=False)
+    _sliced: duckdb.DuckDBPyConnection | None = field(default=None, repr=False)
 
     def state(self) -> tuple:
-        """The file's state, the cache key of every query; CacheMissing/CacheUnreadable when unusable."""
+        """The file's state; CacheMissing/CacheUnreadable when unusable."""
         if self.path.is_dir():
             raise CacheUnreadable(N_("{path} is a directory, not a cache file; pass --db FILE"), path=self.path)
         state = file_state(self.path)
@@ -123,7 +143,24 @@ class Reader:
             raise CacheMissing(N_("There is no cache at {path} yet."), path=self.path)
         return state
 
-    def con(self) -> duckdb.DuckDBPyConnection:
+    def key(self, sliced: bool = True) -> tuple:
+        """The cache key of every query: the file's state and the slice it reads (None: all memes)."""
+        return (*self.state(), self.slice.cache_key() if sliced and self.slice is not None else None)
+
+    def con(self, sliced: bool = True) -> duckdb.DuckDBPyConnection:
+        base = self._base()
+        if not sliced or self.slice is None:
+            return base
+        if self._sliced is None:
+            from pipeline.store import slice_views
+            s = self.slice
+            keys = queries.slice_meme_keys(base, s.key, s.value, s.source, s.group_ids)
+            cursor = base.cursor()
+            slice_views(cursor, keys)
+            self._sliced = cursor
+        return self._sliced
+
+    def _base(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
             self.state()
             try:
@@ -139,6 +176,10 @@ class Reader:
         return self._con
 
     def close(self) -> None:
+        if self._sliced is not None:
+            with contextlib.suppress(Exception):
+                self._sliced.close()
+            self._sliced = None
         if self._con is not None:
             with contextlib.suppress(Exception):
                 self._con.close()
@@ -176,27 +217,49 @@ def _query_function(name: str) -> Callable[..., Any]:
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def _cached(_reader: Reader, state: tuple, name: str, args: tuple) -> Any:
-    return _query_function(name)(_reader.con(), *args)
+def _cached(_reader: Reader, key: tuple, name: str, args: tuple) -> Any:
+    return _query_function(name)(_reader.con(sliced=key[-1] is not None), *args)
 
 
 @st.cache_data(max_entries=24, show_spinner=False)
-def _cached_page(_reader: Reader, state: tuple, name: str, args: tuple) -> Any:
-    return _query_function(name)(_reader.con(), *args)
+def _cached_page(_reader: Reader, key: tuple, name: str, args: tuple) -> Any:
+    return _query_function(name)(_reader.con(sliced=key[-1] is not None), *args)
 
 
 def fetch(query: Callable[..., Any], *args: Any) -> Any:
-    """queries.<query>(con, *args) for this run's cache, memoised per (file state, query, args)."""
+    """queries.<query>(con, *args) for this run's cache and slice, memoised per (file state, slice, query,
+    args)."""
     r = reader()
-    return _cached(r, r.state(), query.__name__, args)
+    return _cached(r, r.key(), query.__name__, args)
+
+
+def fetch_all_memes(query: Callable[..., Any], *args: Any) -> Any:
+    """Like fetch, over the whole cache whatever the slice (the slice's own choices; a meme outside it)."""
+    r = reader()
+    return _cached(r, r.key(sliced=False), query.__name__, args)
 
 
 def fetch_page(query: Callable[..., Any], *args: Any) -> Any:
     """Like fetch, for gallery pages (thumbnails): a small memo, so memory stays bounded."""
     r = reader()
-    return _cached_page(r, r.state(), query.__name__, args)
+    return _cached_page(r, r.key(), query.__name__, args)
+
+
+def set_slice(s: Slice | None) -> None:
+    """The slice this run's pages read (app.py, from the sidebar), before any page query."""
+    r = reader()
+    if r.slice != s:
+        if r._sliced is not None:
+            with contextlib.suppress(Exception):
+                r._sliced.close()
+            r._sliced = None
+        r.slice = s
+
+
+def current_slice() -> Slice | None:
+    return reader().slice
 
 
 def state_key() -> tuple:
-    """The current file state, for callers that memoise derived results themselves."""
-    return reader().state()
+    """The current file state and slice, for callers that memoise derived results themselves."""
+    return reader().key()

@@ -7,11 +7,16 @@ page load.
                             fingerprint and method into `maps` (docs/schema.md)
     layout(vectors)         (x, y, method): UMAP (cosine, 15 neighbours, min_dist 0.1, random_state 0)
                             from MIN_UMAP_MEMES memes on, else PCA to 2-D
+    templates(vectors)      template cluster per meme (1 = the largest cluster, 0 = none): memes whose
+                            vectors are joined by cosine >= TEMPLATE_COSINE (near_duplicates.cluster_embeddings),
+                            stored with the layout (map_points.template) for the "template cluster" slice
 
 A map is current while the fingerprint stored with it (queries.map_fingerprints: the count and a hash
 sum of the non-retired memes with a vector of that variant) equals the cache's; a rerun that adds,
 retires or brings back no meme computes nothing here. UMAP's random_state makes it reproducible and
 single-threaded: ~4 s at 1,000 memes (plus ~20 s of numba compilation once per process) on 2 cores.
+Template clusters are exact (every pair within the cosine radius is found): a blocked matrix product over all
+pairs, O(n^2) (docs/benchmarks.md has its time at 100k memes).
 A failure is the caller's to report (pipeline/runner.py records it and the run goes on).
 """
 from __future__ import annotations
@@ -25,9 +30,10 @@ import pyarrow as pa
 
 from pipeline.queries import MAP_VERSION, map_fingerprints, map_vectors, stored_map_fingerprints
 
-__all__ = ["MAP_VERSION", "layout", "pca_2d", "write"]
+__all__ = ["MAP_VERSION", "TEMPLATE_COSINE", "layout", "pca_2d", "templates", "write"]
 MIN_UMAP_MEMES = 20             # fewer memes: PCA (UMAP's 15-neighbour graph needs more points than that)
 UMAP_PARAMS = dict(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=0, n_components=2)
+TEMPLATE_COSINE = 0.9          # CLIP image vectors this close: the same picture under another caption (a template)
 DECIMALS = 3                    # coordinates are rounded (the page draws them; the layout is ~0..20 wide)
 
 
@@ -55,6 +61,21 @@ def layout(vectors: np.ndarray) -> tuple[np.ndarray, str]:
     return np.asarray(xy, dtype=np.float64), "umap"
 
 
+def templates(vectors: np.ndarray, threshold: float = TEMPLATE_COSINE) -> np.ndarray:
+    """Template cluster per row: 1 for the largest cluster, 2 for the next (ties: by first row), 0 for a meme
+    in no cluster of two or more (pipeline.near_duplicates.cluster_embeddings)."""
+    from pipeline.near_duplicates import cluster_embeddings
+    ids = cluster_embeddings(vectors, threshold) if len(vectors) else np.zeros(0, np.int64)
+    out = np.zeros(len(ids), dtype=np.int64)
+    if (ids >= 0).any():
+        sizes = np.bincount(ids[ids >= 0])
+        order = sorted(range(len(sizes)), key=lambda k: (-sizes[k], k))      # cluster ids are by first row
+        rank = np.empty(len(sizes), dtype=np.int64)
+        rank[order] = np.arange(1, len(sizes) + 1)
+        out[ids >= 0] = rank[ids[ids >= 0]]
+    return out
+
+
 def write(store, run_id: int, log=print) -> int:
     """At the end of run `run_id`: recompute and store the map of every embedding variant whose
     fingerprint differs from its stored map's (and drop the maps of variants without vectors now).
@@ -75,6 +96,9 @@ def write(store, run_id: int, log=print) -> int:
             f"({'UMAP' if len(keys) >= MIN_UMAP_MEMES else 'PCA'}; read in {t_read:.1f} s)…")
         sys.stdout.flush()
         xy, method = layout(vectors)
+        t_templates = time.perf_counter()
+        template = templates(vectors)
+        t_templates = time.perf_counter() - t_templates
         seconds = time.perf_counter() - t0
         xy = np.round(xy, DECIMALS)
         n = len(keys)
@@ -82,9 +106,11 @@ def write(store, run_id: int, log=print) -> int:
             variant_id=pa.array([variant_id] * n, pa.string()), meme_key=pa.array(keys, pa.int32()),
             meme_id=pa.array(ids, pa.string()), x=pa.array(xy[:, 0], pa.float32()),
             y=pa.array(xy[:, 1], pa.float32()), method=pa.array([method] * n, pa.string()),
+            template=pa.array(template, pa.int32(), mask=template == 0),
             map_version=pa.array([MAP_VERSION] * n, pa.string()), run_id=pa.array([run_id] * n, pa.int32())))
         store.save_map_points([variant_id], points, [dict(
             variant_id=variant_id, fingerprint=current[variant_id], method=method, n=n, map_version=MAP_VERSION,
             run_id=run_id, seconds=round(seconds, 3))])
-        log(f"[map] {variant_id}: {method.upper()} of {n:,} memes stored in {time.perf_counter() - t0:.1f} s")
+        log(f"[map] {variant_id}: {method.upper()} of {n:,} memes and {int(template.max(initial=0)):,} template "
+            f"cluster(s) ({t_templates:.1f} s) stored in {time.perf_counter() - t0:.1f} s")
     return len(changed)

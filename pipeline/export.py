@@ -27,7 +27,11 @@ ECE a calibrated model shows at that n, a reliability diagram, and for CLIP sets
 threshold chosen by cross-validation (held out) and at one chosen on the same memes (labelled optimistic)
 (pipeline.summary.calibration_summary). The Label issues section: the memes that at least two shown scored sets
 confidently contradict, ranked by confident learning (pipeline.summary.label_issues), with every set's answer. The Map section: the first stored embedding map (pipeline/embedding_map.py) as an
-image, points coloured by true label (an even sample of MAP_POINTS_DRAWN above that many memes).
+image, points coloured by true label (an even sample of MAP_POINTS_DRAWN above that many memes). The Slices
+section: the Slices page's numbers (pipeline/slices.py, queries.slice_counts) for every shown set in every slice
+whose source the cache has (OCR: the engine with the most rows; template clusters: the first stored map), memes
+per value, toxic share, accuracy / F1 / recall with 95% intervals, values under SMALL_SLICE memes flagged; the
+template slice lists its SLICE_TEMPLATES_SHOWN largest clusters and counts the rest.
 
 Language: every fixed text of the report (headings, table headers, notes, captions, chart titles
 and axes, the statistical readings) is in `lang`, English or Russian (pipeline/i18n.py; Russian in
@@ -67,6 +71,7 @@ import jinja2
 from markupsafe import Markup
 
 from pipeline import faithfulness, i18n, metrics, modality, queries
+from pipeline import slices as slicing
 from pipeline.config import NON_TOXIC, TOXIC
 from pipeline.i18n import N_, translate, translate_n
 from pipeline.queries import METRIC_NAMES, PREDICTION_STAGES
@@ -98,6 +103,7 @@ FAITHFULNESS_COMMAND = "vlmemes precompute --db {db} --stages ocr,cam,vlm,faithf
 CONTRADICTIONS_SHOWN = 5      # possible contradictions listed per VLM set
 LABEL_ISSUES_SHOWN = 12       # possible label issues listed (worst first)
 MAP_POINTS_DRAWN = 4000       # points of the embedding map drawn in the report (an even sample above)
+SLICE_TEMPLATES_SHOWN = 10    # template clusters listed in the Slices section (the largest; the rest counted)
 # the Faithfulness page's names of pipeline.faithfulness.GROUPS
 FAITH_GROUP_NAMES = {"all": N_("all memes"), TOXIC: N_("true label toxic"), NON_TOXIC: N_("true label non-toxic"),
                      "correct": N_("answer right"), "wrong": N_("answer wrong")}
@@ -506,6 +512,56 @@ def _label_issues_report(con, calibration: dict) -> dict:
     return dict(sets=sets, issues=report["issues"][:LABEL_ISSUES_SHOWN], total=len(report["issues"]), report=report)
 
 
+def _slices_report(con, sets: list[PredSet]) -> dict:
+    """The Slices section: the Slices page's numbers (queries.slice_counts, pipeline.slices.slice_metrics) of every
+    shown set in every slice of pipeline.slices.SLICES whose source the cache has (queries.slice_sources: the OCR
+    engine with the most rows, the first stored map; the near-duplicate slice once perceptual hashes are stored)
+    and that has answers, on the memes with a label still in the folder (include_retired=False). The template
+    slice keeps its SLICE_TEMPLATES_SHOWN largest clusters (most memes answered by one shown set) and the memes in
+    none or not embedded, and counts the clusters left out (`hidden`)."""
+    if not sets:
+        return dict(slices=[], small_limit=slicing.SMALL_SLICE, shown_templates=SLICE_TEMPLATES_SHOWN)
+    vids = [s.variant_id for s in sets]
+    by_id = {s.variant_id: s for s in sets}
+    sources = queries.slice_sources(con)
+    names = {v["variant_id"]: v for v in queries.report_variants(con)}
+    dups = queries.near_duplicate_report(con, False)
+    if dups["n_groups"] and "in_group" not in dups:       # stored by code that did not list the members
+        dups = queries.live_near_duplicates(con, False)
+    out = []
+    for key, spec in slicing.SLICES.items():
+        source = sources.get(spec.source) if spec.source else None
+        if (spec.source and source is None) or (key == "near_duplicate" and not dups["n_hashed"]):
+            continue
+        rows = queries.slice_counts(con, key, source, tuple(vids), False,
+                                    tuple(dups.get("in_group", ())) if key == "near_duplicate" else ())
+        hidden = 0
+        if key == "template":
+            per_set: dict[tuple[str, str], int] = {}
+            for value, vid, _truth, _answer, n in rows:
+                per_set[(value, vid)] = per_set.get((value, vid), 0) + n
+            size: dict[str, int] = {}
+            for (value, _vid), n in per_set.items():
+                size[value] = max(size.get(value, 0), n)
+            clusters = slicing.ordered_values(key, [v for v in size if v not in spec.last])
+            keep = set(sorted(clusters, key=lambda v: -size[v])[:SLICE_TEMPLATES_SHOWN]) | set(spec.last)
+            hidden = len(clusters) - len(keep & set(clusters))
+            rows = [r for r in rows if r[0] in keep]
+        per = slicing.slice_metrics(rows, vids)
+        if not per:
+            continue
+        values = slicing.ordered_values(key, {v for v, _vid in per})
+        table = [dict(value=value, set=by_id[vid], **per[(value, vid)])
+                 for value in values for vid in vids if (value, vid) in per]
+        small = [value for value in values if any(per.get((value, vid), {}).get("small") for vid in vids)]
+        variant = names.get(source, {}) if source else {}
+        source_name = (f"{variant['name']} ({public_name(variant['model_id'])})" if spec.source == "ocr"
+                       else public_name(variant["model_id"])) if variant else (source or "")
+        out.append(dict(key=key, name=spec.name, help=spec.help, source=spec.source, source_name=source_name,
+                        rows=table, small=small, hidden=hidden))
+    return dict(slices=out, small_limit=slicing.SMALL_SLICE, shown_templates=SLICE_TEMPLATES_SHOWN)
+
+
 def _map_report(con) -> dict:
     """The Map page's map as a static image: the first stored map (by model), its points coloured by true label,
     an evenly spaced sample of MAP_POINTS_DRAWN when there are more (pipeline/embedding_map.py stores them)."""
@@ -620,6 +676,7 @@ def build_report(db: str | Path, models: list[str] | None = None, images: bool =
         calibration_report = _calibration_report(con, sets)
         label_issue_report = _label_issues_report(con, calibration_report)
         map_report = _map_report(con)
+        slices_report = _slices_report(con, sets)
         shown += [i["meme_id"] for i in label_issue_report["issues"]]
         cards = _card_details(con, list(dict.fromkeys(shown)), sets, cams, images)
         modality_report = _modality_report(con, data)
@@ -655,7 +712,7 @@ def build_report(db: str | Path, models: list[str] | None = None, images: bool =
         failure_kinds=failure_kinds, failure_kind_names=faithfulness.FAILURE_KINDS, faithfulness=faithfulness_report,
         faithfulness_command=FAITHFULNESS_COMMAND.format(db=shlex.quote(Path(db).name)),
         quote_min_words=faithfulness.QUOTE_MIN_WORDS, contradictions_shown=CONTRADICTIONS_SHOWN,
-        calibration=calibration_report, label_issues=label_issue_report, map=map_report,
+        calibration=calibration_report, label_issues=label_issue_report, map=map_report, slices=slices_report,
     )
 
 
@@ -694,6 +751,8 @@ def text_functions(lang: str) -> dict[str, Any]:
                 kind_t=lambda k: translate(faithfulness.FAILURE_KIND_NAMES[k], lang)
                 if k in faithfulness.FAILURE_KIND_NAMES else k,
                 group_t=lambda g: translate(FAITH_GROUP_NAMES[g], lang) if g in FAITH_GROUP_NAMES else g,
+                slice_value_t=lambda v: slicing.value_text(v, _),
+                slice_values_t=lambda values: ", ".join(slicing.value_text(v, _) for v in values),
                 not_measured=translate(NOT_MEASURED, lang))
 
 

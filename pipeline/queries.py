@@ -693,24 +693,77 @@ def live_near_duplicates(con, include_retired: bool, max_distance: int | None = 
     return out
 
 
+def _slice_sql(slice_key: str, has_template: bool = True) -> tuple[str, str]:
+    """(value expression, source join) of pipeline.slices.SLICES[slice_key]: fixed text from the whitelist
+    (KeyError for anything else). A cache whose map has no template column reads the template slice as
+    'not embedded' (its map predates the clusters; the next precompute stores them)."""
+    from pipeline.slices import NOT_EMBEDDED, SLICES, SOURCE_JOINS
+    spec = SLICES[slice_key]
+    expression = spec.expression
+    if slice_key == "template" and not has_template:
+        expression = f"'{NOT_EMBEDDED}'"
+    return expression, SOURCE_JOINS.get(spec.source, "")
+
+
+def _slice_params(con, slice_key: str, source: str | None, group_ids) -> dict:
+    from pipeline.slices import SLICES
+    params = {"source": source} if SLICES[slice_key].source else {}
+    if "$group_ids" in SLICES[slice_key].expression:
+        params["group_ids"] = list(group_ids)
+    return params
+
+
 @query
-def slice_counts(con, slice_key: str, ocr_variant: str | None, variant_ids: list[str] | tuple[str, ...],
+def slice_counts(con, slice_key: str, source: str | None, variant_ids: list[str] | tuple[str, ...],
                  include_retired: bool, group_ids: list[str] | tuple[str, ...] = ()) -> list[tuple]:
     """(slice value, variant_id, truth, answer, memes) of the given prediction sets on the memes with a true
-    label, the slice being pipeline.slices.SLICES[slice_key] (its fixed SQL expression; the OCR row is
-    `ocr_variant`'s; `group_ids`: the memes in a near-duplicate group, for the near_duplicate slice)."""
-    from pipeline.slices import SLICES
-    expression = SLICES[slice_key].expression          # KeyError for anything outside the whitelist
-    params = {"ocr": ocr_variant, "sets": list(variant_ids), "retired": include_retired}
-    if "$group_ids" in expression:
-        params["group_ids"] = list(group_ids)
+    label, the slice being pipeline.slices.SLICES[slice_key] (its fixed SQL expression; `source`: the variant of
+    the slice's source, the OCR engine or the image model of the map; `group_ids`: the memes in a near-duplicate
+    group, for the near_duplicate slice)."""
+    expression, join = _slice_sql(slice_key, _has_column(con, "map_points", "template"))
+    params = {**_slice_params(con, slice_key, source, group_ids), "sets": list(variant_ids),
+              "retired": include_retired}
     return [tuple(r) for r in con.execute(f"""
         SELECT {expression} AS value, p.variant_id, m.label AS truth, p.label AS answer, count(*) AS n
         FROM predictions p JOIN memes m ON m.meme_key = p.meme_key
-        LEFT JOIN ocr o ON o.meme_key = m.meme_key AND o.variant_id = $ocr
+        {join}
         WHERE m.label IS NOT NULL AND (NOT m.retired OR $retired) AND p.variant_id IN (SELECT unnest($sets))
         GROUP BY ALL ORDER BY ALL
     """, params).fetchall()]
+
+
+@query
+def slice_value_counts(con, slice_key: str, source: str | None, include_retired: bool,
+                       group_ids: list[str] | tuple[str, ...] = ()) -> list[tuple[str, int]]:
+    """(value, memes) of pipeline.slices.SLICES[slice_key] over the memes (retired ones with include_retired),
+    in the slice's display order: the choices of the dashboard's slice of every page."""
+    from pipeline.slices import ordered_values
+    expression, join = _slice_sql(slice_key, _has_column(con, "map_points", "template"))
+    counts = dict(con.execute(f"""
+        SELECT {expression} AS value, count(*) FROM memes m {join}
+        WHERE NOT m.retired OR $retired GROUP BY ALL
+    """, {**_slice_params(con, slice_key, source, group_ids), "retired": include_retired}).fetchall())
+    return [(v, counts[v]) for v in ordered_values(slice_key, counts)]
+
+
+def slice_meme_keys(con, slice_key: str, value: str, source: str | None,
+                    group_ids: list[str] | tuple[str, ...] = ()):
+    """The meme_key of every meme (retired ones too: pages leave those out themselves) whose value of
+    pipeline.slices.SLICES[slice_key] is `value`, as an Arrow table (column meme_key), for
+    store.slice_views. Not memoised: the dashboard's reader calls it once per connection."""
+    expression, join = _slice_sql(slice_key, _has_column(con, "map_points", "template"))
+    return con.sql(f"SELECT m.meme_key FROM memes m {join} WHERE ({expression}) = $value",
+                   params={**_slice_params(con, slice_key, source, group_ids), "value": value}).to_arrow_table()
+
+
+@query
+def slice_sources(con) -> dict[str, str | None]:
+    """The variant a global slice reads for each source: "ocr", the OCR engine with the most rows (ties: first
+    by id); "map", the first image model with a stored map (by model, as the Map page lists them)."""
+    ocr = con.execute("SELECT variant_id FROM ocr GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1").fetchall()
+    maps = con.execute("""SELECT mp.variant_id FROM maps mp LEFT JOIN variants v USING (variant_id)
+                          ORDER BY coalesce(v.model_id, mp.variant_id), mp.variant_id LIMIT 1""").fetchall()
+    return {"ocr": ocr[0][0] if ocr else None, "map": maps[0][0] if maps else None}
 
 
 @query
@@ -1430,7 +1483,7 @@ def memes_set_answers(con, meme_ids: list[str]) -> list[dict]:
 # The 2-D layout of each embedding variant's vectors (UMAP, or PCA for a few memes), computed by a precompute
 # (pipeline/embedding_map.py) into `map_points`, with one `maps` row per variant: its fingerprint, method and
 # size. A cache from before the tables reads them as empty temporary tables (store.LATER_TABLES).
-MAP_VERSION = "1"               # bump when the layout changes (method, parameters): stored maps count as stale
+MAP_VERSION = "2"               # bump when the layout changes (method, parameters): stored maps count as stale; 2: templates
 # answer codes of map_points_for: 0 = no answer, 1 = unparseable, 2 = non_toxic, 3 = toxic; truth: 0 = no label
 MAP_ANSWERS = (None, "unparseable", "non_toxic", "toxic")
 MAP_TRUTHS = (None, "non_toxic", "toxic")

@@ -1,17 +1,22 @@
-"""Slices of the memes (has text, OCR confidence, caption length, format, image size, near-duplicate group) and
-the metrics of every prediction set within each, with intervals (issue 17, part 6).
+"""Slices of the memes (has text, OCR confidence, caption length, format, image size, near-duplicate group,
+template cluster) and the metrics of every prediction set within each, with intervals (issue 17, part 6).
 
-A slice is a fixed SQL expression over the meme (`m`, table memes) and its OCR row of one engine (`o`, LEFT
-JOINed: NULL when that engine has not read the meme); pipeline/queries.py's slice_counts groups the answers by
-its value. Only these whitelisted expressions ever reach the SQL text; values travel as parameters.
+A slice is a fixed SQL expression over the meme (`m`, table memes) and, for a slice with a `source`, one row of
+that source LEFT JOINed (NULL when the source has none for the meme): `o`, the OCR row of one engine
+(source "ocr"), or `t`, the map row of one image model (source "map": map_points, with its template cluster).
+pipeline/queries.py's slice_counts groups the answers by its value, slice_value_counts counts the memes per value
+and slice_meme_keys lists the memes of one value (the dashboard's slice of every page, dashboard/db.py). Only these
+whitelisted expressions ever reach the SQL text; values travel as parameters.
 
-    SLICES            key -> Slice(name, expression, values in display order, needs_ocr)
+    SLICES            key -> Slice(name, expression, values in display order, source)
+    value_text(v, _)  a value in words, in the visitor's language
     slice_metrics(rows, variant_ids) -> per slice value and set: n, toxic memes, accuracy / F1 / recall with 95%
                       intervals (pipeline.metrics.classification_from_counts), and `small` when the slice has fewer
                       than SMALL_SLICE memes: too few to say anything about it (the page and report warn).
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -24,26 +29,39 @@ SMALL_SLICE = 30        # fewer memes with a true label in a slice: its interval
 class Slice:
     name: str                   # shown (translated where shown)
     expression: str             # SQL over m (memes) and o (ocr of the chosen engine, may be NULL)
-    values: tuple[str, ...]     # display order; a value not listed comes after them
-    needs_ocr: bool = False
+    values: tuple[str, ...]     # display order; a value not listed comes after them (natural order), then `last`
+    source: str | None = None   # "ocr": joins o (ocr of one engine); "map": joins t (map_points of one image model)
     help: str = ""
+    last: tuple[str, ...] = ()
+
+    @property
+    def needs_ocr(self) -> bool:
+        return self.source == "ocr"
+
+
+# the LEFT JOIN of each source, on the variant chosen for it ($source); fixed text, never a value
+SOURCE_JOINS = {
+    "ocr": "LEFT JOIN ocr o ON o.meme_key = m.meme_key AND o.variant_id = $source",
+    "map": "LEFT JOIN map_points t ON t.meme_key = m.meme_key AND t.variant_id = $source",
+}
 
 
 NOT_READ, NO_TEXT, TEXT = "not read", "no text", "text"
 IN_GROUP, ALONE, NOT_HASHED = "in a near-duplicate group", "alone", "not hashed"
+NO_TEMPLATE, NOT_EMBEDDED, TEMPLATE = "no template", "not embedded", "template "
 
 SLICES: dict[str, Slice] = {
     "has_text": Slice(N_("has text"), f"""CASE WHEN o.meme_key IS NULL THEN '{NOT_READ}'
-        WHEN o.text <> '' THEN '{TEXT}' ELSE '{NO_TEXT}' END""", (TEXT, NO_TEXT, NOT_READ), True,
+        WHEN o.text <> '' THEN '{TEXT}' ELSE '{NO_TEXT}' END""", (TEXT, NO_TEXT, NOT_READ), "ocr",
                       N_("whether the OCR engine found any text in the meme")),
     "ocr_confidence": Slice(N_("OCR confidence"), f"""CASE WHEN o.meme_key IS NULL THEN '{NOT_READ}'
         WHEN o.text = '' THEN '{NO_TEXT}' WHEN o.mean_confidence IS NULL THEN 'unknown'
         WHEN o.mean_confidence < 0.5 THEN '< 0.5' WHEN o.mean_confidence < 0.8 THEN '0.5–0.8' ELSE '≥ 0.8' END""",
-                            ("< 0.5", "0.5–0.8", "≥ 0.8", NO_TEXT, NOT_READ), True,
+                            ("< 0.5", "0.5–0.8", "≥ 0.8", NO_TEXT, NOT_READ), "ocr",
                             N_("the OCR engine's mean confidence over the words it read")),
     "caption_length": Slice(N_("caption length"), f"""CASE WHEN o.meme_key IS NULL THEN '{NOT_READ}'
         WHEN length(o.text) = 0 THEN '0' WHEN length(o.text) <= 20 THEN '1–20'
-        WHEN length(o.text) <= 60 THEN '21–60' ELSE '> 60' END""", ("0", "1–20", "21–60", "> 60", NOT_READ), True,
+        WHEN length(o.text) <= 60 THEN '21–60' ELSE '> 60' END""", ("0", "1–20", "21–60", "> 60", NOT_READ), "ocr",
                             N_("characters of OCR text")),
     "format": Slice(N_("format"), "coalesce(m.format, 'unknown')", ("JPEG", "PNG", "WEBP", "GIF")),
     "image_size": Slice(N_("image size"), """CASE WHEN greatest(m.width, m.height) < 500 THEN '< 500 px'
@@ -53,17 +71,36 @@ SLICES: dict[str, Slice] = {
         WHEN m.meme_id IN (SELECT unnest($group_ids)) THEN '{IN_GROUP}' ELSE '{ALONE}' END""",
                             (IN_GROUP, ALONE, NOT_HASHED),
                             help=N_("whether the meme has a near-duplicate (perceptual hash) among the memes")),
+    "template": Slice(N_("template cluster"), f"""CASE WHEN t.meme_key IS NULL THEN '{NOT_EMBEDDED}'
+        WHEN t.template IS NULL THEN '{NO_TEMPLATE}' ELSE '{TEMPLATE}' || t.template END""", (), "map",
+                      N_("memes whose CLIP image vectors are this close (cosine ≥ 0.9, joined transitively): the "
+                         "same picture under other captions; template 1 is the largest"), (NO_TEMPLATE, NOT_EMBEDDED)),
 }
 VALUE_NAMES = {NOT_READ: N_("not read by this engine"), NO_TEXT: N_("no text"), TEXT: N_("text"),
                IN_GROUP: N_("in a near-duplicate group"), ALONE: N_("no near-duplicate"), NOT_HASHED: N_("not hashed"),
+               NO_TEMPLATE: N_("in no template cluster"), NOT_EMBEDDED: N_("no image vector (map)"),
                "unknown": N_("unknown")}
+
+
+def value_text(value: str, translate) -> str:
+    """A slice value in words through `translate` (dashboard.lang's or the report's `_`)."""
+    if value in VALUE_NAMES:
+        return translate(VALUE_NAMES[value])
+    if value.startswith(TEMPLATE) and value[len(TEMPLATE):].isdigit():
+        return translate(N_("template {n}"), n=value[len(TEMPLATE):])
+    return value
+
+
+def _natural(value: str) -> tuple:
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", value))
 
 
 def ordered_values(key: str, found: Iterable[str]) -> list[str]:
     """The values found, in the slice's display order (others after, sorted)."""
-    found = set(found)
-    order = [v for v in SLICES[key].values if v in found]
-    return order + sorted(found - set(order))
+    found, spec = set(found), SLICES[key]
+    order = [v for v in spec.values if v in found]
+    last = [v for v in spec.last if v in found]
+    return order + sorted(found - set(order) - set(last), key=_natural) + last
 
 
 def slice_metrics(rows: Sequence[Sequence], variant_ids: Sequence[str]) -> dict[tuple[str, str], dict]:

@@ -175,6 +175,7 @@ CREATE TABLE IF NOT EXISTS map_points (    -- pipeline/embedding_map.py: the Map
     meme_key INTEGER, meme_id VARCHAR,
     x FLOAT, y FLOAT,               -- the layout's coordinates (rounded to 3 decimals; no unit)
     method VARCHAR,                 -- umap | pca (fewer than embedding_map.MIN_UMAP_MEMES memes)
+    template INTEGER,               -- template cluster (embedding_map.TEMPLATE_COSINE): 1 = the largest; NULL: none
     map_version VARCHAR,            -- embedding_map.MAP_VERSION
     run_id INTEGER,                 -- the run that computed it
     PRIMARY KEY (variant_id, meme_key)
@@ -235,6 +236,7 @@ CREATE TABLE IF NOT EXISTS analysis_summaries (    -- pipeline/summary.py: analy
 );
 ALTER TABLE summaries ADD COLUMN IF NOT EXISTS calibration VARCHAR;   -- JSON: summary.calibration_summary() of a scored set
 ALTER TABLE memes ADD COLUMN IF NOT EXISTS phash BIGINT;                  -- perceptual hash (pipeline/near_duplicates.py)
+ALTER TABLE map_points ADD COLUMN IF NOT EXISTS template INTEGER;         -- template cluster (pipeline/embedding_map.py)
 """
 
 # The integer surrogate key. meme_id (the SHA-256 of the file) stays the public id of a meme; every
@@ -339,6 +341,37 @@ def _keyless_views(con: duckdb.DuckDBPyConnection) -> None:
             quoted = '"' + db.replace('"', '""') + '"'
             con.execute(f"CREATE TEMP VIEW {table} AS SELECT rowid AS rowid, *, meme_id AS meme_key "
                         f"FROM {quoted}.main.{table}")      # rowid kept: the overlay lookup reads by it
+
+
+SLICED_TABLES = ("memes", *KEYED_TABLES, "map_points")      # the tables of meme rows a slice restricts
+
+
+def slice_views(con: duckdb.DuckDBPyConnection, meme_keys: pa.Table) -> None:
+    """On a read-only connection (a cursor the dashboard keeps for one slice, dashboard/db.py): temporary views of
+    memes and every table of meme rows (SLICED_TABLES) that keep only the memes `meme_keys` (an Arrow table with
+    one column meme_key), so every query on this connection reads the slice without knowing it. The views shadow
+    the file's tables (and _keyless_views' views of a cache from before the key, built the same way); the file
+    is never written."""
+    _keyless_views(con)
+    db = con.execute("SELECT current_database()").fetchall()[0][0]
+    quoted = '"' + db.replace('"', '""') + '"'
+    con.register("_slice_keys", meme_keys)
+    try:
+        con.execute("CREATE OR REPLACE TEMP TABLE slice_keys AS SELECT DISTINCT meme_key FROM _slice_keys")
+    finally:
+        con.unregister("_slice_keys")
+    in_file = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = "
+                                         "current_database() AND schema_name = 'main'").fetchall()}
+    keyed = {r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_columns() WHERE database_name = current_database() AND schema_name = 'main' "
+        "AND column_name = 'meme_key'").fetchall()}
+    for table in SLICED_TABLES:     # names from the fixed list; a table the file lacks is _keyless_views' empty one
+        if table not in in_file:
+            continue
+        key = "meme_key" if table in keyed else "meme_id"
+        extra = "" if table in keyed else ", meme_id AS meme_key"
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT rowid AS rowid, *{extra} FROM {quoted}.main.{table} "
+                    f"WHERE {key} IN (SELECT meme_key FROM temp.main.slice_keys)")
 
 
 class Store:

@@ -132,3 +132,24 @@ def test_modality_and_faithfulness_pages_with_derived_views(tmp_path, browser_pa
         open_page(page, s.url, "faithfulness", "Faithfulness", "Does the VLM's explanation follow the caption?")
         assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 1
         page.screenshot(path=str(ARTIFACTS / "dashboard_faithfulness.png"))
+
+
+def test_the_slice_of_every_page_is_kept_in_the_url_and_across_pages(dashboard_db, server, browser_page):
+    """A link with ?slice= opens the page within that slice (the banner names it); the sidebar's link to another
+    page keeps it; choosing "all memes" in the sidebar removes it."""
+    page = browser_page
+    fmt, n = sql(dashboard_db, "SELECT format, count(*) FROM memes WHERE NOT retired GROUP BY 1 ORDER BY 2 DESC, 1 "
+                               "LIMIT 1")[0]
+    open_page(page, server, f"overview?slice=format={fmt}", "Overview", f"Slice: format: {fmt} · {n:,} memes")
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("Errors", exact=True).click()
+    page.get_by_role("heading", name="Errors").first.wait_for()
+    page.get_by_text(f"Slice: format: {fmt}", exact=False).first.wait_for()
+    page.wait_for_url(f"**slice=format%3D{fmt}*")
+    wait_idle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    picker = page.locator('[data-testid="stSidebar"]').get_by_role("combobox", name="Slice of every page")
+    assert picker.input_value() == f"format: {fmt} · {n:,}"
+    picker.click()
+    page.get_by_role("option", name="all memes", exact=True).click()
+    wait_idle(page)
+    assert page.get_by_text("Slice: format:", exact=False).count() == 0 and "slice=" not in page.url

@@ -82,7 +82,7 @@ def test_only_whitelisted_slices_reach_the_sql(synth):
 
 
 def test_slices_page_flags_small_slices(synth, monkeypatch):
-    at = goto(app_opener(monkeypatch)(synth), "views/slices.py", slice="format")
+    at = goto(app_opener(monkeypatch)(synth), "views/slices.py", by="format")
     table = at.dataframe[0].value
     sets, per = metrics_for(synth, "format")
     assert len(table) == sum(1 for (_, vid) in per if vid in sets[:4])

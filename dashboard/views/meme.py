@@ -58,7 +58,10 @@ c.require("memes", "memes")
 text = text.lower()
 ids = db.fetch(q.find_meme, text) if ID_PATTERN.fullmatch(text) else []
 if not ids:
-    st.warning(_("Meme not found: no meme in this cache has this id."))
+    if db.current_slice() is not None and ID_PATTERN.fullmatch(text) and db.fetch_all_memes(q.find_meme, text):
+        st.warning(_("This meme is outside the slice chosen in the sidebar: choose “all memes” there to see it."))
+    else:
+        st.warning(_("Meme not found: no meme in this cache has this id."))
     st.stop()
 if len(ids) > 1 and ids[0] != text:
     st.warning(_("Several memes start with these characters: give more of the id."))

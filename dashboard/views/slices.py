@@ -1,9 +1,10 @@
 """Slices: the metrics of every prediction set within slices of the memes, with intervals (issue 17, part 6).
 
 A slice splits the memes by one property (has text, OCR confidence, caption length, format, image size,
-near-duplicate group; pipeline/slices.py); each row gives the memes in it and every chosen set's accuracy and F1
+near-duplicate group, template cluster; pipeline/slices.py; ?by=); each row gives the memes in it and every chosen set's accuracy and F1
 with their 95% intervals. A slice with fewer than pipeline.slices.SMALL_SLICE memes is flagged: its intervals
-are too wide to say anything about it."""
+are too wide to say anything about it. The sidebar's slice of every page (?slice=) narrows the memes first.
+"""
 from __future__ import annotations
 
 import pandas as pd
@@ -25,21 +26,27 @@ c.smoke_banner(s["is_smoke"] for s in sets)
 by_id = {s["variant_id"]: s for s in sets}
 
 dups = db.fetch(q.near_duplicate_report, retired)
-keys = [k for k in sl.SLICES if k != "near_duplicate" or dups["n_hashed"]]
+sources = db.fetch(q.slice_sources)
+keys = [k for k in sl.SLICES if (k != "near_duplicate" or dups["n_hashed"])
+        and (sl.SLICES[k].source != "map" or sources["map"] is not None)]
 left, mid = st.columns([1, 1])
-key = c.url_select(_("Slice by"), keys, "slice", default=keys[0], format_func=lambda k: c.shown(sl.SLICES[k].name),
+key = c.url_select(_("Slice by"), keys, "by", default=keys[0], format_func=lambda k: c.shown(sl.SLICES[k].name),
                    container=left)
 spec = sl.SLICES[key]
-ocr_variant = None
-if spec.needs_ocr:
+source = None
+if spec.source == "ocr":
     ocr_rows = c.variant_rows("ocr")
     if not ocr_rows:
         st.info(_("This slice needs OCR results. They are filled by:"))
         st.code(c.fill_command("ocr"), language="bash")
         st.stop()
     ocr_by_id = {r["variant_id"]: r for r in ocr_rows}
-    ocr_variant = c.url_select(_("OCR engine"), list(ocr_by_id), "ocr", default=c.default_ocr(ocr_rows),
-                               format_func=lambda v: c.set_label(ocr_by_id[v]), container=mid)
+    source = c.url_select(_("OCR engine"), list(ocr_by_id), "ocr", default=c.default_ocr(ocr_rows),
+                          format_func=lambda v: c.set_label(ocr_by_id[v]), container=mid)
+elif spec.source == "map":
+    maps = {r["variant_id"]: r for r in db.fetch(q.map_variants)}
+    source = c.url_select(_("Image model"), list(maps), "model", default=sources["map"],
+                          format_func=lambda v: public_name(maps[v]["model_id"]), container=mid)
 if spec.help:
     st.caption(c.shown(spec.help))
 chosen = st.multiselect(_("Prediction sets"), list(by_id), default=list(by_id)[:4],
@@ -48,14 +55,14 @@ if not chosen:
     st.info(_("Choose at least one prediction set."))
     st.stop()
 
-rows = db.fetch(q.slice_counts, key, ocr_variant, tuple(chosen), retired,
+rows = db.fetch(q.slice_counts, key, source, tuple(chosen), retired,
                 tuple(dups.get("in_group", ())) if key == "near_duplicate" else ())
 per = sl.slice_metrics(rows, chosen)
 values = sl.ordered_values(key, {v for v, _ in per})
 
 
 def value_text(v: str) -> str:
-    return c.shown(sl.VALUE_NAMES[v]) if v in sl.VALUE_NAMES else v
+    return sl.value_text(v, _)
 
 
 def name(v: str) -> str:

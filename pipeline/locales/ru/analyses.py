@@ -212,6 +212,26 @@ MESSAGES: dict[str, object] = {
     "the longer side of the original image": "длинная сторона исходного изображения",
     "whether the meme has a near-duplicate (perceptual hash) among the memes":
         "есть ли у мема почти дубликат (по перцептивному хешу) среди мемов",
+    "all memes": "все мемы",
+    "Slice of every page": "Срез для всех страниц",
+    "Every page then counts only these memes (the number after the dot: memes in it). Kept in the link and "
+    "across pages.":
+        "Тогда каждая страница считает только эти мемы (число после точки — мемы в срезе). Сохраняется в ссылке "
+        "и при переходе между страницами.",
+    "Slice: {slice} memes. Every number and gallery on this page counts only these memes; choose “all memes” in "
+    "the sidebar to see the whole cache.":
+        "Срез: {slice} мемов. Каждое число и каждая галерея на этой странице учитывают только эти мемы; выберите "
+        "«все мемы» на боковой панели, чтобы видеть весь кэш.",
+    "This meme is outside the slice chosen in the sidebar: choose “all memes” there to see it.":
+        "Этот мем вне среза, выбранного на боковой панели: выберите там «все мемы», чтобы его увидеть.",
+    "template cluster": "кластер шаблона",
+    "template {n}": "шаблон {n}",
+    "in no template cluster": "вне кластеров шаблонов",
+    "no image vector (map)": "нет вектора изображения (карта)",
+    "memes whose CLIP image vectors are this close (cosine ≥ 0.9, joined transitively): the same picture under "
+    "other captions; template 1 is the largest":
+        "мемы, чьи векторы изображений CLIP так близки (косинус ≥ 0,9, с транзитивным объединением): одна и та же "
+        "картинка под разными подписями; шаблон 1 — самый большой",
     # ---------------------------------------------------------------- the report's map
     "Each point is a meme, placed by its CLIP image embedding ({model}, {method}): memes that look alike lie close "
     "together. Distances between far-apart groups mean little.":

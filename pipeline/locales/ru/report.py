@@ -302,3 +302,24 @@ MESSAGES.update({
     "Possible contradictions: at most {n} per set, memes with a true label, in the cache's order.":
         "Возможные противоречия: не больше {n} на набор, мемы с истинной меткой, в порядке кэша.",
 })
+# ---------------------------------------------------------------- the Slices section (issue 17); the texts it
+# shares with the Slices page (slice and value names, headings, the small-slice warning) are in analyses.py
+MESSAGES.update({
+    "No slice has answers of the prediction sets on memes with a true label.":
+        "Ни в одном срезе нет ответов наборов предсказаний на мемы с истинной меткой.",
+    "Read by the OCR engine {engine}, the one that read the most memes.":
+        "Текст прочитан движком OCR {engine} — тем, что прочитал больше всего мемов.",
+    "Clusters of the image embeddings of {model} (its stored map).":
+        "Кластеры эмбеддингов изображений модели {model} (её сохранённая карта).",
+    "The {shown} largest template clusters are listed; {n} more clusters are not.": (
+        "Показаны самые крупные кластеры шаблонов ({shown}); ещё {n} кластер не показан.",
+        "Показаны самые крупные кластеры шаблонов ({shown}); ещё {n} кластера не показаны.",
+        "Показаны самые крупные кластеры шаблонов ({shown}); ещё {n} кластеров не показаны."),
+    "Memes: memes with a true label in the slice that the set answered; an unparseable answer counts as wrong. "
+    "Intervals: Wilson for accuracy and recall, for F1 the Wilson interval of tp/(tp+fp+fn) mapped to F1. The "
+    "slices are not corrected for multiple comparisons: with many slices, one will look different by chance.":
+        "Мемы — мемы с истинной меткой в срезе, на которые набор ответил; неразобранный ответ считается ошибкой. "
+        "Интервалы: Уилсона для доли верных ответов и полноты, для F1 — интервал Уилсона для tp/(tp+fp+fn), "
+        "пересчитанный в F1. Поправки на множественные сравнения нет: среди многих срезов какой-то случайно "
+        "будет выглядеть иначе.",
+})
