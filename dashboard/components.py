@@ -284,15 +284,11 @@ def slice_picker(container: Any = None) -> db.Slice | None:
     sources = db.fetch_all_memes(q.slice_sources)
     dups = db.fetch_all_memes(q.near_duplicate_report, retired)
     options, labels, specs = [ALL_MEMES], {ALL_MEMES: _("all memes")}, {}
-    for key, spec in sl.SLICES.items():
-        source = sources.get(spec.source) if spec.source else None
-        if (spec.source and source is None) or (key == "near_duplicate" and not dups["n_hashed"]):
-            continue
-        group_ids = tuple(dups.get("in_group", ())) if key == "near_duplicate" else ()
+    for key, (source, group_ids) in sl.available(sources, dups).items():
         for value, n in db.fetch_all_memes(q.slice_value_counts, key, source, retired, group_ids):
             option = f"{key}={value}"
             options.append(option)
-            labels[option] = f"{shown(spec.name)}: {sl.value_text(value, _)} · {n:,}"
+            labels[option] = f"{shown(sl.SLICES[key].name)}: {sl.value_text(value, _)} · {n:,}"
             specs[option] = db.Slice(key, value, source, group_ids)
     choice = url_select(_("Slice of every page"), options, "slice", default=ALL_MEMES, format_func=labels.get,
                         sticky=True, container=container,
@@ -419,6 +415,12 @@ def variant_rows(stage: str | tuple[str, ...], with_rows: bool = True, derived: 
     if with_rows:
         df = df[df["n_rows"] > 0]
     return df.to_dict("records")
+
+
+def set_name(v: dict) -> str:
+    """A prediction set in a chart legend, table cell or answer line: "STAGE model · prompt" (set_label is
+    the widget option, with the smoke flag)."""
+    return f"{v['stage'].upper()} {public_name(v['model_id'])} · {v['name']}"
 
 
 def set_label(v: dict) -> str:

@@ -175,11 +175,15 @@ class Reader:
         self.queries_run += 1
         return self._con
 
-    def close(self) -> None:
+    def drop_sliced(self) -> None:
+        """Close the slice's cursor (a new slice, or the end of the run); the next sliced query opens another."""
         if self._sliced is not None:
             with contextlib.suppress(Exception):
                 self._sliced.close()
             self._sliced = None
+
+    def close(self) -> None:
+        self.drop_sliced()
         if self._con is not None:
             with contextlib.suppress(Exception):
                 self._con.close()
@@ -249,10 +253,7 @@ def set_slice(s: Slice | None) -> None:
     """The slice this run's pages read (app.py, from the sidebar), before any page query."""
     r = reader()
     if r.slice != s:
-        if r._sliced is not None:
-            with contextlib.suppress(Exception):
-                r._sliced.close()
-            r._sliced = None
+        r.drop_sliced()
         r.slice = s
 
 

@@ -529,12 +529,9 @@ def _slices_report(con, sets: list[PredSet]) -> dict:
     if dups["n_groups"] and "in_group" not in dups:       # stored by code that did not list the members
         dups = queries.live_near_duplicates(con, False)
     out = []
-    for key, spec in slicing.SLICES.items():
-        source = sources.get(spec.source) if spec.source else None
-        if (spec.source and source is None) or (key == "near_duplicate" and not dups["n_hashed"]):
-            continue
-        rows = queries.slice_counts(con, key, source, tuple(vids), False,
-                                    tuple(dups.get("in_group", ())) if key == "near_duplicate" else ())
+    for key, (source, group_ids) in slicing.available(sources, dups).items():
+        spec = slicing.SLICES[key]
+        rows = queries.slice_counts(con, key, source, tuple(vids), False, group_ids)
         hidden = 0
         if key == "template":
             per_set: dict[tuple[str, str], int] = {}

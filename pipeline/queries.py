@@ -693,24 +693,20 @@ def live_near_duplicates(con, include_retired: bool, max_distance: int | None = 
     return out
 
 
-def _slice_sql(slice_key: str, has_template: bool = True) -> tuple[str, str]:
-    """(value expression, source join) of pipeline.slices.SLICES[slice_key]: fixed text from the whitelist
-    (KeyError for anything else). A cache whose map has no template column reads the template slice as
-    'not embedded' (its map predates the clusters; the next precompute stores them)."""
+def _slice_sql(con, slice_key: str, source: str | None, group_ids) -> tuple[str, str, dict]:
+    """(value expression, source join, their parameters) of pipeline.slices.SLICES[slice_key]: fixed text from
+    the whitelist (KeyError for anything else); `source` and `group_ids` become $source and $group_ids where
+    the slice reads them. A cache whose map has no template column reads the template slice as 'not embedded'
+    (its map predates the clusters; the next precompute stores them)."""
     from pipeline.slices import NOT_EMBEDDED, SLICES, SOURCE_JOINS
     spec = SLICES[slice_key]
     expression = spec.expression
-    if slice_key == "template" and not has_template:
+    if slice_key == "template" and not _has_column(con, "map_points", "template"):
         expression = f"'{NOT_EMBEDDED}'"
-    return expression, SOURCE_JOINS.get(spec.source, "")
-
-
-def _slice_params(con, slice_key: str, source: str | None, group_ids) -> dict:
-    from pipeline.slices import SLICES
-    params = {"source": source} if SLICES[slice_key].source else {}
-    if "$group_ids" in SLICES[slice_key].expression:
+    params = {"source": source} if spec.source else {}
+    if "$group_ids" in expression:
         params["group_ids"] = list(group_ids)
-    return params
+    return expression, SOURCE_JOINS.get(spec.source, ""), params
 
 
 @query
@@ -720,9 +716,8 @@ def slice_counts(con, slice_key: str, source: str | None, variant_ids: list[str]
     label, the slice being pipeline.slices.SLICES[slice_key] (its fixed SQL expression; `source`: the variant of
     the slice's source, the OCR engine or the image model of the map; `group_ids`: the memes in a near-duplicate
     group, for the near_duplicate slice)."""
-    expression, join = _slice_sql(slice_key, _has_column(con, "map_points", "template"))
-    params = {**_slice_params(con, slice_key, source, group_ids), "sets": list(variant_ids),
-              "retired": include_retired}
+    expression, join, params = _slice_sql(con, slice_key, source, group_ids)
+    params.update(sets=list(variant_ids), retired=include_retired)
     return [tuple(r) for r in con.execute(f"""
         SELECT {expression} AS value, p.variant_id, m.label AS truth, p.label AS answer, count(*) AS n
         FROM predictions p JOIN memes m ON m.meme_key = p.meme_key
@@ -738,11 +733,11 @@ def slice_value_counts(con, slice_key: str, source: str | None, include_retired:
     """(value, memes) of pipeline.slices.SLICES[slice_key] over the memes (retired ones with include_retired),
     in the slice's display order: the choices of the dashboard's slice of every page."""
     from pipeline.slices import ordered_values
-    expression, join = _slice_sql(slice_key, _has_column(con, "map_points", "template"))
+    expression, join, params = _slice_sql(con, slice_key, source, group_ids)
     counts = dict(con.execute(f"""
         SELECT {expression} AS value, count(*) FROM memes m {join}
         WHERE NOT m.retired OR $retired GROUP BY ALL
-    """, {**_slice_params(con, slice_key, source, group_ids), "retired": include_retired}).fetchall())
+    """, {**params, "retired": include_retired}).fetchall())
     return [(v, counts[v]) for v in ordered_values(slice_key, counts)]
 
 
@@ -751,9 +746,9 @@ def slice_meme_keys(con, slice_key: str, value: str, source: str | None,
     """The meme_key of every meme (retired ones too: pages leave those out themselves) whose value of
     pipeline.slices.SLICES[slice_key] is `value`, as an Arrow table (column meme_key), for
     store.slice_views. Not memoised: the dashboard's reader calls it once per connection."""
-    expression, join = _slice_sql(slice_key, _has_column(con, "map_points", "template"))
+    expression, join, params = _slice_sql(con, slice_key, source, group_ids)
     return con.sql(f"SELECT m.meme_key FROM memes m {join} WHERE ({expression}) = $value",
-                   params={**_slice_params(con, slice_key, source, group_ids), "value": value}).to_arrow_table()
+                   params={**params, "value": value}).to_arrow_table()
 
 
 @query

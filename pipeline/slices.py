@@ -9,6 +9,7 @@ and slice_meme_keys lists the memes of one value (the dashboard's slice of every
 whitelisted expressions ever reach the SQL text; values travel as parameters.
 
     SLICES            key -> Slice(name, expression, values in display order, source)
+    available(sources, near_duplicates) -> {key: (source variant, group ids)} of the slices a cache can cut
     value_text(v, _)  a value in words, in the visitor's language
     slice_metrics(rows, variant_ids) -> per slice value and set: n, toxic memes, accuracy / F1 / recall with 95%
                       intervals (pipeline.metrics.classification_from_counts), and `small` when the slice has fewer
@@ -93,6 +94,20 @@ def value_text(value: str, translate) -> str:
 
 def _natural(value: str) -> tuple:
     return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", value))
+
+
+def available(sources: dict[str, str | None], near_duplicates: dict) -> dict[str, tuple[str | None, tuple[str, ...]]]:
+    """{slice key: (its source variant, its group ids)} of the slices a cache can cut, given the default variant
+    per source (queries.slice_sources) and its near-duplicate report (queries.near_duplicate_report): a slice
+    whose source the cache lacks is left out, and so is the near-duplicate slice before perceptual hashes are
+    stored. The group ids (the memes in a group) go to the near-duplicate slice only."""
+    out = {}
+    for key, spec in SLICES.items():
+        source = sources.get(spec.source) if spec.source else None
+        if (spec.source and source is None) or (key == "near_duplicate" and not near_duplicates["n_hashed"]):
+            continue
+        out[key] = (source, tuple(near_duplicates.get("in_group", ())) if key == "near_duplicate" else ())
+    return out
 
 
 def ordered_values(key: str, found: Iterable[str]) -> list[str]:

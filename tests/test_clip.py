@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 from PIL import Image
-from tiny_model_fixtures import broken_input, one_torch_thread, synthetic_inputs  # noqa: F401 (autouse)
+from tiny_model_fixtures import broken_input, one_torch_thread, padded_square, synthetic_inputs  # noqa: F401 (autouse)
 from transformers import AutoModel, AutoProcessor
 
 from pipeline.config import NON_TOXIC, TOXIC
@@ -46,15 +46,6 @@ def _parse_prompt(prompt: str) -> tuple[str, str]:
     return lines[0][len(TOXIC) + 2:], lines[1][len(NON_TOXIC) + 2:]
 
 
-def _padded(image: Image.Image, mean) -> Image.Image:
-    """The pad-square view, written out independently: centred on a square of the processor's mean colour."""
-    w, h = image.size
-    side = max(w, h)
-    canvas = Image.new("RGB", (side, side), tuple(int(round(255 * m)) for m in mean))
-    canvas.paste(image.convert("RGB"), ((side - w) // 2, (side - h) // 2))
-    return canvas
-
-
 @pytest.fixture(scope="module")
 def reference():
     """A second, independent copy of a checkpoint: (image, [toxic, neutral] texts, view) -> logits_per_image."""
@@ -68,7 +59,7 @@ def reference():
         pad = dict(padding="max_length", max_length=model.config.text_config.max_position_embeddings) \
             if sigmoid else dict(padding=True)
         if view == "pad-square":
-            image = _padded(image, proc.image_processor.image_mean)
+            image = padded_square(image, proc.image_processor.image_mean)
         text = proc.tokenizer(list(texts), return_tensors="pt", truncation=True, **pad)
         if sigmoid:        # SigLIP was trained without a text attention mask: input_ids only
             text = {"input_ids": text["input_ids"]}

@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 import torch
 from dashboard_helpers import all_text, app_opener, goto, sql, write
-from PIL import Image
-from tiny_model_fixtures import one_torch_thread, synthetic_inputs  # noqa: F401 (autouse)
+from tiny_model_fixtures import one_torch_thread, padded_square, synthetic_inputs  # noqa: F401 (autouse)
 
 from pipeline import queries as q
 from pipeline.cli import main
@@ -49,15 +48,6 @@ def app(monkeypatch):
 
 def stored(db) -> dict[str, np.ndarray]:
     return {m: np.asarray(e, dtype=np.float32) for m, e in sql(db, "SELECT meme_id, embedding FROM embeddings")}
-
-
-def padded(image: Image.Image, mean) -> Image.Image:
-    """The pad-square view, written out independently: centred on a square of the processor's mean colour."""
-    w, h = image.size
-    side = max(w, h)
-    canvas = Image.new("RGB", (side, side), tuple(int(round(255 * m)) for m in mean))
-    canvas.paste(image.convert("RGB"), ((side - w) // 2, (side - h) // 2))
-    return canvas
 
 
 def projected(out) -> torch.Tensor:
@@ -105,7 +95,7 @@ def test_the_embedding_is_the_image_features_the_prediction_was_computed_from(em
     with torch.no_grad():
         t = torch.nn.functional.normalize(projected(model.get_text_features(**text)), dim=-1)
     for meme_id, rel_path, root, logits in rows:
-        image = padded(load_rgb(Path(root) / rel_path), proc.image_processor.image_mean)
+        image = padded_square(load_rgb(Path(root) / rel_path), proc.image_processor.image_mean)
         with torch.no_grad():
             f = model.get_image_features(**proc.image_processor(images=[image], return_tensors="pt"))
         f = torch.nn.functional.normalize(projected(f), dim=-1)[0]

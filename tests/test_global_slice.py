@@ -46,15 +46,14 @@ def test_the_template_slice_counts_the_stored_clusters(synth):
                              "JOIN memes USING (meme_key) WHERE variant_id = ? AND NOT retired GROUP BY 1", [variant]))
     assert sum(v for k, v in stored.items() if k != "no template") >= 10          # synth plants clusters
     with duckdb.connect(str(synth), read_only=True) as con:
-        counts = dict(q.slice_value_counts(con, "template", variant, False))
+        values = q.slice_value_counts(con, "template", variant, False)
         assert q.slice_sources(con)["map"] == variant
+    counts = dict(values)
     not_embedded = counts.pop(sl.NOT_EMBEDDED, 0)
     assert counts == stored
     assert not_embedded == sql(synth, "SELECT count(*) FROM memes m WHERE NOT retired AND meme_key NOT IN "
                                       "(SELECT meme_key FROM map_points WHERE variant_id = ?)", [variant])[0][0]
-    values = [v for v, _ in q.slice_value_counts(duckdb.connect(str(synth), read_only=True), "template", variant,
-                                                 False)]
-    assert values[:3] == ["template 1", "template 2", "template 3"]      # natural order, not 1, 10, 11
+    assert [v for v, _ in values][:3] == ["template 1", "template 2", "template 3"]    # natural order, not 1, 10, 11
     assert sl.value_text("template 12", lambda text, **f: text.format(**f)) == "template 12"
 
 

@@ -1,5 +1,6 @@
-"""Helpers shared by tests/test_clip.py and tests/test_cam.py: synthetic memes as stage inputs, and
-an autouse fixture (import it into a test module) that runs torch single-threaded in that module.
+"""Helpers shared by tests/test_clip.py, tests/test_embeddings.py and tests/test_cam.py: synthetic memes as
+stage inputs, the pad-square view written out independently of the stage (padded_square), and an autouse
+fixture (import it into a test module) that runs torch single-threaded in that module.
 
 The tiny random CLIP/SigLIP checkpoints themselves come from the session fixture `tiny_models`
 (tests/conftest.py), built with pipeline.devtools.tiny_clip and loaded back with from_pretrained.
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from pipeline.devtools.synthetic_memes import NEUTRAL_CAPTIONS, TOXIC_CAPTIONS, draw_meme, expected_text
 from pipeline.stages.base import MemeInput
@@ -23,6 +25,15 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def padded_square(image: Image.Image, mean) -> Image.Image:
+    """The pad-square view, written out independently: centred on a square of the processor's mean colour."""
+    w, h = image.size
+    side = max(w, h)
+    canvas = Image.new("RGB", (side, side), tuple(int(round(255 * m)) for m in mean))
+    canvas.paste(image.convert("RGB"), ((side - w) // 2, (side - h) // 2))
+    return canvas
 
 
 SIZES = ((400, 300), (240, 420), (300, 300), (520, 180))   # wide, tall, square, very wide

@@ -30,10 +30,6 @@ if not scored:
     st.stop()
 
 
-def name(s: dict) -> str:
-    return f"{s['stage'].upper()} {public_name(s['model_id'])} · {s['name']}"
-
-
 # ------------------------------------------------------------------------------------------- the table
 st.subheader(_("Calibration per model × prompt version"))
 rows = []
@@ -76,7 +72,7 @@ chosen = st.multiselect(_("Prediction sets"), [s["variant_id"] for s in scored],
                         default=[s["variant_id"] for s in scored[:4]],
                         format_func=lambda v: c.set_label(next(s for s in scored if s["variant_id"] == v)),
                         key="calibration:sets")
-points = pd.DataFrame([{"set": name(s), **b} for s in scored if s["variant_id"] in chosen
+points = pd.DataFrame([{"set": c.set_name(s), **b} for s in scored if s["variant_id"] in chosen
                        for b in per_set[s["variant_id"]]["bins"]])
 if len(points):
     charts.show("reliability_diagram", points)

@@ -13,7 +13,6 @@ from dashboard import analysis, db
 from dashboard import components as c
 from dashboard.lang import _
 from pipeline import queries as q
-from pipeline.names import public_name
 
 retired = c.page(_("Label issues"), _("Memes whose folder label several prediction sets confidently contradict: "
                                       "candidates for a second look, ranked by confident learning (Cleanlab) on the "
@@ -75,8 +74,7 @@ def card(issue: dict) -> None:
                   label=c.label_text(issue["label"]), suggested=c.label_text(issue["suggested"])))
     st.caption(_("quality {q} · {k} of {m} sets disagree", q=f"{issue['quality']:.3f}", k=issue["n_sets_against"],
                  m=issue["n_sets_scored"]))
-    st.dataframe(pd.DataFrame([{"set": f"{by_id[v]['stage'].upper()} {public_name(by_id[v]['model_id'])} · "
-                                       f"{by_id[v]['name']}",
+    st.dataframe(pd.DataFrame([{"set": c.set_name(by_id[v]),
                                 "p(toxic)": c.fmt_score(e["score"]),
                                 "answer": c.answer_text(e["answer"]) if e["answered"] else "—"}
                                for v, e in issue["evidence"].items()]),

@@ -212,8 +212,7 @@ def similar_card(r: dict, answers: list[dict]) -> None:
     st.markdown(c.truth_line(r["label"], show_pred=False) + " · "
                 + _("similarity {similarity}", similarity=f"{r['similarity']:.3f}"))
     for a in answers:
-        st.text(f"{a['stage'].upper()} {public_name(a['model_id'])} · {a['name']}: "
-                f"{c.answer_text(a['label'])} ({c.fmt_score(a['score'])})")
+        st.text(f"{c.set_name(a)}: {c.answer_text(a['label'])} ({c.fmt_score(a['score'])})")
     c.meme_link(r["meme_id"])
 
 

@@ -222,15 +222,14 @@ with st.expander(_("All numbers (long form)")):
                                                        "model": c.model_column(s["model_id"] for s in sets)})
 
 st.subheader(_("Confusion matrices"))
-charts.show("confusion_matrices", [(f"{s['stage'].upper()} {public_name(s['model_id'])} · {s['name']}",
-                                    reports[s["variant_id"]]["confusion"]) for s in sets], width="content")
+charts.show("confusion_matrices", [(c.set_name(s), reports[s["variant_id"]]["confusion"]) for s in sets],
+            width="content")
 
 st.subheader(_("ROC curves"))
 curves = []
 for s in sets:
     points = per_set[s["variant_id"]]["roc"]
-    label = f"{s['stage'].upper()} {public_name(s['model_id'])} · {s['name']}"
-    curves += [{"set": label, **p} for p in points]
+    curves += [{"set": c.set_name(s), **p} for p in points]
 if curves:
     charts.show("roc_curves", pd.DataFrame(curves))
     st.caption(_("Score = p(toxic). Curves are thinned to at most {n} points each for drawing; AUROC uses every "

@@ -65,17 +65,12 @@ def value_text(v: str) -> str:
     return sl.value_text(v, _)
 
 
-def name(v: str) -> str:
-    s = by_id[v]
-    return f"{s['stage'].upper()} {public_name(s['model_id'])} · {s['name']}"
-
-
 table = []
 for value in values:
     for v in chosen:
         m = per.get((value, v))
         if m:
-            table.append({"slice": value_text(value), "set": name(v), "memes": m["n"],
+            table.append({"slice": value_text(value), "set": c.set_name(by_id[v]), "memes": m["n"],
                           "toxic share": f"{m['n_toxic'] / m['n']:.2f}" if m["n"] else "—",
                           "accuracy": c.fmt_estimate(m["accuracy"]), "F1": c.fmt_estimate(m["f1"]),
                           "recall": c.fmt_estimate(m["recall"]), "too small": m["small"]})
